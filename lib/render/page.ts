@@ -1,0 +1,93 @@
+/**
+ * Rendered documents: a page of words drawn with @napi-rs/canvas, and each word's exact
+ * ink box (from the font's glyph metrics), so labels need no OCR.
+ */
+import { createCanvas, GlobalFonts } from "@napi-rs/canvas";
+import { z } from "zod";
+import { Rng } from "../util/rng.ts";
+import type { WordBox } from "../labels/mod.ts";
+import { randomToken } from "./words.ts";
+
+export const RenderOptionsSchema = z.strictObject({
+  width: z.number().int().min(16).max(8192).default(896),
+  height: z.number().int().min(16).max(8192).default(672),
+  /** A font family registered with the canvas (system fonts are found by fontconfig). */
+  font: z.string().default("DejaVu Sans"),
+  fontSize: z.number().min(4).max(400).default(22),
+  /** Line pitch as a multiple of the font size. */
+  lineHeight: z.number().min(1).max(5).default(1.6),
+  margin: z.number().int().min(0).max(2000).default(40),
+  /** Words to draw in order; when absent, seeded random words fill the page. */
+  text: z.string().max(100_000).optional(),
+  seed: z.number().int().default(0),
+  background: z.string().default("#ffffff"),
+  color: z.string().default("#111111"),
+});
+export type RenderOptions = z.input<typeof RenderOptionsSchema>;
+
+export interface RenderedPage {
+  png: Uint8Array;
+  width: number;
+  height: number;
+  words: WordBox[];
+}
+
+/** The families the canvas can draw with (fontconfig's system fonts plus registered ones). */
+export function fontFamilies(): string[] {
+  return GlobalFonts.families.map((f) => f.family).sort();
+}
+
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+/**
+ * Draw a page of words and return it with exact word boxes.
+ *
+ * @example
+ * ```ts
+ * const page = renderPage({ text: "Invoice total 42.00", width: 400, height: 100 });
+ * page.words[0]; // { text: "Invoice", box: [x0, y0, x1, y1], confidence: 100 }
+ * ```
+ */
+export function renderPage(options: RenderOptions = {}): RenderedPage {
+  const o = RenderOptionsSchema.parse(options);
+  if (!GlobalFonts.has(o.font)) {
+    throw new RangeError(`Cannot render page: font '${o.font}' is not installed (have: ${fontFamilies().slice(0, 8).join(", ")}, …)`);
+  }
+  const canvas = createCanvas(o.width, o.height);
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = o.background;
+  ctx.fillRect(0, 0, o.width, o.height);
+  ctx.fillStyle = o.color;
+  ctx.font = `${o.fontSize}px "${o.font}"`;
+  ctx.textBaseline = "alphabetic";
+  const rng = new Rng(o.seed);
+  const given = o.text?.split(/\s+/).filter(Boolean);
+  const space = ctx.measureText(" ").width;
+  const pitch = o.fontSize * o.lineHeight;
+  const words: WordBox[] = [];
+  let x = o.margin;
+  let baseline = o.margin + o.fontSize;
+  let i = 0;
+  while (baseline + o.fontSize * 0.3 <= o.height - o.margin) {
+    const text = given ? given[i] : randomToken(rng);
+    if (text === undefined) break;
+    const m = ctx.measureText(text);
+    if (x + m.width > o.width - o.margin) {
+      if (x === o.margin) break; // a single word wider than the line: stop rather than overflow
+      x = o.margin;
+      baseline += pitch;
+      continue;
+    }
+    ctx.fillText(text, x, baseline);
+    const box: [number, number, number, number] = [
+      r2(x - m.actualBoundingBoxLeft),
+      r2(baseline - m.actualBoundingBoxAscent),
+      r2(x + m.actualBoundingBoxRight),
+      r2(baseline + m.actualBoundingBoxDescent),
+    ];
+    if (box[2] > box[0] && box[3] > box[1]) words.push({ text, box, confidence: 100 });
+    x += m.width + space;
+    i++;
+  }
+  return { png: new Uint8Array(canvas.toBuffer("image/png")), width: o.width, height: o.height, words };
+}
