@@ -7,12 +7,20 @@ import { type Canvas, createCanvas, type Image, loadImage } from "@napi-rs/canva
 import { imageSize } from "image-size";
 import { sha256Hex } from "../util/hash.ts";
 
-export type ImageErrorCode = "empty_image" | "unsupported_image" | "corrupt_image" | "image_too_large";
+export type ImageErrorCode =
+  | "empty_image"
+  | "unsupported_image"
+  | "corrupt_image"
+  | "image_too_large";
 
 /** A rejected image. `status` is the HTTP status an API answers with. */
 export class ImageError extends Error {
   override name = "ImageError";
-  constructor(readonly code: ImageErrorCode, message: string, readonly status: 400 | 413 | 415 | 422) {
+  constructor(
+    readonly code: ImageErrorCode,
+    message: string,
+    readonly status: 400 | 413 | 415 | 422,
+  ) {
     super(message);
   }
 }
@@ -38,20 +46,26 @@ export interface DecodedImage {
 
 /** Header-only look: type and size, or an ImageError. Cheap; never decodes pixels. */
 export function probeImage(bytes: Uint8Array): { type: string; width: number; height: number } {
-  if (bytes.length === 0) throw new ImageError("empty_image", "Cannot read image: the body is empty", 400);
+  if (bytes.length === 0) {
+    throw new ImageError("empty_image", "Cannot read image: the body is empty", 400);
+  }
   let info: { type?: string; width?: number; height?: number };
   try {
     info = imageSize(bytes);
   } catch {
     const magic = sniffType(bytes);
     if (magic) {
-      throw new ImageError("corrupt_image", `Cannot read image: the ${magic} header is truncated or corrupt`, 422);
+      throw new ImageError(
+        "corrupt_image",
+        `Cannot read image: the ${magic} header is truncated or corrupt`,
+        422,
+      );
     }
     throw new ImageError(
       "unsupported_image",
-      `Cannot read image: not a supported image (expected ${SUPPORTED_IMAGE_TYPES.join(", ")}; first bytes ${
-        hexHead(bytes)
-      })`,
+      `Cannot read image: not a supported image (expected ${
+        SUPPORTED_IMAGE_TYPES.join(", ")
+      }; first bytes ${hexHead(bytes)})`,
       415,
     );
   }
@@ -59,13 +73,19 @@ export function probeImage(bytes: Uint8Array): { type: string; width: number; he
   if (!(SUPPORTED_IMAGE_TYPES as readonly string[]).includes(type)) {
     throw new ImageError(
       "unsupported_image",
-      `Cannot read image: type '${type}' is not supported (expected ${SUPPORTED_IMAGE_TYPES.join(", ")})`,
+      `Cannot read image: type '${type}' is not supported (expected ${
+        SUPPORTED_IMAGE_TYPES.join(", ")
+      })`,
       415,
     );
   }
   const { width = 0, height = 0 } = info;
   if (!(width > 0 && height > 0)) {
-    throw new ImageError("corrupt_image", `Cannot read image: header gives size ${width}x${height}`, 422);
+    throw new ImageError(
+      "corrupt_image",
+      `Cannot read image: header gives size ${width}x${height}`,
+      422,
+    );
   }
   return { type, width, height };
 }
@@ -124,7 +144,10 @@ export function isStructurallyComplete(type: string, b: Uint8Array): boolean {
  * img.width; img.sha256;
  * ```
  */
-export async function decodeImage(bytes: Uint8Array, options: DecodeImageOptions = {}): Promise<DecodedImage> {
+export async function decodeImage(
+  bytes: Uint8Array,
+  options: DecodeImageOptions = {},
+): Promise<DecodedImage> {
   const { maxPixels = 40_000_000, maxSide = 20_000 } = options;
   const { type, width, height } = probeImage(bytes);
   if (width * height > maxPixels || width > maxSide || height > maxSide) {
@@ -135,21 +158,40 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeImageOptions
     );
   }
   if (!isStructurallyComplete(type, bytes)) {
-    throw new ImageError("corrupt_image", `Cannot read image: the ${type} file is truncated or corrupt`, 422);
+    throw new ImageError(
+      "corrupt_image",
+      `Cannot read image: the ${type} file is truncated or corrupt`,
+      422,
+    );
   }
   let image: Image;
   try {
     image = await loadImage(bytes);
   } catch (e) {
-    throw new ImageError("corrupt_image", `Cannot read image: decoding the ${type} failed: ${(e as Error).message}`, 422);
+    throw new ImageError(
+      "corrupt_image",
+      `Cannot read image: decoding the ${type} failed: ${(e as Error).message}`,
+      422,
+    );
   }
   if (image.width !== width || image.height !== height) {
     // EXIF orientation or a lying header: trust what was decoded, but keep the limits
     if (image.width * image.height > maxPixels) {
-      throw new ImageError("image_too_large", `Cannot read image: decoded size ${image.width}x${image.height} is over the limit`, 413);
+      throw new ImageError(
+        "image_too_large",
+        `Cannot read image: decoded size ${image.width}x${image.height} is over the limit`,
+        413,
+      );
     }
   }
-  return { type, width: image.width, height: image.height, sha256: await sha256Hex(bytes), bytes, image };
+  return {
+    type,
+    width: image.width,
+    height: image.height,
+    sha256: await sha256Hex(bytes),
+    bytes,
+    image,
+  };
 }
 
 /** Draw a decoded image on a fresh canvas (white behind transparency). */

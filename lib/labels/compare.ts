@@ -5,9 +5,14 @@ import type { LabelSet } from "./label_set.ts";
  * Agreement of two label sets of the same image and grid: over the tokens that have a
  * label in either, the fraction whose labels are equal.
  */
-export function labelAgreement(a: LabelSet, b: LabelSet): { agree: number; total: number; rate: number } {
+export function labelAgreement(
+  a: LabelSet,
+  b: LabelSet,
+): { agree: number; total: number; rate: number } {
   if (a.geometry.tokens !== b.geometry.tokens) {
-    throw new RangeError(`Cannot compare label sets: ${a.geometry.tokens} vs ${b.geometry.tokens} tokens`);
+    throw new RangeError(
+      `Cannot compare label sets: ${a.geometry.tokens} vs ${b.geometry.tokens} tokens`,
+    );
   }
   let agree = 0;
   let total = 0;

@@ -6,6 +6,7 @@ import { createCanvas, type Image } from "@napi-rs/canvas";
 import { cellRect, type Grid } from "../geometry/mod.ts";
 import { IGNORE_INDEX } from "./assign.ts";
 import type { LabelSet } from "./label_set.ts";
+import { ensureFonts } from "../render/fonts.ts";
 
 /** The grid a label set was made on. */
 export function gridOf(ls: LabelSet): Grid {
@@ -22,6 +23,7 @@ export function gridOf(ls: LabelSet): Grid {
 
 /** Draw the overlay. InternVL's thumbnail tile is left out (it covers the whole image again). */
 export function drawOverlay(image: Image, ls: LabelSet): Uint8Array {
+  ensureFonts();
   const { width, height } = ls.image;
   const canvas = createCanvas(width, height);
   const ctx = canvas.getContext("2d");

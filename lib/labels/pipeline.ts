@@ -1,10 +1,16 @@
 /**
  * One image → one label set, from any word source. The HTTP and CLI edges call this.
  */
-import { decodeImage, type DecodedImage, type DecodeImageOptions, toPng } from "../image/mod.ts";
+import { type DecodedImage, decodeImage, type DecodeImageOptions, toPng } from "../image/mod.ts";
 import type { OcrEngine } from "../ocr/mod.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
-import { buildLabelSet, type LabelOptions, type LabelSet, type Source, type WordBox } from "./label_set.ts";
+import {
+  buildLabelSet,
+  type LabelOptions,
+  type LabelSet,
+  type Source,
+  type WordBox,
+} from "./label_set.ts";
 
 export interface LabelImageInput {
   bytes: Uint8Array;
@@ -40,21 +46,29 @@ export async function labelImage(input: LabelImageInput): Promise<LabeledImage> 
   let engine: string | undefined;
   let ocrMs = 0;
   if (input.source === "ocr") {
-    if (!input.ocr) throw new LabelInputError("Cannot label image: source 'ocr' needs an OCR engine");
+    if (!input.ocr) {
+      throw new LabelInputError("Cannot label image: source 'ocr' needs an OCR engine");
+    }
     const t0 = performance.now();
     // non-PNG inputs (JPEG, WebP, GIF) are handed to the engines as PNG
-    words = await input.ocr.recognize(image.type === "png" ? image.bytes : toPng(image.image), { dpi: input.dpi });
+    words = await input.ocr.recognize(image.type === "png" ? image.bytes : toPng(image.image), {
+      dpi: input.dpi,
+    });
     ocrMs = performance.now() - t0;
     engine = input.ocr.name;
   } else if (!words) {
-    throw new LabelInputError(`Cannot label image: source '${input.source}' needs words with boxes`);
+    throw new LabelInputError(
+      `Cannot label image: source '${input.source}' needs words with boxes`,
+    );
   }
   const t1 = performance.now();
   for (const [i, w] of words.entries()) {
     const [x0, y0, x1, y1] = w.box;
     if (x1 <= 0 || y1 <= 0 || x0 >= image.width || y0 >= image.height) {
       throw new LabelInputError(
-        `Cannot label image: word ${i} ('${w.text}') box [${w.box.join(", ")}] lies outside the ${image.width}x${image.height} image`,
+        `Cannot label image: word ${i} ('${w.text}') box [${
+          w.box.join(", ")
+        }] lies outside the ${image.width}x${image.height} image`,
       );
     }
   }

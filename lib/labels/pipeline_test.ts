@@ -4,16 +4,35 @@ import { renderPage } from "../render/mod.ts";
 import { getTokenizer } from "../tokenizer/mod.ts";
 import { createOcrEngine, nativeTesseractVersion } from "../ocr/mod.ts";
 import { readPdf } from "../pdf/mod.ts";
-import { labelAgreement, LabelInputError, labelImage, LabelOptionsSchema, LabelSetSchema, serializeLabelSet } from "./mod.ts";
+import {
+  labelAgreement,
+  labelImage,
+  LabelInputError,
+  LabelOptionsSchema,
+  LabelSetSchema,
+  serializeLabelSet,
+} from "./mod.ts";
 
 const options = LabelOptionsSchema.parse({});
 const page = renderPage({ seed: 7, width: 700, height: 400, fontSize: 26 });
 
 Deno.test("render source: a valid, byte-identical label set with real Qwen token ids", async () => {
   const tokenizer = await getTokenizer("qwen2");
-  const a = await labelImage({ bytes: page.png, source: "render", words: page.words, tokenizer, options });
+  const a = await labelImage({
+    bytes: page.png,
+    source: "render",
+    words: page.words,
+    tokenizer,
+    options,
+  });
   const again = renderPage({ seed: 7, width: 700, height: 400, fontSize: 26 });
-  const b = await labelImage({ bytes: again.png, source: "render", words: again.words, tokenizer, options });
+  const b = await labelImage({
+    bytes: again.png,
+    source: "render",
+    words: again.words,
+    tokenizer,
+    options,
+  });
   assertEquals(serializeLabelSet(a.labelSet), serializeLabelSet(b.labelSet));
   LabelSetSchema.parse(JSON.parse(serializeLabelSet(a.labelSet)));
   const ls = a.labelSet;
@@ -31,11 +50,22 @@ Deno.test("render source: a valid, byte-identical label set with real Qwen token
 Deno.test("boxes source: words outside the image are refused; low-confidence words are filtered", async () => {
   const tokenizer = await getTokenizer("qwen2");
   await assertRejects(
-    () => labelImage({ bytes: page.png, source: "boxes", words: [{ text: "x", box: [900, 10, 950, 30], confidence: 100 }], tokenizer, options }),
+    () =>
+      labelImage({
+        bytes: page.png,
+        source: "boxes",
+        words: [{ text: "x", box: [900, 10, 950, 30], confidence: 100 }],
+        tokenizer,
+        options,
+      }),
     LabelInputError,
     "outside the 700x400 image",
   );
-  const words = [{ text: "kept", box: [10, 10, 80, 40], confidence: 90 }, { text: "gone", box: [100, 10, 180, 40], confidence: 20 }] as const;
+  const words = [{ text: "kept", box: [10, 10, 80, 40], confidence: 90 }, {
+    text: "gone",
+    box: [100, 10, 180, 40],
+    confidence: 20,
+  }] as const;
   const r = await labelImage({
     bytes: page.png,
     source: "boxes",
@@ -54,9 +84,20 @@ for (const engine of ["tesseract.js", "native"] as const) {
       const tokenizer = await getTokenizer("qwen2");
       const ocr = await createOcrEngine(engine, { concurrency: 1 });
       try {
-        const exact = await labelImage({ bytes: page.png, source: "render", words: page.words, tokenizer, options });
+        const exact = await labelImage({
+          bytes: page.png,
+          source: "render",
+          words: page.words,
+          tokenizer,
+          options,
+        });
         const read = await labelImage({ bytes: page.png, source: "ocr", tokenizer, options, ocr });
-        assertEquals(read.labelSet.source.engine?.startsWith(engine === "native" ? "tesseract-cli" : "tesseract.js"), true);
+        assertEquals(
+          read.labelSet.source.engine?.startsWith(
+            engine === "native" ? "tesseract-cli" : "tesseract.js",
+          ),
+          true,
+        );
         assertGreater(read.labelSet.stats.meanConfidence ?? 0, 80);
         assertGreater(labelAgreement(exact.labelSet, read.labelSet).rate, 0.9);
       } finally {

@@ -34,7 +34,11 @@ export interface OcrEngineOptions {
 /** The native CLI's version, or null when it is not installed. */
 export async function nativeTesseractVersion(): Promise<string | null> {
   try {
-    const out = await new Deno.Command("tesseract", { args: ["--version"], stdout: "piped", stderr: "piped" }).output();
+    const out = await new Deno.Command("tesseract", {
+      args: ["--version"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
     if (!out.success) return null;
     const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
     return text.match(/tesseract\s+v?([\d.]+)/i)?.[1] ?? "unknown";
@@ -49,10 +53,16 @@ export function parseTesseractTsv(tsv: string): WordBox[] {
   for (const line of tsv.split("\n").slice(1)) {
     const f = line.split("\t");
     if (f.length < 12 || f[0] !== "5") continue;
-    const [left, top, width, height, conf] = [f[6], f[7], f[8], f[9], f[10]].map(Number) as number[];
+    const [left, top, width, height, conf] = [f[6], f[7], f[8], f[9], f[10]].map(
+      Number,
+    ) as number[];
     const text = f.slice(11).join("\t").trim();
     if (!text || !(width! > 0 && height! > 0)) continue;
-    words.push({ text, box: [left!, top!, left! + width!, top! + height!], confidence: Math.max(0, Math.min(100, conf!)) });
+    words.push({
+      text,
+      box: [left!, top!, left! + width!, top! + height!],
+      confidence: Math.max(0, Math.min(100, conf!)),
+    });
   }
   return words;
 }
@@ -80,7 +90,11 @@ class NativeEngine implements OcrEngine {
       await writer.close();
       const out = await child.output();
       if (!out.success) {
-        throw new Error(`OCR failed: tesseract exited ${out.code}: ${new TextDecoder().decode(out.stderr).slice(0, 300)}`);
+        throw new Error(
+          `OCR failed: tesseract exited ${out.code}: ${
+            new TextDecoder().decode(out.stderr).slice(0, 300)
+          }`,
+        );
       }
       return parseTesseractTsv(new TextDecoder().decode(out.stdout));
     });
@@ -105,11 +119,20 @@ class TesseractJsEngine implements OcrEngine {
   readonly limiter: Limiter;
   #idle: Promise<PooledWorker>[] = [];
   #all = new Set<Promise<PooledWorker>>();
-  constructor(concurrency: number, maxQueue: number, readonly recycleAfter: number, readonly lang: string) {
+  constructor(
+    concurrency: number,
+    maxQueue: number,
+    readonly recycleAfter: number,
+    readonly lang: string,
+  ) {
     this.limiter = new Limiter(concurrency, maxQueue);
   }
   #spawn(): Promise<PooledWorker> {
-    const p = createWorker(this.lang, 1, { langPath: embeddedLangPath(), cacheMethod: "none", gzip: true })
+    const p = createWorker(this.lang, 1, {
+      langPath: embeddedLangPath(),
+      cacheMethod: "none",
+      gzip: true,
+    })
       .then((worker) => ({ worker, pages: 0 }));
     this.#all.add(p);
     return p;
@@ -121,7 +144,11 @@ class TesseractJsEngine implements OcrEngine {
       let ok = false;
       try {
         if (dpi) await pw.worker.setParameters({ user_defined_dpi: String(dpi) });
-        const r = await pw.worker.recognize(Buffer.from(png.buffer, png.byteOffset, png.byteLength), {}, { blocks: true });
+        const r = await pw.worker.recognize(
+          Buffer.from(png.buffer, png.byteOffset, png.byteLength),
+          {},
+          { blocks: true },
+        );
         const words: WordBox[] = [];
         for (const b of r.data.blocks ?? []) {
           for (const p of b.paragraphs) {
@@ -169,13 +196,23 @@ class TesseractJsEngine implements OcrEngine {
  * await ocr.close();
  * ```
  */
-export async function createOcrEngine(name: OcrEngineName = "auto", options: OcrEngineOptions = {}): Promise<OcrEngine> {
-  const { concurrency = availableParallelism(), maxQueue = Infinity, recycleAfter = 200, lang = "eng" } = options;
+export async function createOcrEngine(
+  name: OcrEngineName = "auto",
+  options: OcrEngineOptions = {},
+): Promise<OcrEngine> {
+  const {
+    concurrency = availableParallelism(),
+    maxQueue = Infinity,
+    recycleAfter = 200,
+    lang = "eng",
+  } = options;
   if (name !== "tesseract.js") {
     const version = await nativeTesseractVersion();
     if (version) return new NativeEngine(`tesseract-cli@${version}`, concurrency, maxQueue, lang);
     if (name === "native") {
-      throw new Error("Cannot start OCR: engine 'native' needs the tesseract CLI (apt-get install tesseract-ocr)");
+      throw new Error(
+        "Cannot start OCR: engine 'native' needs the tesseract CLI (apt-get install tesseract-ocr)",
+      );
     }
   }
   return new TesseractJsEngine(concurrency, maxQueue, recycleAfter, lang);

@@ -30,7 +30,11 @@ async function run(cmd: string, args: string[]): Promise<Uint8Array> {
     throw e;
   }
   if (!out.success) {
-    throw new PdfError(`Cannot read PDF: ${cmd} failed: ${new TextDecoder().decode(out.stderr).trim().slice(0, 300)}`);
+    throw new PdfError(
+      `Cannot read PDF: ${cmd} failed: ${
+        new TextDecoder().decode(out.stderr).trim().slice(0, 300)
+      }`,
+    );
   }
   return out.stdout;
 }
@@ -41,17 +45,26 @@ export class PdfError extends Error {
 }
 
 const decodeEntities = (s: string) =>
-  s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, "&");
+  s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'")
+    .replace(/&amp;/g, "&");
 
 /** Parse `pdftotext -bbox` XHTML into pages of words in PDF points. */
-export function parsePdftotextBbox(xhtml: string): Array<{ width: number; height: number; words: WordBox[] }> {
+export function parsePdftotextBbox(
+  xhtml: string,
+): Array<{ width: number; height: number; words: WordBox[] }> {
   const pages: Array<{ width: number; height: number; words: WordBox[] }> = [];
   const pageRe = /<page width="([\d.]+)" height="([\d.]+)">([\s\S]*?)<\/page>/g;
-  const wordRe = /<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([\s\S]*?)<\/word>/g;
+  const wordRe =
+    /<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([\s\S]*?)<\/word>/g;
   for (const pm of xhtml.matchAll(pageRe)) {
     const words: WordBox[] = [];
     for (const wm of pm[3]!.matchAll(wordRe)) {
-      const [x0, y0, x1, y1] = [wm[1], wm[2], wm[3], wm[4]].map(Number) as [number, number, number, number];
+      const [x0, y0, x1, y1] = [wm[1], wm[2], wm[3], wm[4]].map(Number) as [
+        number,
+        number,
+        number,
+        number,
+      ];
       const text = decodeEntities(wm[5]!).trim();
       if (text && x1 > x0 && y1 > y0) words.push({ text, box: [x0, y0, x1, y1], confidence: 100 });
     }
@@ -83,7 +96,9 @@ export async function readPdf(path: string, options: ReadPdfOptions = {}): Promi
     for await (const e of Deno.readDir(dir)) if (e.name.endsWith(".png")) files.push(e.name);
     files.sort((a, b) => Number(a.match(/(\d+)\.png$/)![1]) - Number(b.match(/(\d+)\.png$/)![1]));
     if (files.length !== layout.length) {
-      throw new PdfError(`Cannot read PDF: ${files.length} page images but ${layout.length} text layers`);
+      throw new PdfError(
+        `Cannot read PDF: ${files.length} page images but ${layout.length} text layers`,
+      );
     }
     const scale = dpi / 72;
     return await Promise.all(files.map(async (f, i) => ({

@@ -1,2 +1,3 @@
 export * from "./page.ts";
 export * from "./words.ts";
+export * from "./fonts.ts";

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { Rng } from "../util/rng.ts";
 import type { WordBox } from "../labels/mod.ts";
 import { randomToken } from "./words.ts";
+import { ensureFonts } from "./fonts.ts";
 
 export const RenderOptionsSchema = z.strictObject({
   width: z.number().int().min(16).max(8192).default(896),
@@ -34,6 +35,7 @@ export interface RenderedPage {
 
 /** The families the canvas can draw with (fontconfig's system fonts plus registered ones). */
 export function fontFamilies(): string[] {
+  ensureFonts();
   return GlobalFonts.families.map((f) => f.family).sort();
 }
 
@@ -50,8 +52,13 @@ const r2 = (x: number) => Math.round(x * 100) / 100;
  */
 export function renderPage(options: RenderOptions = {}): RenderedPage {
   const o = RenderOptionsSchema.parse(options);
+  ensureFonts();
   if (!GlobalFonts.has(o.font)) {
-    throw new RangeError(`Cannot render page: font '${o.font}' is not installed (have: ${fontFamilies().slice(0, 8).join(", ")}, …)`);
+    throw new RangeError(
+      `Cannot render page: font '${o.font}' is not installed (have: ${
+        fontFamilies().slice(0, 8).join(", ")
+      }, …)`,
+    );
   }
   const canvas = createCanvas(o.width, o.height);
   const ctx = canvas.getContext("2d");
@@ -89,5 +96,10 @@ export function renderPage(options: RenderOptions = {}): RenderedPage {
     x += m.width + space;
     i++;
   }
-  return { png: new Uint8Array(canvas.toBuffer("image/png")), width: o.width, height: o.height, words };
+  return {
+    png: new Uint8Array(canvas.toBuffer("image/png")),
+    width: o.width,
+    height: o.height,
+    words,
+  };
 }

@@ -28,7 +28,11 @@ export function randomToken(rng: Rng): string {
   if (r < 0.88) return String(rng.int(1, 9999));
   if (r < 0.93) return `${rng.int(1, 999)}.${String(rng.int(0, 99)).padStart(2, "0")}`;
   if (r < 0.97) {
-    return `${rng.int(2000, 2030)}-${String(rng.int(1, 12)).padStart(2, "0")}-${String(rng.int(1, 28)).padStart(2, "0")}`;
+    return `${rng.int(2000, 2030)}-${String(rng.int(1, 12)).padStart(2, "0")}-${
+      String(rng.int(1, 28)).padStart(2, "0")
+    }`;
   }
-  return `${String.fromCharCode(65 + rng.int(0, 25))}${String.fromCharCode(65 + rng.int(0, 25))}-${rng.int(100, 999)}`;
+  return `${String.fromCharCode(65 + rng.int(0, 25))}${String.fromCharCode(65 + rng.int(0, 25))}-${
+    rng.int(100, 999)
+  }`;
 }

@@ -8,7 +8,11 @@ export class Limiter {
   #active = 0;
   #waiting: Array<() => void> = [];
   constructor(readonly concurrency: number, readonly maxQueue = Infinity) {
-    if (!(concurrency >= 1)) throw new RangeError(`Cannot create limiter: concurrency must be >= 1, current value is ${concurrency}`);
+    if (!(concurrency >= 1)) {
+      throw new RangeError(
+        `Cannot create limiter: concurrency must be >= 1, current value is ${concurrency}`,
+      );
+    }
   }
   get active(): number {
     return this.#active;
@@ -20,7 +24,9 @@ export class Limiter {
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#active >= this.concurrency) {
       if (this.#waiting.length >= this.maxQueue) {
-        throw new QueueFullError(`Queue full: ${this.#active} running, ${this.#waiting.length} waiting`);
+        throw new QueueFullError(
+          `Queue full: ${this.#active} running, ${this.#waiting.length} waiting`,
+        );
       }
       await new Promise<void>((resolve) => this.#waiting.push(resolve));
     } else {

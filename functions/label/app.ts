@@ -1,0 +1,261 @@
+/**
+ * The labeling function: `POST /v1/label`, `GET /v1/geometries`, `GET /v1/tokenizers`.
+ * A thin edge: requests are validated here, the work happens in lib/labels.
+ */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { decodeBase64, encodeBase64 } from "../../lib/util/base64.ts";
+import { GEOMETRY_NAMES, GeometrySpecSchema } from "../../lib/geometry/mod.ts";
+import {
+  AssignOptionsSchema,
+  drawOverlay,
+  type LabeledImage,
+  labelImage,
+  LabelOptionsSchema,
+  LabelSetSchema,
+  WordBoxSchema,
+} from "../../lib/labels/mod.ts";
+import { BUILTIN_TOKENIZERS, getTokenizer } from "../../lib/tokenizer/mod.ts";
+import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
+import { readPdf } from "../../lib/pdf/mod.ts";
+import { ApiError, ErrorBodySchema } from "../../lib/http/mod.ts";
+import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+
+/** Options of {@linkcode createLabelApp}. */
+export interface LabelAppOptions {
+  /** OCR engine for `source: "ocr"`. @default "auto" */
+  ocrEngine?: OcrEngineName;
+  /** Parallel OCR pages. @default cores */
+  ocrConcurrency?: number;
+  /** OCR pages allowed to wait before 503. @default 32 */
+  ocrMaxQueue?: number;
+  /** @default 40_000_000 */
+  maxPixels?: number;
+  /** @default 50 */
+  maxPdfPages?: number;
+}
+
+export const LabelRequestOptionsSchema = z.strictObject({
+  source: z.enum(["ocr", "boxes", "pdf"]).default("ocr")
+    .describe(
+      "ocr: read words from the image; boxes: use `words`; pdf: the upload is a born-digital PDF",
+    ),
+  tokenizer: z.string().default("qwen2").describe(
+    `one of: ${Object.keys(BUILTIN_TOKENIZERS).join(", ")}`,
+  ),
+  geometry: GeometrySpecSchema.default({ name: "qwen2-vl", minPixels: 3136, maxPixels: 12845056 }),
+  policy: AssignOptionsSchema.default({ split: "span", minCellOverlap: 0.1, minWordOverlap: 0.5 }),
+  minConfidence: z.number().min(0).max(100).default(0),
+  words: z.array(WordBoxSchema).max(50_000).optional().describe("word boxes for source 'boxes'"),
+  dpi: z.number().int().min(36).max(600).default(150).describe("PDF rendering / OCR resolution"),
+  overlay: z.boolean().default(false).describe("include a base64 overlay PNG per item"),
+});
+export type LabelRequestOptions = z.infer<typeof LabelRequestOptionsSchema>;
+
+const JsonBodySchema = LabelRequestOptionsSchema.extend({
+  image: z.string().min(1).describe("base64 of the image (or of the PDF for source 'pdf')"),
+}).openapi("LabelJsonRequest");
+
+const FormBodySchema = z.object({
+  image: z.instanceof(File).openapi({ type: "string", format: "binary" }),
+  options: z.string().optional().describe("JSON text of the options (everything but `image`)"),
+}).openapi("LabelFormRequest");
+
+export const LabelResponseSchema = z.object({
+  items: z.array(z.object({
+    page: z.number().int().optional(),
+    labelSet: LabelSetSchema,
+    overlay: z.string().optional().describe("base64 PNG"),
+  })),
+  timing: z.object({ ocrMs: z.number(), labelMs: z.number() }),
+}).openapi("LabelResponse");
+
+const labelRoute = createRoute({
+  method: "post",
+  path: "/v1/label",
+  summary: "Label an image (or PDF) with patch-word labels for a model geometry and tokenizer",
+  middleware: [requireContentType(["application/json", "multipart/form-data"])] as const,
+  request: {
+    body: {
+      // not `required`: with it, @hono/zod-openapi runs the JSON *and* the form validator on
+      // every request; requireContentType above already refuses bodies of other types
+      required: false,
+      content: {
+        "application/json": { schema: JsonBodySchema },
+        "multipart/form-data": { schema: FormBodySchema },
+      },
+    },
+  },
+  responses: {
+    200: {
+      description: "Label sets",
+      content: { "application/json": { schema: LabelResponseSchema } },
+    },
+    ...errorResponses,
+  },
+});
+
+const geometriesRoute = createRoute({
+  method: "get",
+  path: "/v1/geometries",
+  summary: "Model geometry presets and their options",
+  responses: {
+    200: {
+      description: "Presets",
+      content: {
+        "application/json": {
+          schema: z.object({
+            geometries: z.array(z.object({ name: z.string(), defaults: z.unknown() })),
+          }),
+        },
+      },
+    },
+  },
+});
+
+const tokenizersRoute = createRoute({
+  method: "get",
+  path: "/v1/tokenizers",
+  summary: "Tokenizers the API can label with",
+  responses: {
+    200: {
+      description: "Tokenizers",
+      content: { "application/json": { schema: z.object({ tokenizers: z.array(z.string()) }) } },
+    },
+  },
+});
+
+function parseOptionsText(text: string | undefined): unknown {
+  if (text === undefined || text.trim() === "") return {};
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(400, "invalid_request", "Field 'options' is not valid JSON");
+  }
+}
+
+/** Build the labeling sub-app. Call `close()` on the result's engine holder when done. */
+export function createLabelApp(
+  options: LabelAppOptions = {},
+): { app: OpenAPIHono<AppEnv>; close: () => Promise<void> } {
+  const {
+    ocrEngine = "auto",
+    ocrConcurrency,
+    ocrMaxQueue = 32,
+    maxPixels = 40_000_000,
+    maxPdfPages = 50,
+  } = options;
+  let ocr: Promise<OcrEngine> | undefined;
+  const getOcr = () => (ocr ??= createOcrEngine(ocrEngine, {
+    concurrency: ocrConcurrency,
+    maxQueue: ocrMaxQueue,
+  }));
+  const app = new OpenAPIHono<AppEnv>();
+
+  app.openapi(labelRoute, async (c) => {
+    let bytes: Uint8Array;
+    let raw: unknown;
+    if ((c.req.header("content-type") ?? "").toLowerCase().startsWith("multipart/form-data")) {
+      const form = c.req.valid("form");
+      bytes = new Uint8Array(await form.image.arrayBuffer());
+      raw = parseOptionsText(form.options);
+    } else {
+      const { image, ...rest } = c.req.valid("json");
+      bytes = decodeBase64(image);
+      raw = rest;
+    }
+    const parsed = LabelRequestOptionsSchema.safeParse(raw);
+    if (!parsed.success) throw parsed.error;
+    const o = parsed.data;
+    if (o.source === "boxes" && !o.words) {
+      throw new ApiError(400, "invalid_request", "Source 'boxes' needs 'words'");
+    }
+    if (o.source !== "boxes" && o.words) {
+      throw new ApiError(
+        400,
+        "invalid_request",
+        `Field 'words' is only for source 'boxes' (source is '${o.source}')`,
+      );
+    }
+    const tokenizer = await getTokenizer(o.tokenizer);
+    const labelOptions = LabelOptionsSchema.parse({
+      geometry: o.geometry,
+      policy: o.policy,
+      minConfidence: o.minConfidence,
+    });
+    const limits = { maxPixels };
+    const results: Array<LabeledImage & { page?: number }> = [];
+    if (o.source === "pdf") {
+      if (!(bytes[0] === 0x25 && bytes[1] === 0x50 && bytes[2] === 0x44 && bytes[3] === 0x46)) {
+        throw new ApiError(
+          415,
+          "unsupported_pdf",
+          "Cannot read PDF: the upload does not start with %PDF",
+        );
+      }
+      const path = await Deno.makeTempFile({ suffix: ".pdf" });
+      try {
+        await Deno.writeFile(path, bytes);
+        const pages = await readPdf(path, { dpi: o.dpi, lastPage: maxPdfPages });
+        for (const p of pages) {
+          const r = await labelImage({
+            bytes: p.png,
+            source: "pdf",
+            words: p.words,
+            tokenizer,
+            options: labelOptions,
+            limits,
+          });
+          results.push({ ...r, page: p.page });
+        }
+      } finally {
+        await Deno.remove(path).catch(() => {});
+      }
+    } else {
+      results.push(
+        await labelImage({
+          bytes,
+          source: o.source,
+          words: o.words,
+          tokenizer,
+          options: labelOptions,
+          ocr: o.source === "ocr" ? await getOcr() : undefined,
+          dpi: o.dpi,
+          limits,
+        }),
+      );
+    }
+    return c.json({
+      items: results.map((r) => ({
+        ...(r.page !== undefined ? { page: r.page } : {}),
+        labelSet: r.labelSet,
+        ...(o.overlay ? { overlay: encodeBase64(drawOverlay(r.image.image, r.labelSet)) } : {}),
+      })),
+      timing: {
+        ocrMs: Math.round(results.reduce((s, r) => s + r.ocrMs, 0)),
+        labelMs: Math.round(results.reduce((s, r) => s + r.labelMs, 0)),
+      },
+    }, 200);
+  });
+
+  app.openapi(geometriesRoute, (c) =>
+    c.json({
+      geometries: GEOMETRY_NAMES.filter((n) => n !== "custom").map((name) => ({
+        name,
+        defaults: GeometrySpecSchema.parse({ name }),
+      })).concat([{
+        name: "custom",
+        defaults: { patchSize: "required", merge: 1, resize: "smart | fixed | pad-square" },
+      }]),
+    }, 200));
+
+  app.openapi(tokenizersRoute, (c) => c.json({ tokenizers: Object.keys(BUILTIN_TOKENIZERS) }, 200));
+
+  return {
+    app,
+    close: async () => {
+      if (ocr) await (await ocr).close();
+    },
+  };
+}
+
+export { ErrorBodySchema };

@@ -1,0 +1,75 @@
+/**
+ * Compose the functions into one API app (main.ts), or serve one alone
+ * (functions/<name>/main.ts). Health, OpenAPI document and docs page live here.
+ */
+import { swaggerUI } from "@hono/swagger-ui";
+import { type ApiAppOptions, createApiApp } from "./shared/http.ts";
+import { createLabelApp, type LabelAppOptions } from "./label/app.ts";
+import { getTokenizer } from "../lib/tokenizer/mod.ts";
+
+export interface ServerOptions extends ApiAppOptions, LabelAppOptions {
+  functions?: Array<"label">;
+}
+
+export const VERSION = "0.1.0";
+
+/** The API app and a `close()` that releases OCR workers. */
+export function createServerApp(options: ServerOptions = {}) {
+  const { functions = ["label"] } = options;
+  const app = createApiApp(options);
+  const closers: Array<() => Promise<void>> = [];
+  let ready = false;
+  app.get("/healthz", (c) => c.json({ status: "ok", version: VERSION }));
+  app.get("/readyz", async (c) => {
+    if (!ready) {
+      try {
+        await getTokenizer("qwen2"); // the first request would otherwise pay the 0.6 s load
+        ready = true;
+      } catch (e) {
+        return c.json({ status: "not_ready", reason: (e as Error).message }, 503);
+      }
+    }
+    return c.json({ status: "ready", functions });
+  });
+  if (functions.includes("label")) {
+    const label = createLabelApp(options);
+    app.route("/", label.app);
+    closers.push(label.close);
+  }
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "dvsft",
+      version: VERSION,
+      description: "Direct vision supervision: labeling, training, evaluation",
+    },
+  });
+  app.get("/docs", swaggerUI({ url: "/openapi.json" }));
+  return { app, close: async () => void (await Promise.all(closers.map((f) => f()))) };
+}
+
+/** Serve until SIGINT/SIGTERM; then stop taking requests, finish in-flight ones, release workers. */
+export async function serve(
+  options: ServerOptions & { port?: number; hostname?: string } = {},
+): Promise<void> {
+  const {
+    port = Number(Deno.env.get("PORT") ?? 8000),
+    hostname = Deno.env.get("HOST") ?? "127.0.0.1",
+  } = options;
+  const { app, close } = createServerApp(options);
+  const ac = new AbortController();
+  const server = Deno.serve({
+    port,
+    hostname,
+    signal: ac.signal,
+    onListen: ({ hostname, port }) =>
+      console.log(`dvsft listening on http://${hostname}:${port} (docs: /docs)`),
+  }, app.fetch);
+  const stop = () => ac.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await server.finished;
+  Deno.removeSignalListener("SIGINT", stop);
+  Deno.removeSignalListener("SIGTERM", stop);
+  await close();
+}

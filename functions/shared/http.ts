@@ -1,0 +1,108 @@
+/**
+ * The Hono pieces every function shares: the app factory with one validation hook and one
+ * error handler, body limits, content-type guard, health routes, OpenAPI document.
+ */
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { bodyLimit } from "hono/body-limit";
+import { ApiError, ErrorBodySchema, toErrorResponse, zodIssues } from "../../lib/http/mod.ts";
+
+// deno-lint-ignore ban-types
+export type AppEnv = { Variables: {} };
+
+/** OpenAPI entries for the error shape, shared by every route. */
+export const errorResponses = {
+  400: {
+    description: "Invalid request",
+    content: { "application/json": { schema: ErrorBodySchema } },
+  },
+  413: {
+    description: "Body or image too large",
+    content: { "application/json": { schema: ErrorBodySchema } },
+  },
+  415: {
+    description: "Unsupported media type",
+    content: { "application/json": { schema: ErrorBodySchema } },
+  },
+  422: {
+    description: "Input understood but not processable",
+    content: { "application/json": { schema: ErrorBodySchema } },
+  },
+  503: {
+    description: "Busy: retry after the Retry-After seconds",
+    content: { "application/json": { schema: ErrorBodySchema } },
+  },
+} as const;
+
+/** Refuse requests whose Content-Type is not one of `types` (415). */
+export function requireContentType(types: string[]): MiddlewareHandler {
+  return async function requireContentTypeHandler(c, next) {
+    const ct = (c.req.header("content-type") ?? "").toLowerCase();
+    if (!types.some((t) => ct.startsWith(t))) {
+      throw new ApiError(
+        415,
+        "unsupported_media_type",
+        `Content-Type must be one of ${types.join(", ")}, got '${ct || "(none)"}'`,
+      );
+    }
+    await next();
+  };
+}
+
+/** Options of {@linkcode createApiApp}. */
+export interface ApiAppOptions {
+  /** Largest request body in bytes. @default 32 MiB */
+  maxBodyBytes?: number;
+}
+
+/** An OpenAPIHono app with the shared error handling and body limit. */
+export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
+  const { maxBodyBytes = 32 * 1024 * 1024 } = options;
+  const app = new OpenAPIHono<AppEnv>({
+    defaultHook: (result) => {
+      if (!result.success) {
+        throw new ApiError(
+          400,
+          "invalid_request",
+          "Request failed validation",
+          zodIssues(result.error),
+        );
+      }
+    },
+  });
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: () => {
+        throw new ApiError(
+          413,
+          "body_too_large",
+          `Request body exceeds the limit of ${maxBodyBytes} bytes`,
+        );
+      },
+    }),
+  );
+  app.onError((err, c) => {
+    if (err instanceof HTTPException && !(err.cause instanceof Error)) {
+      // Hono's own (e.g. a malformed JSON or multipart body)
+      const status = err.status >= 500 ? 400 : err.status;
+      return c.json({
+        error: { code: "bad_request", message: err.message || "Malformed request body" },
+      }, status);
+    }
+    const { status, body, headers } = toErrorResponse(
+      err instanceof HTTPException && err.cause ? err.cause : err,
+    );
+    for (const [k, v] of Object.entries(headers)) c.header(k, v);
+    return c.json(body, status as 400);
+  });
+  app.notFound((c) =>
+    c.json(
+      { error: { code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` } },
+      404,
+    )
+  );
+  return app;
+}
