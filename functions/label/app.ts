@@ -155,11 +155,12 @@ export function createLabelApp(
     let bytes: Uint8Array;
     let raw: unknown;
     if ((c.req.header("content-type") ?? "").toLowerCase().startsWith("multipart/form-data")) {
-      const form = c.req.valid("form");
+      // both targets are typed as the union of the two bodies; the content type picks one
+      const form = c.req.valid("form") as unknown as z.infer<typeof FormBodySchema>;
       bytes = new Uint8Array(await form.image.arrayBuffer());
       raw = parseOptionsText(form.options);
     } else {
-      const { image, ...rest } = c.req.valid("json");
+      const { image, ...rest } = c.req.valid("json") as z.infer<typeof JsonBodySchema>;
       bytes = decodeBase64(image);
       raw = rest;
     }
@@ -237,16 +238,17 @@ export function createLabelApp(
     }, 200);
   });
 
-  app.openapi(geometriesRoute, (c) =>
-    c.json({
-      geometries: GEOMETRY_NAMES.filter((n) => n !== "custom").map((name) => ({
-        name,
-        defaults: GeometrySpecSchema.parse({ name }),
-      })).concat([{
-        name: "custom",
-        defaults: { patchSize: "required", merge: 1, resize: "smart | fixed | pad-square" },
-      }]),
-    }, 200));
+  app.openapi(geometriesRoute, (c) => {
+    const geometries: Array<{ name: string; defaults: unknown }> = GEOMETRY_NAMES.filter((n) =>
+      n !== "custom"
+    )
+      .map((name) => ({ name, defaults: GeometrySpecSchema.parse({ name }) }));
+    geometries.push({
+      name: "custom",
+      defaults: { patchSize: "required", merge: 1, resize: "smart | fixed | pad-square" },
+    });
+    return c.json({ geometries }, 200);
+  });
 
   app.openapi(tokenizersRoute, (c) => c.json({ tokenizers: Object.keys(BUILTIN_TOKENIZERS) }, 200));
 
