@@ -31,6 +31,13 @@ export interface RenderedPage {
   width: number;
   height: number;
   words: WordBox[];
+  /** Line index of each word (0-based, top to bottom). */
+  lines: number[];
+}
+
+/** A rendered page before encoding: RGBA pixels instead of PNG bytes. */
+export interface RawPage extends Omit<RenderedPage, "png"> {
+  rgba: Uint8ClampedArray;
 }
 
 /** The families the canvas can draw with (fontconfig's system fonts plus registered ones). */
@@ -51,6 +58,18 @@ const r2 = (x: number) => Math.round(x * 100) / 100;
  * ```
  */
 export function renderPage(options: RenderOptions = {}): RenderedPage {
+  const { canvas, words, lines, width, height } = draw(options);
+  return { png: new Uint8Array(canvas.toBuffer("image/png")), width, height, words, lines };
+}
+
+/** Like {@linkcode renderPage}, without the PNG encoding (for training data made in memory). */
+export function renderPageRaw(options: RenderOptions = {}): RawPage {
+  const { canvas, words, lines, width, height } = draw(options);
+  const rgba = canvas.getContext("2d").getImageData(0, 0, width, height).data;
+  return { rgba, width, height, words, lines };
+}
+
+function draw(options: RenderOptions) {
   const o = RenderOptionsSchema.parse(options);
   ensureFonts();
   if (!GlobalFonts.has(o.font)) {
@@ -68,21 +87,34 @@ export function renderPage(options: RenderOptions = {}): RenderedPage {
   ctx.font = `${o.fontSize}px "${o.font}"`;
   ctx.textBaseline = "alphabetic";
   const rng = new Rng(o.seed);
-  const given = o.text?.split(/\s+/).filter(Boolean);
+  // explicit text: words split on spaces; "\n" starts a new line
+  const given = o.text?.split(/[ \t\r]+|(\n)/).filter((t): t is string => Boolean(t));
   const space = ctx.measureText(" ").width;
   const pitch = o.fontSize * o.lineHeight;
   const words: WordBox[] = [];
+  const lines: number[] = [];
+  let line = 0;
   let x = o.margin;
   let baseline = o.margin + o.fontSize;
   let i = 0;
   while (baseline + o.fontSize * 0.3 <= o.height - o.margin) {
     const text = given ? given[i] : randomToken(rng);
     if (text === undefined) break;
+    if (text === "\n") {
+      if (x !== o.margin) {
+        x = o.margin;
+        baseline += pitch;
+        line++;
+      }
+      i++;
+      continue;
+    }
     const m = ctx.measureText(text);
     if (x + m.width > o.width - o.margin) {
       if (x === o.margin) break; // a single word wider than the line: stop rather than overflow
       x = o.margin;
       baseline += pitch;
+      line++;
       continue;
     }
     ctx.fillText(text, x, baseline);
@@ -92,14 +124,12 @@ export function renderPage(options: RenderOptions = {}): RenderedPage {
       r2(x + m.actualBoundingBoxRight),
       r2(baseline + m.actualBoundingBoxDescent),
     ];
-    if (box[2] > box[0] && box[3] > box[1]) words.push({ text, box, confidence: 100 });
+    if (box[2] > box[0] && box[3] > box[1]) {
+      words.push({ text, box, confidence: 100 });
+      lines.push(line);
+    }
     x += m.width + space;
     i++;
   }
-  return {
-    png: new Uint8Array(canvas.toBuffer("image/png")),
-    width: o.width,
-    height: o.height,
-    words,
-  };
+  return { canvas, words, lines, width: o.width, height: o.height };
 }

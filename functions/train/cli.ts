@@ -1,0 +1,99 @@
+/**
+ * `deno task train --config configs/tiny-dvsft.json [--resume] [--set key=value …]`
+ *
+ * Trains with a progress bar (step, losses, tokens/s, ETA); writes the run folder
+ * (config.json, metrics.jsonl, checkpoints/, tokenizer.json).
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { train, TrainConfigSchema } from "../../lib/train/mod.ts";
+import { startProgress } from "../../lib/util/progress.ts";
+import { zodIssues } from "../../lib/http/mod.ts";
+
+const USAGE = `Usage: deno task train [--config FILE] [--resume] [--set key=value …]
+
+  --config FILE    JSON training config (see configs/); unknown keys are errors
+  --set k=v        override a field, dotted for nested ones (--set loss.lambda=2 --set steps=500)
+  --resume         continue from the run's latest checkpoint
+  --quiet          no progress bar`;
+
+function setPath(obj: Record<string, unknown>, path: string, raw: string): void {
+  const keys = path.split(".");
+  let o = obj;
+  for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+  let value: unknown = raw;
+  try {
+    value = JSON.parse(raw);
+  } catch { /* a plain string */ }
+  o[keys.at(-1)!] = value;
+}
+
+export async function main(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: "string" },
+      set: { type: "string", multiple: true },
+      resume: { type: "boolean" },
+      quiet: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const raw: Record<string, unknown> = values.config ? JSON.parse(await Deno.readTextFile(values.config)) : {};
+  for (const s of values.set ?? []) {
+    const i = s.indexOf("=");
+    if (i < 1) throw new Error(`--set '${s}': expected key=value`);
+    setPath(raw, s.slice(0, i), s.slice(i + 1));
+  }
+  const parsed = TrainConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const i of zodIssues(parsed.error)) console.error(`error: config ${i.path}: ${i.message}`);
+    return 2;
+  }
+  const config = parsed.data;
+  const bar = values.quiet ? null : startProgress(`train ${config.name}`, config.steps, ["loss", "text", "vision", "tok/s"]);
+  const ac = new AbortController();
+  const stop = () => ac.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  let first = true;
+  try {
+    const r = await train(config, {
+      resume: values.resume,
+      signal: ac.signal,
+      onStep: (m) => {
+        if (first && bar) {
+          // a resumed run starts its bar where the checkpoint left off
+          for (let k = 1; k < m.step; k++) bar.tick();
+          first = false;
+        }
+        bar?.tick({ loss: m.loss.toFixed(4), text: m.textLoss.toFixed(4), vision: m.visionLoss.toFixed(4), "tok/s": Math.round(m.tokensPerSecond) });
+        if (!bar) console.log(JSON.stringify({ step: m.step, loss: m.loss }));
+      },
+    });
+    bar?.stop();
+    const last = r.metrics.at(-1);
+    console.log(
+      `${ac.signal.aborted ? "stopped" : "done"}: ${r.finalStep}/${config.steps} steps on ${r.backend}, ${r.parameterCount} parameters` +
+        (last ? `, loss ${last.loss.toFixed(4)} (text ${last.textLoss.toFixed(4)}, vision ${last.visionLoss.toFixed(4)})` : "") +
+        ` → ${r.runDir}`,
+    );
+    return 0;
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    console.error(`error: ${e instanceof z.ZodError ? JSON.stringify(zodIssues(e)) : (e as Error).message}`);
+    Deno.exit(1);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * Choosing the tfjs backend: `auto | tensorflow | webgpu | wasm | cpu` (DESIGN.md "Backends").
+ */
+import { z } from "zod";
+import { tf } from "./tf.ts";
+import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+
+export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
+export const BackendNameSchema = z.enum(BACKENDS);
+export type BackendName = z.infer<typeof BackendNameSchema>;
+
+/** Raised when a named backend cannot start here; the message says why. */
+export class BackendUnavailableError extends Error {
+  override name = "BackendUnavailableError";
+}
+
+async function initWasm(): Promise<void> {
+  const wasm = await import("@tensorflow/tfjs-backend-wasm");
+  // the .wasm files ship inside the npm package; one thread (Deno fails the threads check)
+  wasm.setWasmPaths(new URL("../wasm-out/", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href);
+  registerWasmTrainingKernels();
+}
+
+async function initWebgpu(): Promise<void> {
+  const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+  if (!gpu) throw new BackendUnavailableError("webgpu: navigator.gpu is missing (run Deno with --unstable-webgpu)");
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) {
+    throw new BackendUnavailableError(
+      "webgpu: no adapter (needs Vulkan: a GPU driver, or apt mesa-vulkan-drivers libvulkan1 for software Vulkan)",
+    );
+  }
+  await import("@tensorflow/tfjs-backend-webgpu");
+}
+
+async function initTensorflow(): Promise<void> {
+  for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+    try {
+      await import(pkg);
+      return;
+    } catch { /* not installed here */ }
+  }
+  throw new BackendUnavailableError(
+    "tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed (the GPU image has it)",
+  );
+}
+
+const INIT: Record<Exclude<BackendName, "auto">, () => Promise<void>> = {
+  tensorflow: initTensorflow,
+  webgpu: initWebgpu,
+  wasm: initWasm,
+  cpu: () => Promise.resolve(),
+};
+
+/** Backends in the order `auto` tries them. Software Vulkan is slower than wasm, so
+ * `auto` takes webgpu only when the adapter is a real GPU. */
+const AUTO_ORDER = ["tensorflow", "webgpu", "wasm", "cpu"] as const;
+
+async function isSoftwareAdapter(): Promise<boolean> {
+  const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<{ info?: { vendor?: string; device?: string; description?: string } } | null> } }).gpu;
+  const a = await gpu?.requestAdapter();
+  const text = JSON.stringify(a?.info ?? {}).toLowerCase();
+  return /llvmpipe|lavapipe|swiftshader|software/.test(text);
+}
+
+/**
+ * Start a backend and make it current. Returns the name in use.
+ *
+ * @example
+ * ```ts
+ * await useBackend("auto"); // "wasm" on a CPU machine
+ * ```
+ */
+export async function useBackend(name: BackendName): Promise<Exclude<BackendName, "auto">> {
+  if (name !== "auto") {
+    try {
+      await INIT[name]();
+      if (!(await tf.setBackend(name))) throw new BackendUnavailableError(`${name}: tfjs could not initialize it`);
+    } catch (e) {
+      if (e instanceof BackendUnavailableError) throw e;
+      throw new BackendUnavailableError(`${name}: ${(e as Error).message}`);
+    }
+    await tf.ready();
+    return name;
+  }
+  for (const candidate of AUTO_ORDER) {
+    try {
+      if (candidate === "webgpu" && await isSoftwareAdapter()) continue;
+      return await useBackend(candidate);
+    } catch { /* try the next */ }
+  }
+  return await useBackend("cpu");
+}
+
+/** Backends that start on this machine (for tests and benchmarks). */
+export async function availableBackends(): Promise<Array<Exclude<BackendName, "auto">>> {
+  const out: Array<Exclude<BackendName, "auto">> = [];
+  const previous = tf.getBackend();
+  for (const b of ["cpu", "wasm", "webgpu", "tensorflow"] as const) {
+    try {
+      await useBackend(b);
+      out.push(b);
+    } catch { /* absent */ }
+  }
+  if (previous) await tf.setBackend(previous);
+  return out;
+}

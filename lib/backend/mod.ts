@@ -1,0 +1,2 @@
+export * from "./tf.ts";
+export * from "./backend.ts";

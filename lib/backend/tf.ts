@@ -1,0 +1,7 @@
+/**
+ * The one tfjs import of the project. `@tensorflow/tfjs` (not tfjs-core alone) because its
+ * Node build registers the gradients of every op on the same engine the backends use.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+export { tf };

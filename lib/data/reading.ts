@@ -1,0 +1,125 @@
+/**
+ * Training samples for the small model: a rendered image of a few words, a question about
+ * them, the answer, and the image's exact vision labels from the same label pipeline as
+ * `POST /v1/label` (qwen2-vl geometry on the model's image size). Deterministic from
+ * (seed, index).
+ *
+ * Sequence: [vision_start] v1 … vN [vision_end] prompt answer [eos] [pad]…
+ * Labels:   -100  (vision labels)     -100       -100   answer  eos   -100
+ */
+import { buildLabelSet, IGNORE_INDEX, LabelOptionsSchema } from "../labels/mod.ts";
+import { renderPageRaw } from "../render/mod.ts";
+import { WORDS } from "../render/words.ts";
+import type { WordTokenizer } from "../tokenizer/mod.ts";
+import { EOS_ID, IMAGE_PAD_ID, PAD_ID, VISION_END_ID, VISION_START_ID } from "../tokenizer/small.ts";
+import { Rng } from "../util/rng.ts";
+import { type ModelConfig, numVisualTokens, sequenceLength } from "../model/config.ts";
+
+export interface Sample {
+  /** [S·S·3] in [0, 1], row-major RGB. */
+  pixels: Float32Array;
+  /** [T] the full sequence (prompt + answer + eos, padded). */
+  inputIds: Int32Array;
+  /** [T] answer ids at their positions, the vision labels at 1…N, -100 elsewhere. */
+  labels: Int32Array;
+  /** Where the prompt ends (the answer starts): greedy decoding starts here. */
+  promptEnd: number;
+  prompt: string;
+  answer: string;
+  words: string[];
+}
+
+export interface SampleOptions {
+  config: ModelConfig;
+  tokenizer: WordTokenizer;
+  seed: number;
+  /** @default "DejaVu Sans" */
+  font?: string;
+}
+
+const SHORT_WORDS = WORDS.filter((w) => w.length <= 7);
+const labelOptions = LabelOptionsSchema.parse({});
+
+function mix(seed: number, index: number): number {
+  // a well-spread 32-bit seed per (seed, index)
+  let h = Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(index + 0x632be5ab, 0xc2b2ae35);
+  h ^= h >>> 13;
+  return Math.imul(h, 0x27d4eb2f) >>> 0;
+}
+
+/** Make sample `index` of the reading task. */
+export function makeReadingSample(index: number, options: SampleOptions): Sample {
+  const { config, tokenizer, seed, font = "DejaVu Sans" } = options;
+  const S = config.imageSize;
+  const cells = S / 28;
+  const N = numVisualTokens(config);
+  const T = sequenceLength(config);
+  const rng = new Rng(mix(seed, index));
+  for (let attempt = 0;; attempt++) {
+    const nLines = cells <= 2 ? 1 : rng.int(2, Math.min(3, Math.floor(cells / 2)));
+    const perLine = cells <= 2 ? 1 : rng.int(1, 2);
+    const text = Array.from({ length: nLines }, () => Array.from({ length: perLine }, () => rng.pick(SHORT_WORDS)).join(" "))
+      .join("\n");
+    const fontSize = cells <= 2 ? 14 : rng.pick([18, 20, 22]);
+    const page = renderPageRaw({ text, width: S, height: S, margin: 4, fontSize, lineHeight: 1.35, font });
+    if (page.words.length === 0) continue;
+    const words = page.words.map((w) => w.text);
+    const byLine = new Map<number, string[]>();
+    page.lines.forEach((l, k) => (byLine.get(l) ?? byLine.set(l, []).get(l)!).push(words[k]!));
+    const lineTexts = [...byLine.values()].map((ws) => ws.join(" "));
+    let prompt: string;
+    let answer: string;
+    const kind = rng.next();
+    if (kind < 0.4 || lineTexts.length === 1) {
+      prompt = "read the text";
+      answer = words.join(" ");
+    } else if (kind < 0.75 || words.length < 2) {
+      const k = rng.int(0, lineTexts.length - 1);
+      prompt = `read line ${k + 1}`;
+      answer = lineTexts[k]!;
+    } else {
+      const k = rng.int(0, words.length - 2);
+      prompt = `word after ${words[k]}`;
+      answer = words[k + 1]!;
+    }
+    const promptIds = tokenizer.encode(prompt);
+    const answerIds = tokenizer.encode(answer);
+    const used = N + 2 + promptIds.length + answerIds.length + 1;
+    if (used > T) {
+      if (attempt > 20) throw new RangeError(`Cannot make sample ${index}: answer too long for maxTextLen ${config.maxTextLen}`);
+      continue;
+    }
+    const inputIds = new Int32Array(T).fill(PAD_ID);
+    const labels = new Int32Array(T).fill(IGNORE_INDEX);
+    inputIds[0] = VISION_START_ID;
+    inputIds.fill(IMAGE_PAD_ID, 1, N + 1);
+    inputIds[N + 1] = VISION_END_ID;
+    let p = N + 2;
+    for (const id of promptIds) inputIds[p++] = id;
+    const promptEnd = p;
+    for (const id of answerIds) {
+      inputIds[p] = id;
+      labels[p++] = id;
+    }
+    inputIds[p] = EOS_ID;
+    labels[p] = EOS_ID;
+    const ls = buildLabelSet({
+      image: { sha256: `reading:${seed}:${index}`, width: S, height: S },
+      words: page.words,
+      source: { kind: "render" },
+      tokenizer,
+      geometry: labelOptions.geometry,
+      policy: labelOptions.policy,
+      minConfidence: 0,
+    });
+    if (ls.geometry.tokens !== N) throw new RangeError(`Label grid has ${ls.geometry.tokens} tokens, model has ${N}`);
+    labels.set(ls.tokens.label, 1);
+    const pixels = new Float32Array(S * S * 3);
+    for (let i = 0, j = 0; i < S * S; i++, j += 4) {
+      pixels[i * 3] = page.rgba[j]! / 255;
+      pixels[i * 3 + 1] = page.rgba[j + 1]! / 255;
+      pixels[i * 3 + 2] = page.rgba[j + 2]! / 255;
+    }
+    return { pixels, inputIds, labels, promptEnd, prompt, answer, words };
+  }
+}

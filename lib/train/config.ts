@@ -1,0 +1,35 @@
+/** Training configuration: flat, commented defaults; unknown keys are errors. */
+import { z } from "zod";
+import { BackendNameSchema } from "../backend/mod.ts";
+import { LossOptionsSchema } from "../loss/mod.ts";
+import { OptimizerConfigSchema } from "./optimizer.ts";
+
+export const TrainConfigSchema = z.strictObject({
+  /** Run name; outputs go to `<outDir>/<name>/`. */
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,80}$/, "letters, digits, . _ - only").default("run"),
+  outDir: z.string().default("out/runs"),
+  /** Model preset, and overrides of its fields (e.g. { "layers": 2 }). */
+  model: z.enum(["tiny", "small"]).default("tiny"),
+  modelOverrides: z.record(z.string(), z.number()).default({}),
+  /** sft: text loss only; dvsft: text + λ·vision. */
+  objective: z.enum(["sft", "dvsft"]).default("dvsft"),
+  loss: LossOptionsSchema.default({ lambda: 1, align: "next" }),
+  data: z.strictObject({
+    task: z.literal("reading").default("reading"),
+    /** Seed of the sample generator (samples are a pure function of (seed, index)). */
+    seed: z.number().int().default(0),
+    /** Cycle over this many samples (0 = a fresh sample every time). */
+    size: z.number().int().min(0).default(0),
+  }).default({ task: "reading", seed: 0, size: 0 }),
+  batchSize: z.number().int().min(1).max(4096).default(8),
+  steps: z.number().int().min(1).max(10_000_000).default(100),
+  optimizer: OptimizerConfigSchema.default(OptimizerConfigSchema.parse({})),
+  /** Seed of the weight initialization. */
+  seed: z.number().int().default(0),
+  checkpointEvery: z.number().int().min(0).default(50),
+  /** Checkpoints kept (newest). */
+  keepCheckpoints: z.number().int().min(1).default(3),
+  backend: BackendNameSchema.default("auto"),
+});
+export type TrainConfig = z.infer<typeof TrainConfigSchema>;
+export type TrainConfigInput = z.input<typeof TrainConfigSchema>;

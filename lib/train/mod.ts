@@ -1,0 +1,4 @@
+export * from "./config.ts";
+export * from "./optimizer.ts";
+export * from "./checkpoint.ts";
+export * from "./train.ts";

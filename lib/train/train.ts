@@ -1,0 +1,197 @@
+/**
+ * The training path, top to bottom: config → tokenizer → data → model → optimizer →
+ * (resume) → loop { batch, step, log, checkpoint }.
+ */
+import { join } from "node:path";
+import { tf, useBackend } from "../backend/mod.ts";
+import { makeReadingSample, type Sample } from "../data/mod.ts";
+import { jointNextTokenLoss } from "../loss/mod.ts";
+import { MODEL_PRESETS, type ModelConfig, ModelConfigSchema, numVisualTokens, sequenceLength, SmallVLM } from "../model/mod.ts";
+import { loadTokenizerFile, type WordTokenizer } from "../tokenizer/mod.ts";
+import { writeSmallTokenizer } from "../tokenizer/small.ts";
+import { IGNORE_INDEX } from "../labels/mod.ts";
+import { AdamW, learningRate } from "./optimizer.ts";
+import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { type TrainConfig, TrainConfigSchema, type TrainConfigInput } from "./config.ts";
+
+export interface StepMetrics {
+  step: number;
+  lr: number;
+  loss: number;
+  textLoss: number;
+  visionLoss: number;
+  gradNorm: number;
+  tokensPerSecond: number;
+  stepMs: number;
+  numTensors: number;
+  heapMB: number;
+}
+
+/** Options of {@linkcode train}. */
+export interface TrainOptions {
+  /** Continue from the run's latest checkpoint when there is one. @default false */
+  resume?: boolean;
+  onStep?: (m: StepMetrics) => void;
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  runDir: string;
+  backend: string;
+  finalStep: number;
+  metrics: StepMetrics[];
+  parameterCount: number;
+}
+
+/** Raised when the loss becomes NaN or ±Inf: training stops, the last good checkpoint stays. */
+export class NonFiniteLossError extends Error {
+  override name = "NonFiniteLossError";
+}
+
+export function resolveModelConfig(c: TrainConfig, vocabSize: number): ModelConfig {
+  return ModelConfigSchema.parse({ ...MODEL_PRESETS[c.model], ...c.modelOverrides, vocabSize });
+}
+
+/** A batch as tensors: pixels [B, S, S, 3], inputIds [B, T], labels [B, T]. */
+export function makeBatch(samples: Sample[], config: ModelConfig, withVision: boolean) {
+  const B = samples.length;
+  const S = config.imageSize;
+  const T = sequenceLength(config);
+  const N = numVisualTokens(config);
+  const px = new Float32Array(B * S * S * 3);
+  const ids = new Int32Array(B * T);
+  const labels = new Int32Array(B * T);
+  samples.forEach((s, b) => {
+    px.set(s.pixels, b * S * S * 3);
+    ids.set(s.inputIds, b * T);
+    labels.set(s.labels, b * T);
+    if (!withVision) labels.fill(IGNORE_INDEX, b * T + 1, b * T + 1 + N); // SFT: no vision labels
+  });
+  return {
+    pixels: tf.tensor4d(px, [B, S, S, 3]),
+    inputIds: tf.tensor2d(ids, [B, T], "int32"),
+    labels: tf.tensor2d(labels, [B, T], "int32"),
+  };
+}
+
+/** Run (or resume) a training job. */
+export async function train(input: TrainConfigInput, options: TrainOptions = {}): Promise<TrainResult> {
+  // config
+  const config = TrainConfigSchema.parse(input);
+  const runDir = join(config.outDir, config.name);
+  const ckptDir = join(runDir, "checkpoints");
+  await Deno.mkdir(runDir, { recursive: true });
+  const backend = await useBackend(config.backend);
+
+  // tokenizer (saved with the run, an ordinary tokenizer.json)
+  const tokPath = join(runDir, "tokenizer.json");
+  await writeSmallTokenizer(tokPath);
+  const tokenizer: WordTokenizer = await loadTokenizerFile(tokPath, "dvsft-small");
+
+  // model and optimizer
+  const modelConfig = resolveModelConfig(config, tokenizer.vocabSize);
+  const model = new SmallVLM(modelConfig, undefined, config.seed);
+  const optimizer = new AdamW(config.optimizer, model.weights);
+  let step = 0;
+  let dataPosition = 0;
+
+  try {
+    // resume
+    const latest = options.resume ? await latestCheckpoint(ckptDir) : null;
+    if (latest) {
+      const ck = await loadCheckpoint(latest);
+      for (const [name, w] of model.weights) {
+        const values = ck.weights.get(name);
+        if (!values || values.length !== w.size) throw new Error(`Checkpoint ${latest} does not match the model at '${name}'`);
+        w.assign(tf.tensor(values, w.shape));
+        optimizer.m.get(name)!.assign(tf.tensor(ck.optimizer.get(`${name}.m`)!, w.shape));
+        optimizer.v.get(name)!.assign(tf.tensor(ck.optimizer.get(`${name}.v`)!, w.shape));
+      }
+      step = ck.manifest.step;
+      dataPosition = ck.manifest.dataPosition;
+      optimizer.t = ck.manifest.adamT;
+    } else {
+      await Deno.writeTextFile(join(runDir, "metrics.jsonl"), "");
+    }
+    await Deno.writeTextFile(
+      join(runDir, "config.json"),
+      JSON.stringify({ ...config, resolvedModel: modelConfig, backend }, null, 2) + "\n",
+    );
+
+    const N = numVisualTokens(modelConfig);
+    const T = sequenceLength(modelConfig);
+    const sampleAt = (i: number) =>
+      makeReadingSample(config.data.size > 0 ? i % config.data.size : i, { config: modelConfig, tokenizer, seed: config.data.seed });
+    const checkpoint = () =>
+      saveCheckpoint(ckptDir, {
+        step,
+        dataPosition,
+        adamT: optimizer.t,
+        config: { train: config, model: modelConfig },
+        weights: model.weights,
+        m: optimizer.m,
+        v: optimizer.v,
+      }, config.keepCheckpoints);
+
+    const metrics: StepMetrics[] = [];
+    const log = await Deno.open(join(runDir, "metrics.jsonl"), { append: true, create: true });
+    try {
+      while (step < config.steps) {
+        if (options.signal?.aborted) break;
+        const t0 = performance.now();
+        // data
+        const samples = Array.from({ length: config.batchSize }, (_, k) => sampleAt(dataPosition + k));
+        const batch = makeBatch(samples, modelConfig, config.objective === "dvsft");
+        const lr = learningRate(config.optimizer, step, config.steps);
+        // step: forward, joint loss, backward, clipped AdamW update
+        let parts: tf.Scalar[];
+        let gradNorm: tf.Scalar;
+        try {
+          const { value, grads } = tf.variableGrads(() => {
+            const logits = model.apply(batch.pixels, batch.inputIds);
+            const l = jointNextTokenLoss(logits, batch.labels, [1, N + 1], config.loss);
+            parts = [tf.keep(l.text), tf.keep(l.vision)];
+            return l.total;
+          });
+          gradNorm = optimizer.apply(grads, lr);
+          parts = [value, ...parts!];
+          tf.dispose(grads);
+        } finally {
+          tf.dispose([batch.pixels, batch.inputIds, batch.labels]);
+        }
+        const [loss, textLoss, visionLoss, norm] = await Promise.all([...parts, gradNorm].map(async (t) => (await t.data())[0]!));
+        tf.dispose([...parts, gradNorm]);
+        if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
+          throw new NonFiniteLossError(
+            `Training stopped at step ${step}: loss is ${loss} (grad norm ${norm}); the last good checkpoint is kept in ${ckptDir}`,
+          );
+        }
+        step++;
+        dataPosition += config.batchSize;
+        const stepMs = performance.now() - t0;
+        const m: StepMetrics = {
+          step,
+          lr,
+          loss,
+          textLoss,
+          visionLoss,
+          gradNorm: norm,
+          tokensPerSecond: (config.batchSize * T) / (stepMs / 1000),
+          stepMs,
+          numTensors: tf.memory().numTensors,
+          heapMB: Math.round(Deno.memoryUsage().rss / 1e6),
+        };
+        metrics.push(m);
+        await log.write(new TextEncoder().encode(JSON.stringify(m) + "\n"));
+        options.onStep?.(m);
+        if ((config.checkpointEvery > 0 && step % config.checkpointEvery === 0) || step === config.steps) await checkpoint();
+      }
+    } finally {
+      log.close();
+    }
+    return { runDir, backend, finalStep: step, metrics, parameterCount: model.parameterCount };
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+  }
+}
