@@ -43,7 +43,9 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const raw: Record<string, unknown> = values.config ? JSON.parse(await Deno.readTextFile(values.config)) : {};
+  const raw: Record<string, unknown> = values.config
+    ? JSON.parse(await Deno.readTextFile(values.config))
+    : {};
   for (const s of values.set ?? []) {
     const i = s.indexOf("=");
     if (i < 1) throw new Error(`--set '${s}': expected key=value`);
@@ -55,7 +57,9 @@ export async function main(args: string[]): Promise<number> {
     return 2;
   }
   const config = parsed.data;
-  const bar = values.quiet ? null : startProgress(`train ${config.name}`, config.steps, ["loss", "text", "vision", "tok/s"]);
+  const bar = values.quiet
+    ? null
+    : startProgress(`train ${config.name}`, config.steps, ["loss", "text", "vision", "tokps"]);
   const ac = new AbortController();
   const stop = () => ac.abort();
   Deno.addSignalListener("SIGINT", stop);
@@ -71,15 +75,26 @@ export async function main(args: string[]): Promise<number> {
           for (let k = 1; k < m.step; k++) bar.tick();
           first = false;
         }
-        bar?.tick({ loss: m.loss.toFixed(4), text: m.textLoss.toFixed(4), vision: m.visionLoss.toFixed(4), "tok/s": Math.round(m.tokensPerSecond) });
+        bar?.tick({
+          loss: m.loss.toFixed(4),
+          text: m.textLoss.toFixed(4),
+          vision: m.visionLoss.toFixed(4),
+          tokps: Math.round(m.tokensPerSecond),
+        });
         if (!bar) console.log(JSON.stringify({ step: m.step, loss: m.loss }));
       },
     });
     bar?.stop();
     const last = r.metrics.at(-1);
     console.log(
-      `${ac.signal.aborted ? "stopped" : "done"}: ${r.finalStep}/${config.steps} steps on ${r.backend}, ${r.parameterCount} parameters` +
-        (last ? `, loss ${last.loss.toFixed(4)} (text ${last.textLoss.toFixed(4)}, vision ${last.visionLoss.toFixed(4)})` : "") +
+      `${
+        ac.signal.aborted ? "stopped" : "done"
+      }: ${r.finalStep}/${config.steps} steps on ${r.backend}, ${r.parameterCount} parameters` +
+        (last
+          ? `, loss ${last.loss.toFixed(4)} (text ${last.textLoss.toFixed(4)}, vision ${
+            last.visionLoss.toFixed(4)
+          })`
+          : "") +
         ` → ${r.runDir}`,
     );
     return 0;
@@ -93,7 +108,10 @@ if (import.meta.main) {
   try {
     Deno.exit(await main(Deno.args));
   } catch (e) {
-    console.error(`error: ${e instanceof z.ZodError ? JSON.stringify(zodIssues(e)) : (e as Error).message}`);
+    if (Deno.env.get("DVSFT_DEBUG")) console.error(e);
+    console.error(
+      `error: ${e instanceof z.ZodError ? JSON.stringify(zodIssues(e)) : (e as Error).message}`,
+    );
     Deno.exit(1);
   }
 }

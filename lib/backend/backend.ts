@@ -17,13 +17,19 @@ export class BackendUnavailableError extends Error {
 async function initWasm(): Promise<void> {
   const wasm = await import("@tensorflow/tfjs-backend-wasm");
   // the .wasm files ship inside the npm package; one thread (Deno fails the threads check)
-  wasm.setWasmPaths(new URL("../wasm-out/", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href);
+  wasm.setWasmPaths(
+    new URL("../wasm-out/", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href,
+  );
   registerWasmTrainingKernels();
 }
 
 async function initWebgpu(): Promise<void> {
   const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  if (!gpu) throw new BackendUnavailableError("webgpu: navigator.gpu is missing (run Deno with --unstable-webgpu)");
+  if (!gpu) {
+    throw new BackendUnavailableError(
+      "webgpu: navigator.gpu is missing (run Deno with --unstable-webgpu)",
+    );
+  }
   const adapter = await gpu.requestAdapter();
   if (!adapter) {
     throw new BackendUnavailableError(
@@ -56,11 +62,25 @@ const INIT: Record<Exclude<BackendName, "auto">, () => Promise<void>> = {
  * `auto` takes webgpu only when the adapter is a real GPU. */
 const AUTO_ORDER = ["tensorflow", "webgpu", "wasm", "cpu"] as const;
 
+interface AdapterInfo {
+  vendor?: string;
+  architecture?: string;
+  device?: string;
+  description?: string;
+}
+
+/** The WebGPU adapter's description ("" when there is none). Fields are prototype getters. */
+export async function webgpuAdapterDescription(): Promise<string> {
+  const gpu =
+    (globalThis.navigator as { gpu?: { requestAdapter(): Promise<{ info?: AdapterInfo } | null> } })
+      .gpu;
+  const info = (await gpu?.requestAdapter())?.info;
+  if (!info) return "";
+  return [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(" ");
+}
+
 async function isSoftwareAdapter(): Promise<boolean> {
-  const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<{ info?: { vendor?: string; device?: string; description?: string } } | null> } }).gpu;
-  const a = await gpu?.requestAdapter();
-  const text = JSON.stringify(a?.info ?? {}).toLowerCase();
-  return /llvmpipe|lavapipe|swiftshader|software/.test(text);
+  return /llvmpipe|lavapipe|swiftshader|software/i.test(await webgpuAdapterDescription());
 }
 
 /**
@@ -75,7 +95,9 @@ export async function useBackend(name: BackendName): Promise<Exclude<BackendName
   if (name !== "auto") {
     try {
       await INIT[name]();
-      if (!(await tf.setBackend(name))) throw new BackendUnavailableError(`${name}: tfjs could not initialize it`);
+      if (!(await tf.setBackend(name))) {
+        throw new BackendUnavailableError(`${name}: tfjs could not initialize it`);
+      }
     } catch (e) {
       if (e instanceof BackendUnavailableError) throw e;
       throw new BackendUnavailableError(`${name}: ${(e as Error).message}`);

@@ -15,7 +15,11 @@ interface TensorInfo {
 
 /** `UnsortedSegmentSum`: the gradient of `gather` (embeddings). out[s, :] = Σ x[i, :] for ids[i] = s. */
 function unsortedSegmentSum(
-  { inputs, backend, attrs }: { inputs: { x: TensorInfo; segmentIds: TensorInfo }; backend: WasmBackend; attrs: { numSegments: number } },
+  { inputs, backend, attrs }: {
+    inputs: { x: TensorInfo; segmentIds: TensorInfo };
+    backend: WasmBackend;
+    attrs: { numSegments: number };
+  },
 ): TensorInfo {
   const { x, segmentIds } = inputs;
   const { numSegments } = attrs;

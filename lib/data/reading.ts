@@ -11,7 +11,13 @@ import { buildLabelSet, IGNORE_INDEX, LabelOptionsSchema } from "../labels/mod.t
 import { renderPageRaw } from "../render/mod.ts";
 import { WORDS } from "../render/words.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
-import { EOS_ID, IMAGE_PAD_ID, PAD_ID, VISION_END_ID, VISION_START_ID } from "../tokenizer/small.ts";
+import {
+  EOS_ID,
+  IMAGE_PAD_ID,
+  PAD_ID,
+  VISION_END_ID,
+  VISION_START_ID,
+} from "../tokenizer/small.ts";
 import { Rng } from "../util/rng.ts";
 import { type ModelConfig, numVisualTokens, sequenceLength } from "../model/config.ts";
 
@@ -58,10 +64,21 @@ export function makeReadingSample(index: number, options: SampleOptions): Sample
   for (let attempt = 0;; attempt++) {
     const nLines = cells <= 2 ? 1 : rng.int(2, Math.min(3, Math.floor(cells / 2)));
     const perLine = cells <= 2 ? 1 : rng.int(1, 2);
-    const text = Array.from({ length: nLines }, () => Array.from({ length: perLine }, () => rng.pick(SHORT_WORDS)).join(" "))
+    const text = Array.from(
+      { length: nLines },
+      () => Array.from({ length: perLine }, () => rng.pick(SHORT_WORDS)).join(" "),
+    )
       .join("\n");
     const fontSize = cells <= 2 ? 14 : rng.pick([18, 20, 22]);
-    const page = renderPageRaw({ text, width: S, height: S, margin: 4, fontSize, lineHeight: 1.35, font });
+    const page = renderPageRaw({
+      text,
+      width: S,
+      height: S,
+      margin: 4,
+      fontSize,
+      lineHeight: 1.35,
+      font,
+    });
     if (page.words.length === 0) continue;
     const words = page.words.map((w) => w.text);
     const byLine = new Map<number, string[]>();
@@ -86,7 +103,11 @@ export function makeReadingSample(index: number, options: SampleOptions): Sample
     const answerIds = tokenizer.encode(answer);
     const used = N + 2 + promptIds.length + answerIds.length + 1;
     if (used > T) {
-      if (attempt > 20) throw new RangeError(`Cannot make sample ${index}: answer too long for maxTextLen ${config.maxTextLen}`);
+      if (attempt > 20) {
+        throw new RangeError(
+          `Cannot make sample ${index}: answer too long for maxTextLen ${config.maxTextLen}`,
+        );
+      }
       continue;
     }
     const inputIds = new Int32Array(T).fill(PAD_ID);
@@ -112,7 +133,9 @@ export function makeReadingSample(index: number, options: SampleOptions): Sample
       policy: labelOptions.policy,
       minConfidence: 0,
     });
-    if (ls.geometry.tokens !== N) throw new RangeError(`Label grid has ${ls.geometry.tokens} tokens, model has ${N}`);
+    if (ls.geometry.tokens !== N) {
+      throw new RangeError(`Label grid has ${ls.geometry.tokens} tokens, model has ${N}`);
+    }
     labels.set(ls.tokens.label, 1);
     const pixels = new Float32Array(S * S * 3);
     for (let i = 0, j = 0; i < S * S; i++, j += 4) {

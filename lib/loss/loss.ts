@@ -55,9 +55,14 @@ export function jointNextTokenLoss(
 ): JointLoss {
   const [B, T, V] = logits.shape;
   const [v0, v1] = vision;
-  if (!(0 <= v0 && v0 <= v1 && v1 <= T)) throw new RangeError(`Cannot compute loss: vision range [${v0}, ${v1}) is outside [0, ${T})`);
+  if (!(0 <= v0 && v0 <= v1 && v1 <= T)) {
+    throw new RangeError(`Cannot compute loss: vision range [${v0}, ${v1}) is outside [0, ${T})`);
+  }
   // shifted: logits[:, p] vs labels[:, p + 1], p = 0 … T-2
-  const shifted = nll(tf.slice(logits, [0, 0, 0], [B, T - 1, V]), tf.slice(labels, [0, 1], [B, T - 1]));
+  const shifted = nll(
+    tf.slice(logits, [0, 0, 0], [B, T - 1, V]),
+    tf.slice(labels, [0, 1], [B, T - 1]),
+  );
   const targetIsVision = new Float32Array(T - 1);
   for (let p = 0; p < T - 1; p++) targetIsVision[p] = p + 1 >= v0 && p + 1 < v1 ? 1 : 0;
   const visT = tf.tensor2d(targetIsVision, [1, T - 1]);
@@ -67,8 +72,15 @@ export function jointNextTokenLoss(
   if (options.align === "next") {
     visionLoss = maskedMean(shifted.loss, tf.mul(shifted.valid, visT));
   } else {
-    const own = nll(tf.slice(logits, [0, v0, 0], [B, v1 - v0, V]), tf.slice(labels, [0, v0], [B, v1 - v0]));
+    const own = nll(
+      tf.slice(logits, [0, v0, 0], [B, v1 - v0, V]),
+      tf.slice(labels, [0, v0], [B, v1 - v0]),
+    );
     visionLoss = maskedMean(own.loss, own.valid);
   }
-  return { total: tf.add(text, tf.mul(options.lambda, visionLoss)) as tf.Scalar, text, vision: visionLoss };
+  return {
+    total: tf.add(text, tf.mul(options.lambda, visionLoss)) as tf.Scalar,
+    text,
+    vision: visionLoss,
+  };
 }

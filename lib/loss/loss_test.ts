@@ -4,7 +4,8 @@ import { jointNextTokenLoss } from "./mod.ts";
 
 // B=1, T=4, V=3; the visual block is position 1 only: [vs] v1 [text] [text]
 const logits = tf.tensor3d([[[2, 0, 0], [0, 1, 0], [0, 0, 3], [1, 1, 1]]]);
-const ce = (row: number[], k: number) => Math.log(row.reduce((s, x) => s + Math.exp(x), 0)) - row[k]!;
+const ce = (row: number[], k: number) =>
+  Math.log(row.reduce((s, x) => s + Math.exp(x), 0)) - row[k]!;
 
 Deno.test("joint loss: next-token alignment, vision and text means, λ", () => {
   // labels: pos1 (visual) = 0, pos2 = 2, pos3 = 1; pos0 ignored

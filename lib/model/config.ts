@@ -3,7 +3,10 @@ import { z } from "zod";
 
 export const ModelConfigSchema = z.strictObject({
   /** Square input side in pixels: a multiple of patchSize × merge (28), so qwen2-vl geometry applies. */
-  imageSize: z.number().int().min(28).max(1792).refine((n) => n % 28 === 0, "imageSize must be a multiple of 28"),
+  imageSize: z.number().int().min(28).max(1792).refine(
+    (n) => n % 28 === 0,
+    "imageSize must be a multiple of 28",
+  ),
   patchSize: z.literal(14).default(14),
   merge: z.literal(2).default(2),
   visionDim: z.number().int().positive(),
@@ -16,15 +19,36 @@ export const ModelConfigSchema = z.strictObject({
   /** Text tokens after the visual block (prompt + answer + eos). */
   maxTextLen: z.number().int().positive(),
   mlpRatio: z.number().int().positive().default(4),
-}).refine((c) => c.visionDim % c.visionHeads === 0 && c.dim % c.heads === 0, "dims must divide by heads");
+}).refine(
+  (c) => c.visionDim % c.visionHeads === 0 && c.dim % c.heads === 0,
+  "dims must divide by heads",
+);
 export type ModelConfig = z.infer<typeof ModelConfigSchema>;
 
 /** Presets; `vocabSize` is filled in from the tokenizer. */
 export const MODEL_PRESETS = {
   /** For tests: 56×56 image → 4 visual tokens, 2 layers of 32. */
-  tiny: { imageSize: 56, visionDim: 32, visionLayers: 1, visionHeads: 2, dim: 32, layers: 2, heads: 2, maxTextLen: 16 },
+  tiny: {
+    imageSize: 56,
+    visionDim: 32,
+    visionLayers: 1,
+    visionHeads: 2,
+    dim: 32,
+    layers: 2,
+    heads: 2,
+    maxTextLen: 16,
+  },
   /** For experiments on a CPU: 224×224 → 64 visual tokens, 4 layers of 128 (≈ the PyTorch reference shape). */
-  small: { imageSize: 224, visionDim: 96, visionLayers: 2, visionHeads: 4, dim: 128, layers: 4, heads: 4, maxTextLen: 30 },
+  small: {
+    imageSize: 224,
+    visionDim: 96,
+    visionLayers: 2,
+    visionHeads: 4,
+    dim: 128,
+    layers: 4,
+    heads: 4,
+    maxTextLen: 30,
+  },
 } as const;
 export type ModelPreset = keyof typeof MODEL_PRESETS;
 

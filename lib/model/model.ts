@@ -36,14 +36,23 @@ function normal(rng: Rng, n: number, std: number): Float32Array {
   return out;
 }
 
-/** Build the weights of a config, seeded: same seed → same weights on every backend. */
+let instances = 0;
+
+/**
+ * Build the weights of a config, seeded: same seed → same weights on every backend.
+ * Map keys are the weight names; the tf.Variable names get a per-model prefix (`m3/…`)
+ * because tfjs variable names are global to the engine.
+ */
 export function initWeights(config: ModelConfig, seed: number): Map<string, tf.Variable> {
   const rng = new Rng(seed);
+  const prefix = `m${++instances}/`;
   const w = new Map<string, tf.Variable>();
   const add = (name: string, shape: number[], init: "normal" | "zeros" | "ones", std = 0.02) => {
     const n = shape.reduce((a, b) => a * b, 1);
-    const values = init === "normal" ? normal(rng, n, std) : new Float32Array(n).fill(init === "ones" ? 1 : 0);
-    w.set(name, tf.variable(tf.tensor(values, shape, "float32"), true, name));
+    const values = init === "normal"
+      ? normal(rng, n, std)
+      : new Float32Array(n).fill(init === "ones" ? 1 : 0);
+    w.set(name, tf.variable(tf.tensor(values, shape, "float32"), true, prefix + name));
   };
   const block = (p: string, d: number, layers: number) => {
     const hidden = d * config.mlpRatio;
@@ -131,7 +140,12 @@ export class SmallVLM implements VisionLanguageModel {
     const hd = C / heads;
     const qkv = linear(x, this.#w(`${p}.qkv.w`), this.#w(`${p}.qkv.b`)); // [B, T, 3C]
     const split = (k: number) =>
-      tf.transpose(tf.reshape(tf.slice(qkv, [0, 0, k * C], [B, T, C]), [B, T, heads, hd]), [0, 2, 1, 3]); // [B, H, T, hd]
+      tf.transpose(tf.reshape(tf.slice(qkv, [0, 0, k * C], [B, T, C]), [B, T, heads, hd]), [
+        0,
+        2,
+        1,
+        3,
+      ]); // [B, H, T, hd]
     const q = split(0), k = split(1), v = split(2);
     let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)); // [B, H, T, T]
     if (causal) att = tf.add(att, this.#causal(T));
@@ -141,9 +155,23 @@ export class SmallVLM implements VisionLanguageModel {
   }
 
   #block(x: tf.Tensor, p: string, heads: number, causal: boolean): tf.Tensor {
-    const h = tf.add(x, this.#attention(layerNorm(x, this.#w(`${p}.ln1.g`), this.#w(`${p}.ln1.b`)), `${p}.attn`, heads, causal));
+    const h = tf.add(
+      x,
+      this.#attention(
+        layerNorm(x, this.#w(`${p}.ln1.g`), this.#w(`${p}.ln1.b`)),
+        `${p}.attn`,
+        heads,
+        causal,
+      ),
+    );
     const m = linear(
-      gelu(linear(layerNorm(h, this.#w(`${p}.ln2.g`), this.#w(`${p}.ln2.b`)), this.#w(`${p}.mlp.fc.w`), this.#w(`${p}.mlp.fc.b`))),
+      gelu(
+        linear(
+          layerNorm(h, this.#w(`${p}.ln2.g`), this.#w(`${p}.ln2.b`)),
+          this.#w(`${p}.mlp.fc.w`),
+          this.#w(`${p}.mlp.fc.b`),
+        ),
+      ),
       this.#w(`${p}.mlp.proj.w`),
       this.#w(`${p}.mlp.proj.b`),
     );
@@ -157,20 +185,37 @@ export class SmallVLM implements VisionLanguageModel {
     const g = S / ps;
     // patchify with 4-D transposes only: [B·g, ps, g, ps·3] → [B·g, g, ps, ps·3] → [B, g·g, ps·ps·3]
     const x0 = tf.mul(tf.sub(pixels, 0.5), 2);
-    const patches = tf.reshape(tf.transpose(tf.reshape(x0, [B * g, ps, g, ps * 3]), [0, 2, 1, 3]), [B, g * g, ps * ps * 3]);
+    const patches = tf.reshape(tf.transpose(tf.reshape(x0, [B * g, ps, g, ps * 3]), [0, 2, 1, 3]), [
+      B,
+      g * g,
+      ps * ps * 3,
+    ]);
     let x = linear(patches, this.#w("vision.patch.w"), this.#w("vision.patch.b")); // [B, g², Dv]
     // 2-D position: row embedding + column embedding
     const pos = tf.reshape(
-      tf.add(tf.reshape(this.#w("vision.pos.row"), [g, 1, dv]), tf.reshape(this.#w("vision.pos.col"), [1, g, dv])),
+      tf.add(
+        tf.reshape(this.#w("vision.pos.row"), [g, 1, dv]),
+        tf.reshape(this.#w("vision.pos.col"), [1, g, dv]),
+      ),
       [1, g * g, dv],
     );
     x = tf.add(x, pos);
-    for (let i = 0; i < this.config.visionLayers; i++) x = this.#block(x, `vision.block${i}`, this.config.visionHeads, false);
+    for (let i = 0; i < this.config.visionLayers; i++) {
+      x = this.#block(x, `vision.block${i}`, this.config.visionHeads, false);
+    }
     x = layerNorm(x, this.#w("vision.ln.g"), this.#w("vision.ln.b"));
     // 2×2 merge: [B·g/2, 2, g/2, 2·Dv] → [B·g/2, g/2, 2, 2·Dv] → [B, (g/2)², 4·Dv]
     const h = g / 2;
-    const merged = tf.reshape(tf.transpose(tf.reshape(x, [B * h, 2, h, 2 * dv]), [0, 2, 1, 3]), [B, h * h, 4 * dv]);
-    const y = linear(gelu(linear(merged, this.#w("merger.fc1.w"), this.#w("merger.fc1.b"))), this.#w("merger.fc2.w"), this.#w("merger.fc2.b"));
+    const merged = tf.reshape(tf.transpose(tf.reshape(x, [B * h, 2, h, 2 * dv]), [0, 2, 1, 3]), [
+      B,
+      h * h,
+      4 * dv,
+    ]);
+    const y = linear(
+      gelu(linear(merged, this.#w("merger.fc1.w"), this.#w("merger.fc1.b"))),
+      this.#w("merger.fc2.w"),
+      this.#w("merger.fc2.b"),
+    );
     return y as tf.Tensor3D;
   }
 
@@ -179,17 +224,31 @@ export class SmallVLM implements VisionLanguageModel {
     const N = numVisualTokens(this.config);
     const { dim: D, vocabSize: V } = this.config;
     if (T < N + 2 || T > sequenceLength(this.config)) {
-      throw new RangeError(`Cannot apply model: sequence length ${T} must be in [${N + 2}, ${sequenceLength(this.config)}]`);
+      throw new RangeError(
+        `Cannot apply model: sequence length ${T} must be in [${N + 2}, ${
+          sequenceLength(this.config)
+        }]`,
+      );
     }
     const tok = this.#w("lm.tok");
     const emb = tf.reshape(tf.gather(tok, tf.reshape(inputIds, [B * T])), [B, T, D]);
     const vis = this.encodeImage(pixels);
-    let x = tf.concat([tf.slice(emb, [0, 0, 0], [B, 1, D]), vis, tf.slice(emb, [0, N + 1, 0], [B, T - N - 1, D])], 1);
+    let x = tf.concat([
+      tf.slice(emb, [0, 0, 0], [B, 1, D]),
+      vis,
+      tf.slice(emb, [0, N + 1, 0], [B, T - N - 1, D]),
+    ], 1);
     x = tf.add(x, tf.slice(this.#w("lm.pos"), [0, 0], [T, D]));
-    for (let i = 0; i < this.config.layers; i++) x = this.#block(x, `lm.block${i}`, this.config.heads, true);
+    for (let i = 0; i < this.config.layers; i++) {
+      x = this.#block(x, `lm.block${i}`, this.config.heads, true);
+    }
     x = layerNorm(x, this.#w("lm.ln.g"), this.#w("lm.ln.b"));
     // tied head: logits = x · tokᵀ
-    return tf.reshape(tf.matMul(tf.reshape(x, [B * T, D]), tok, false, true), [B, T, V]) as tf.Tensor3D;
+    return tf.reshape(tf.matMul(tf.reshape(x, [B * T, D]), tok, false, true), [
+      B,
+      T,
+      V,
+    ]) as tf.Tensor3D;
   }
 
   /** Parameter count. */

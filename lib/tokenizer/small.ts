@@ -5,19 +5,48 @@
  */
 import { WORDS } from "../render/words.ts";
 
-export const SPECIAL_TOKENS = ["[PAD]", "[UNK]", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|eos|>"] as const;
+export const SPECIAL_TOKENS = [
+  "[PAD]",
+  "[UNK]",
+  "<|vision_start|>",
+  "<|vision_end|>",
+  "<|image_pad|>",
+  "<|eos|>",
+] as const;
 export const PAD_ID = 0;
 export const VISION_START_ID = 2;
 export const VISION_END_ID = 3;
 export const IMAGE_PAD_ID = 4;
 export const EOS_ID = 5;
 
-const CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,-:/?'()$%#&+*=!;\"@_";
+const CHARS =
+  "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,-:/?'()$%#&+*=!;\"@_";
 /** Words of the prompts the data generator writes. */
-export const PROMPT_WORDS = ["read", "the", "text", "line", "word", "after", "first", "last", "what", "is", "value", "of", "field", "row", "column", "how", "many", "words"];
+export const PROMPT_WORDS = [
+  "read",
+  "the",
+  "text",
+  "line",
+  "word",
+  "after",
+  "first",
+  "last",
+  "what",
+  "is",
+  "value",
+  "of",
+  "field",
+  "row",
+  "column",
+  "how",
+  "many",
+  "words",
+];
 
 /** Build the tokenizer.json object (deterministic: same corpus → same ids). */
-export function buildSmallTokenizerJson(extraWords: readonly string[] = []): Record<string, unknown> {
+export function buildSmallTokenizerJson(
+  extraWords: readonly string[] = [],
+): Record<string, unknown> {
   const vocab: Record<string, number> = {};
   const add = (t: string) => {
     if (!(t in vocab)) vocab[t] = Object.keys(vocab).length;

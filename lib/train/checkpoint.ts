@@ -8,7 +8,11 @@ import { z } from "zod";
 import { tf } from "../backend/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
 
-const TensorEntrySchema = z.strictObject({ name: z.string(), shape: z.array(z.number().int()), offset: z.number().int() });
+const TensorEntrySchema = z.strictObject({
+  name: z.string(),
+  shape: z.array(z.number().int()),
+  offset: z.number().int(),
+});
 
 export const CheckpointManifestSchema = z.strictObject({
   format: z.literal("dvsft-checkpoint-1"),
@@ -27,13 +31,16 @@ export class CheckpointError extends Error {
   override name = "CheckpointError";
 }
 
-function pack(tensors: Array<[string, tf.Tensor]>): { bytes: Uint8Array; entries: z.infer<typeof TensorEntrySchema>[] } {
+// async reads: webgpu's dataSync needs a canvas that Deno does not have
+async function pack(
+  tensors: Array<[string, tf.Tensor]>,
+): Promise<{ bytes: Uint8Array; entries: z.infer<typeof TensorEntrySchema>[] }> {
   const total = tensors.reduce((s, [, t]) => s + t.size, 0);
   const buf = new Float32Array(total);
   const entries = [];
   let offset = 0;
   for (const [name, t] of tensors) {
-    buf.set(t.dataSync() as Float32Array, offset);
+    buf.set((await t.data()) as Float32Array, offset);
     entries.push({ name, shape: t.shape, offset });
     offset += t.size;
   }
@@ -69,8 +76,11 @@ export async function saveCheckpoint(dir: string, s: CheckpointState, keep = 3):
   const tmp = join(dir, `.tmp-${name}-${crypto.randomUUID().slice(0, 8)}`);
   await Deno.mkdir(tmp);
   try {
-    const w = pack([...s.weights]);
-    const opt = pack([...[...s.m].map(([n, t]) => [`${n}.m`, t] as [string, tf.Tensor]), ...[...s.v].map(([n, t]) => [`${n}.v`, t] as [string, tf.Tensor])]);
+    const w = await pack([...s.weights]);
+    const opt = await pack([
+      ...[...s.m].map(([n, t]) => [`${n}.m`, t] as [string, tf.Tensor]),
+      ...[...s.v].map(([n, t]) => [`${n}.v`, t] as [string, tf.Tensor]),
+    ]);
     await writeFileSynced(join(tmp, "weights.bin"), w.bytes);
     await writeFileSynced(join(tmp, "optimizer.bin"), opt.bytes);
     const manifest: CheckpointManifest = {
@@ -80,7 +90,10 @@ export async function saveCheckpoint(dir: string, s: CheckpointState, keep = 3):
       adamT: s.adamT,
       config: s.config,
       weights: w.entries,
-      files: { "weights.bin": await sha256Hex(w.bytes), "optimizer.bin": await sha256Hex(opt.bytes) },
+      files: {
+        "weights.bin": await sha256Hex(w.bytes),
+        "optimizer.bin": await sha256Hex(opt.bytes),
+      },
     };
     await writeFileSynced(join(tmp, "manifest.json"), JSON.stringify(manifest, null, 1));
     const final = join(dir, name);
@@ -91,7 +104,9 @@ export async function saveCheckpoint(dir: string, s: CheckpointState, keep = 3):
     await Deno.rename(latestTmp, join(dir, "latest.json"));
     // keep the newest `keep` checkpoints
     const all: string[] = [];
-    for await (const e of Deno.readDir(dir)) if (e.isDirectory && /^step-\d+$/.test(e.name)) all.push(e.name);
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isDirectory && /^step-\d+$/.test(e.name)) all.push(e.name);
+    }
     for (const old of all.sort().slice(0, Math.max(0, all.length - keep))) {
       await Deno.remove(join(dir, old), { recursive: true });
     }
@@ -124,14 +139,20 @@ export interface LoadedCheckpoint {
 export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   let manifest: CheckpointManifest;
   try {
-    manifest = CheckpointManifestSchema.parse(JSON.parse(await Deno.readTextFile(join(path, "manifest.json"))));
+    manifest = CheckpointManifestSchema.parse(
+      JSON.parse(await Deno.readTextFile(join(path, "manifest.json"))),
+    );
   } catch (e) {
-    throw new CheckpointError(`Cannot load checkpoint '${path}': bad manifest: ${(e as Error).message}`);
+    throw new CheckpointError(
+      `Cannot load checkpoint '${path}': bad manifest: ${(e as Error).message}`,
+    );
   }
   const read = async (file: string) => {
     const bytes = await Deno.readFile(join(path, file));
     if ((await sha256Hex(bytes)) !== manifest.files[file]) {
-      throw new CheckpointError(`Cannot load checkpoint '${path}': ${file} does not match its checksum`);
+      throw new CheckpointError(
+        `Cannot load checkpoint '${path}': ${file} does not match its checksum`,
+      );
     }
     return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
   };

@@ -34,13 +34,13 @@ export class AdamW {
 
   constructor(readonly config: OptimizerConfig, readonly weights: Map<string, tf.Variable>) {
     for (const [name, w] of weights) {
-      this.m.set(name, tf.variable(tf.zerosLike(w), false, `${name}.m`));
-      this.v.set(name, tf.variable(tf.zerosLike(w), false, `${name}.v`));
+      this.m.set(name, tf.variable(tf.zerosLike(w), false, `${w.name}.m`));
+      this.v.set(name, tf.variable(tf.zerosLike(w), false, `${w.name}.v`));
     }
   }
 
   /**
-   * Clip and apply gradients (by weight name). Returns the global gradient norm before
+   * Clip and apply gradients, keyed by tf.Variable name as `tf.variableGrads` returns them. Returns the global gradient norm before
    * clipping (a scalar the caller disposes).
    */
   apply(grads: Record<string, tf.Tensor>, lr: number): tf.Scalar {
@@ -48,15 +48,17 @@ export class AdamW {
     this.t++;
     const t = this.t;
     return tf.tidy(() => {
-      const names = [...this.weights.keys()].filter((n) => grads[n]);
-      const sq = names.map((n) => tf.sum(tf.square(grads[n]!)));
-      const norm = tf.sqrt(tf.addN(sq)) as tf.Scalar;
+      const names = [...this.weights.keys()].filter((n) => grads[this.weights.get(n)!.name]);
+      const gradOf = (n: string) => grads[this.weights.get(n)!.name]!;
+      const sq = names.map((n) => tf.sum(tf.square(gradOf(n))));
+      // a chain of adds, not tf.addN: webgpu's AddN returns wrong sums for more than 2 inputs (tfjs 4.22)
+      const norm = tf.sqrt(sq.reduce((a, b) => tf.add(a, b))) as tf.Scalar;
       const scale = c.clip > 0 ? tf.minimum(1, tf.div(c.clip, tf.add(norm, 1e-6))) : tf.scalar(1);
       const bc1 = 1 - c.beta1 ** t;
       const bc2 = 1 - c.beta2 ** t;
       for (const name of names) {
         const w = this.weights.get(name)!;
-        const g = tf.mul(grads[name]!, scale);
+        const g = tf.mul(gradOf(name), scale);
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
         m.assign(tf.add(tf.mul(m, c.beta1), tf.mul(g, 1 - c.beta1)));

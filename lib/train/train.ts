@@ -6,13 +6,20 @@ import { join } from "node:path";
 import { tf, useBackend } from "../backend/mod.ts";
 import { makeReadingSample, type Sample } from "../data/mod.ts";
 import { jointNextTokenLoss } from "../loss/mod.ts";
-import { MODEL_PRESETS, type ModelConfig, ModelConfigSchema, numVisualTokens, sequenceLength, SmallVLM } from "../model/mod.ts";
+import {
+  MODEL_PRESETS,
+  type ModelConfig,
+  ModelConfigSchema,
+  numVisualTokens,
+  sequenceLength,
+  SmallVLM,
+} from "../model/mod.ts";
 import { loadTokenizerFile, type WordTokenizer } from "../tokenizer/mod.ts";
 import { writeSmallTokenizer } from "../tokenizer/small.ts";
 import { IGNORE_INDEX } from "../labels/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
-import { type TrainConfig, TrainConfigSchema, type TrainConfigInput } from "./config.ts";
+import { type TrainConfig, type TrainConfigInput, TrainConfigSchema } from "./config.ts";
 
 export interface StepMetrics {
   step: number;
@@ -75,7 +82,10 @@ export function makeBatch(samples: Sample[], config: ModelConfig, withVision: bo
 }
 
 /** Run (or resume) a training job. */
-export async function train(input: TrainConfigInput, options: TrainOptions = {}): Promise<TrainResult> {
+export async function train(
+  input: TrainConfigInput,
+  options: TrainOptions = {},
+): Promise<TrainResult> {
   // config
   const config = TrainConfigSchema.parse(input);
   const runDir = join(config.outDir, config.name);
@@ -102,7 +112,9 @@ export async function train(input: TrainConfigInput, options: TrainOptions = {})
       const ck = await loadCheckpoint(latest);
       for (const [name, w] of model.weights) {
         const values = ck.weights.get(name);
-        if (!values || values.length !== w.size) throw new Error(`Checkpoint ${latest} does not match the model at '${name}'`);
+        if (!values || values.length !== w.size) {
+          throw new Error(`Checkpoint ${latest} does not match the model at '${name}'`);
+        }
         w.assign(tf.tensor(values, w.shape));
         optimizer.m.get(name)!.assign(tf.tensor(ck.optimizer.get(`${name}.m`)!, w.shape));
         optimizer.v.get(name)!.assign(tf.tensor(ck.optimizer.get(`${name}.v`)!, w.shape));
@@ -121,7 +133,11 @@ export async function train(input: TrainConfigInput, options: TrainOptions = {})
     const N = numVisualTokens(modelConfig);
     const T = sequenceLength(modelConfig);
     const sampleAt = (i: number) =>
-      makeReadingSample(config.data.size > 0 ? i % config.data.size : i, { config: modelConfig, tokenizer, seed: config.data.seed });
+      makeReadingSample(config.data.size > 0 ? i % config.data.size : i, {
+        config: modelConfig,
+        tokenizer,
+        seed: config.data.seed,
+      });
     const checkpoint = () =>
       saveCheckpoint(ckptDir, {
         step,
@@ -140,7 +156,10 @@ export async function train(input: TrainConfigInput, options: TrainOptions = {})
         if (options.signal?.aborted) break;
         const t0 = performance.now();
         // data
-        const samples = Array.from({ length: config.batchSize }, (_, k) => sampleAt(dataPosition + k));
+        const samples = Array.from(
+          { length: config.batchSize },
+          (_, k) => sampleAt(dataPosition + k),
+        );
         const batch = makeBatch(samples, modelConfig, config.objective === "dvsft");
         const lr = learningRate(config.optimizer, step, config.steps);
         // step: forward, joint loss, backward, clipped AdamW update
@@ -159,7 +178,8 @@ export async function train(input: TrainConfigInput, options: TrainOptions = {})
         } finally {
           tf.dispose([batch.pixels, batch.inputIds, batch.labels]);
         }
-        const [loss, textLoss, visionLoss, norm] = await Promise.all([...parts, gradNorm].map(async (t) => (await t.data())[0]!));
+        const read = await Promise.all([...parts, gradNorm].map(async (t) => (await t.data())[0]!));
+        const [loss, textLoss, visionLoss, norm] = read as [number, number, number, number];
         tf.dispose([...parts, gradNorm]);
         if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
           throw new NonFiniteLossError(
@@ -184,7 +204,10 @@ export async function train(input: TrainConfigInput, options: TrainOptions = {})
         metrics.push(m);
         await log.write(new TextEncoder().encode(JSON.stringify(m) + "\n"));
         options.onStep?.(m);
-        if ((config.checkpointEvery > 0 && step % config.checkpointEvery === 0) || step === config.steps) await checkpoint();
+        if (
+          (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) ||
+          step === config.steps
+        ) await checkpoint();
       }
     } finally {
       log.close();

@@ -1,0 +1,217 @@
+import { assert, assertAlmostEquals, assertEquals, assertLess, assertRejects } from "@std/assert";
+import { join } from "node:path";
+import { availableBackends, tf, useBackend } from "../backend/mod.ts";
+import { makeReadingSample } from "../data/mod.ts";
+import { jointNextTokenLoss } from "../loss/mod.ts";
+import { MODEL_PRESETS, ModelConfigSchema, SmallVLM } from "../model/mod.ts";
+import { buildSmallTokenizerJson } from "../tokenizer/small.ts";
+import { loadTokenizerFile } from "../tokenizer/mod.ts";
+import { loadCheckpoint, makeBatch, NonFiniteLossError, train } from "./mod.ts";
+import { sha256Hex } from "../util/hash.ts";
+
+const tmp = () => Deno.makeTempDir({ prefix: "dvsft-train-" });
+const base = {
+  model: "tiny",
+  batchSize: 8,
+  optimizer: { lr: 3e-3, warmupSteps: 5 },
+  checkpointEvery: 0,
+} as const;
+
+Deno.test("train: overfits one batch, loss falls, no leaked tensors", async () => {
+  const outDir = await tmp();
+  try {
+    const r = await train({
+      ...base,
+      name: "overfit",
+      outDir,
+      steps: 60,
+      backend: "wasm",
+      data: { task: "reading", seed: 0, size: 8 },
+    });
+    const first = r.metrics[0]!;
+    const last = r.metrics.at(-1)!;
+    assertLess(last.loss, first.loss * 0.45, `loss ${first.loss} → ${last.loss}`);
+    assertLess(last.visionLoss, first.visionLoss * 0.6);
+    // tensors stay flat after the first step (weights, optimizer state, cached mask)
+    const counts = new Set(r.metrics.slice(1).map((m) => m.numTensors));
+    assertEquals(counts.size, 1, `numTensors varied: ${[...counts]}`);
+    const lines = (await Deno.readTextFile(join(r.runDir, "metrics.jsonl"))).trim().split("\n");
+    assertEquals(lines.length, 60);
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("train: same seed → same losses on cpu and wasm", async () => {
+  const outDir = await tmp();
+  try {
+    const run = (backend: "cpu" | "wasm") =>
+      train({ ...base, name: backend, outDir, steps: 3, backend });
+    const a = await run("cpu");
+    const b = await run("wasm");
+    a.metrics.forEach((m, k) => assertAlmostEquals(m.loss, b.metrics[k]!.loss, 1e-4));
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("backends: a training step's loss and gradients agree with cpu on every backend present", async () => {
+  const path = join(await tmp(), "tok.json");
+  await Deno.writeTextFile(path, JSON.stringify(buildSmallTokenizerJson()));
+  const tokenizer = await loadTokenizerFile(path, "small");
+  const config = ModelConfigSchema.parse({ ...MODEL_PRESETS.tiny, vocabSize: tokenizer.vocabSize });
+  const samples = Array.from(
+    { length: 4 },
+    (_, i) => makeReadingSample(i, { config, tokenizer, seed: 3 }),
+  );
+  const present = await availableBackends();
+  assert(present.includes("wasm"), `wasm must train here; present: ${present}`);
+  const results: Record<string, { loss: number; grads: Map<string, Float32Array> }> = {};
+  for (const backend of present) {
+    await useBackend(backend);
+    const model = new SmallVLM(config, undefined, 5);
+    const batch = makeBatch(samples, config, true);
+    const { value, grads } = tf.variableGrads(() =>
+      jointNextTokenLoss(model.apply(batch.pixels, batch.inputIds), batch.labels, [1, 5]).total
+    );
+    const g = new Map<string, Float32Array>();
+    for (const [name, w] of model.weights) {
+      g.set(name, (await grads[w.name]!.data()) as Float32Array);
+    }
+    results[backend] = { loss: (await value.data())[0]!, grads: g };
+    tf.dispose([value, ...Object.values(grads), batch.pixels, batch.inputIds, batch.labels]);
+    model.dispose();
+  }
+  const ref = results.cpu!;
+  for (const backend of present) {
+    const r = results[backend]!;
+    assertAlmostEquals(r.loss, ref.loss, 1e-3, backend);
+    for (const [name, g] of ref.grads) {
+      const h = r.grads.get(name)!;
+      let scale = 1e-3;
+      for (const v of g) scale = Math.max(scale, Math.abs(v));
+      for (let i = 0; i < g.length; i++) {
+        assertAlmostEquals(h[i]!, g[i]!, 2e-3 * scale, `${backend} ${name}[${i}]`);
+      }
+    }
+  }
+  await useBackend("wasm");
+});
+
+Deno.test("train: SIGKILL mid-run, --resume, and the losses equal an uninterrupted run step by step", async () => {
+  const outDir = await tmp();
+  const root = new URL("../..", import.meta.url).pathname;
+  const cli = (name: string, extra: string[] = []) =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "functions/train/cli.ts",
+        "--quiet",
+        "--set",
+        `name=${name}`,
+        "--set",
+        `outDir=${outDir}`,
+        "--set",
+        "model=tiny",
+        "--set",
+        "steps=24",
+        "--set",
+        "batchSize=4",
+        "--set",
+        "checkpointEvery=4",
+        "--set",
+        "backend=wasm",
+        ...extra,
+      ],
+      cwd: root,
+      stdout: "null",
+      stderr: "null",
+    });
+  try {
+    assertEquals((await cli("whole").output()).code, 0);
+    const child = cli("killed").spawn();
+    const metricsPath = join(outDir, "killed", "metrics.jsonl");
+    for (;;) {
+      const text = await Deno.readTextFile(metricsPath).catch(() => "");
+      if (text.trim().split("\n").filter(Boolean).length >= 10) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    const ck = await loadCheckpoint(
+      join(
+        outDir,
+        "killed",
+        "checkpoints",
+        JSON.parse(await Deno.readTextFile(join(outDir, "killed", "checkpoints", "latest.json")))
+          .checkpoint,
+      ),
+    );
+    assert(
+      ck.manifest.step >= 8 && ck.manifest.step < 24,
+      `checkpoint at step ${ck.manifest.step}`,
+    );
+    assertEquals((await cli("killed", ["--resume"]).output()).code, 0);
+    const byStep = async (name: string) => {
+      const m = new Map<number, number>();
+      for (
+        const line of (await Deno.readTextFile(join(outDir, name, "metrics.jsonl"))).trim().split(
+          "\n",
+        )
+      ) {
+        const { step, loss } = JSON.parse(line);
+        m.set(step, loss); // a step redone after the kill overwrites its first record
+      }
+      return m;
+    };
+    const whole = await byStep("whole");
+    const resumed = await byStep("killed");
+    assertEquals(resumed.size, 24);
+    for (const [step, loss] of whole) assertEquals(resumed.get(step), loss, `step ${step}`);
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("train: a NaN loss stops with a clear error and keeps the last good checkpoint", async () => {
+  const outDir = await tmp();
+  try {
+    await train({ ...base, name: "nan", outDir, steps: 2, checkpointEvery: 2, backend: "wasm" });
+    // poison the checkpoint's weights (with a valid checksum), then resume
+    const dir = join(outDir, "nan", "checkpoints", "step-000002");
+    const bytes = await Deno.readFile(join(dir, "weights.bin"));
+    new Float32Array(bytes.buffer).fill(NaN, 0, 100);
+    await Deno.writeFile(join(dir, "weights.bin"), bytes);
+    const manifest = JSON.parse(await Deno.readTextFile(join(dir, "manifest.json")));
+    manifest.files["weights.bin"] = await sha256Hex(bytes);
+    await Deno.writeTextFile(join(dir, "manifest.json"), JSON.stringify(manifest));
+    await assertRejects(
+      () =>
+        train({ ...base, name: "nan", outDir, steps: 4, checkpointEvery: 1, backend: "wasm" }, {
+          resume: true,
+        }),
+      NonFiniteLossError,
+      "loss is NaN",
+    );
+    const latest = JSON.parse(
+      await Deno.readTextFile(join(outDir, "nan", "checkpoints", "latest.json")),
+    );
+    assertEquals(latest.step, 2);
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("checkpoint: a corrupted file is refused by its checksum", async () => {
+  const outDir = await tmp();
+  try {
+    await train({ ...base, name: "c", outDir, steps: 1, checkpointEvery: 1, backend: "wasm" });
+    const dir = join(outDir, "c", "checkpoints", "step-000001");
+    const bytes = await Deno.readFile(join(dir, "optimizer.bin"));
+    await Deno.writeFile(join(dir, "optimizer.bin"), bytes.subarray(0, bytes.length - 4));
+    await assertRejects(() => loadCheckpoint(dir), Error, "does not match its checksum");
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
