@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { tf } from "../backend/mod.ts";
+import type { tf } from "../backend/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
 
 const TensorEntrySchema = z.strictObject({
