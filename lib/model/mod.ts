@@ -1,2 +1,3 @@
 export * from "./config.ts";
 export * from "./model.ts";
+export * from "./flops.ts";
