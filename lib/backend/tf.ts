@@ -4,4 +4,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 
+// production mode: no "install tfjs-node" banner, no debug-only checks
+tf.env().set("PROD", true);
+
 export { tf };
