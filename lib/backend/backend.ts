@@ -23,7 +23,16 @@ async function initWasm(): Promise<void> {
   registerWasmTrainingKernels();
 }
 
+/** The Vulkan loader wants XDG_RUNTIME_DIR (and prints an error per adapter request without it). */
+function ensureXdgRuntimeDir(): void {
+  if (Deno.env.get("XDG_RUNTIME_DIR")) return;
+  const dir = Deno.makeTempDirSync({ prefix: "dvsft-xdg-" });
+  Deno.chmodSync(dir, 0o700);
+  Deno.env.set("XDG_RUNTIME_DIR", dir);
+}
+
 async function initWebgpu(): Promise<void> {
+  ensureXdgRuntimeDir();
   const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
   if (!gpu) {
     throw new BackendUnavailableError(
@@ -71,6 +80,7 @@ interface AdapterInfo {
 
 /** The WebGPU adapter's description ("" when there is none). Fields are prototype getters. */
 export async function webgpuAdapterDescription(): Promise<string> {
+  ensureXdgRuntimeDir();
   const gpu =
     (globalThis.navigator as { gpu?: { requestAdapter(): Promise<{ info?: AdapterInfo } | null> } })
       .gpu;
