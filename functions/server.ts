@@ -5,17 +5,18 @@
 import { swaggerUI } from "@hono/swagger-ui";
 import { type ApiAppOptions, createApiApp } from "./shared/http.ts";
 import { createLabelApp, type LabelAppOptions } from "./label/app.ts";
+import { createTrainApp, type TrainAppOptions } from "./train/app.ts";
 import { getTokenizer } from "../lib/tokenizer/mod.ts";
 
-export interface ServerOptions extends ApiAppOptions, LabelAppOptions {
-  functions?: Array<"label">;
+export interface ServerOptions extends ApiAppOptions, LabelAppOptions, TrainAppOptions {
+  functions?: Array<"label" | "train">;
 }
 
 export const VERSION = "0.1.0";
 
 /** The API app and a `close()` that releases OCR workers. */
 export function createServerApp(options: ServerOptions = {}) {
-  const { functions = ["label"] } = options;
+  const { functions = ["label", "train"] } = options;
   const app = createApiApp(options);
   const closers: Array<() => Promise<void>> = [];
   let ready = false;
@@ -35,6 +36,11 @@ export function createServerApp(options: ServerOptions = {}) {
     const label = createLabelApp(options);
     app.route("/", label.app);
     closers.push(label.close);
+  }
+  if (functions.includes("train")) {
+    const train = createTrainApp(options);
+    app.route("/", train.app);
+    closers.push(train.close);
   }
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

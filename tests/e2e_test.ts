@@ -13,7 +13,7 @@ async function startServer(): Promise<
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "main.ts", "serve"],
     cwd: root,
-    env: { PORT: "0" },
+    env: { PORT: "0", DVSFT_DATA_DIR: Deno.makeTempDirSync({ prefix: "dvsft-e2e-" }) },
     stdout: "piped",
     stderr: "piped",
   }).spawn();

@@ -32,7 +32,7 @@ function pngBomb(w: number, h: number): Uint8Array {
 }
 
 Deno.test("POST /v1/label: multipart image with OCR → a valid label set", async () => {
-  const { app, close } = createServerApp({ ocrConcurrency: 1 });
+  const { app, close } = createServerApp({ functions: ["label"], ocrConcurrency: 1 });
   try {
     const res = await app.request("/v1/label", {
       method: "POST",
@@ -51,7 +51,7 @@ Deno.test("POST /v1/label: multipart image with OCR → a valid label set", asyn
 });
 
 Deno.test("POST /v1/label: JSON with boxes, another geometry, overlay PNG", async () => {
-  const { app, close } = createServerApp();
+  const { app, close } = createServerApp({ functions: ["label"] });
   try {
     const res = await app.request(
       "/v1/label",
@@ -85,7 +85,7 @@ Deno.test("POST /v1/label: a PDF gives one label set per page", async () => {
     ctx.fillText(text, 20, 60);
     doc.endPage();
   }
-  const { app, close } = createServerApp();
+  const { app, close } = createServerApp({ functions: ["label"] });
   try {
     const res = await app.request("/v1/label", {
       method: "POST",
@@ -105,7 +105,7 @@ Deno.test("POST /v1/label: a PDF gives one label set per page", async () => {
 });
 
 Deno.test("GET /v1/geometries, /v1/tokenizers, /healthz, /readyz, /openapi.json", async () => {
-  const { app, close } = createServerApp();
+  const { app, close } = createServerApp({ functions: ["label"] });
   try {
     const g = await (await app.request("/v1/geometries")).json();
     assertEquals(g.geometries.map((x: { name: string }) => x.name), [
@@ -127,7 +127,11 @@ Deno.test("GET /v1/geometries, /v1/tokenizers, /healthz, /readyz, /openapi.json"
 });
 
 Deno.test("bad input: each gets a 4xx JSON error naming the problem, and the server keeps serving", async () => {
-  const { app, close } = createServerApp({ maxBodyBytes: 2_000_000, maxPixels: 20_000_000 });
+  const { app, close } = createServerApp({
+    functions: ["label"],
+    maxBodyBytes: 2_000_000,
+    maxPixels: 20_000_000,
+  });
   const cases: Array<[string, RequestInit, number, string]> = [
     [
       "non-image bytes",
@@ -260,7 +264,11 @@ Deno.test("bad input: each gets a 4xx JSON error naming the problem, and the ser
 });
 
 Deno.test("OCR queue full → 503 with Retry-After; the accepted request still succeeds", async () => {
-  const { app, close } = createServerApp({ ocrConcurrency: 1, ocrMaxQueue: 0 });
+  const { app, close } = createServerApp({
+    functions: ["label"],
+    ocrConcurrency: 1,
+    ocrMaxQueue: 0,
+  });
   try {
     const responses = await Promise.all(
       [0, 1, 2].map(() =>

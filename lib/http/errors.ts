@@ -10,6 +10,7 @@ import { TokenizerError } from "../tokenizer/mod.ts";
 import { PdfError } from "../pdf/mod.ts";
 import { QueueFullError } from "../util/limiter.ts";
 import { Base64Error } from "../util/base64.ts";
+import { PathError } from "../util/paths.ts";
 
 export const ErrorBodySchema = z.object({
   error: z.object({
@@ -62,6 +63,9 @@ export function toErrorResponse(
   }
   if (err instanceof z.ZodError) {
     return make(400, "invalid_request", "Request failed validation", zodIssues(err));
+  }
+  if (err instanceof PathError) {
+    return make(err.notFound ? 404 : 400, err.notFound ? "not_found" : "bad_path", err.message);
   }
   if (err instanceof Base64Error) return make(400, "invalid_base64", err.message);
   if (err instanceof ImageError) return make(err.status, err.code, err.message);

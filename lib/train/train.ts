@@ -153,7 +153,11 @@ export async function train(
     const log = await Deno.open(join(runDir, "metrics.jsonl"), { append: true, create: true });
     try {
       while (step < config.steps) {
-        if (options.signal?.aborted) break;
+        if (options.signal?.aborted) {
+          // stopped from outside: keep the work done so far
+          if (metrics.length > 0) await checkpoint();
+          break;
+        }
         const t0 = performance.now();
         // data
         const samples = Array.from(

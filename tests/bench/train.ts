@@ -8,14 +8,30 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { availableBackends, tf, useBackend, webgpuAdapterDescription } from "../../lib/backend/mod.ts";
+import {
+  availableBackends,
+  tf,
+  useBackend,
+  webgpuAdapterDescription,
+} from "../../lib/backend/mod.ts";
 import { loadBlas } from "../../lib/backend/blas.ts";
 import { jointNextTokenLoss } from "../../lib/loss/mod.ts";
-import { MODEL_PRESETS, type ModelConfig, ModelConfigSchema, numVisualTokens, sequenceLength, SmallVLM, trainStepFlops } from "../../lib/model/mod.ts";
+import {
+  MODEL_PRESETS,
+  type ModelConfig,
+  ModelConfigSchema,
+  numVisualTokens,
+  sequenceLength,
+  SmallVLM,
+  trainStepFlops,
+} from "../../lib/model/mod.ts";
 import { AdamW, OptimizerConfigSchema } from "../../lib/train/optimizer.ts";
 import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
 
-const { values } = parseArgs({ args: Deno.args, options: { steps: { type: "string" }, presets: { type: "string" }, backends: { type: "string" } } });
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { steps: { type: "string" }, presets: { type: "string" }, backends: { type: "string" } },
+});
 const flags = z.strictObject({
   steps: z.coerce.number().int().min(1).default(5),
   presets: z.string().default("tiny,small"),
@@ -35,23 +51,35 @@ async function python(args: string[]): Promise<string | null> {
 }
 
 // 1. the machine's matmul peak (fp32, 2048³)
-const numpyPeak = await python(["-c", `
+const numpyPeak = await python([
+  "-c",
+  `
 import numpy as np, time
 a = np.random.rand(2048, 2048).astype(np.float32); b = np.random.rand(2048, 2048).astype(np.float32); a @ b
 t = time.perf_counter()
 for _ in range(5): a @ b
-print(2 * 2048**3 / ((time.perf_counter() - t) / 5) / 1e9)`]);
+print(2 * 2048**3 / ((time.perf_counter() - t) / 5) / 1e9)`,
+]);
 let ffiPeak: number | null = null;
 const blas = loadBlas();
 if (blas) {
-  const n = 2048, a = new Float32Array(n * n).fill(1), b = new Float32Array(n * n).fill(1), c = new Float32Array(n * n);
+  const n = 2048,
+    a = new Float32Array(n * n).fill(1),
+    b = new Float32Array(n * n).fill(1),
+    c = new Float32Array(n * n);
   blas.sgemm(false, false, n, n, n, a, n, b, n, c);
   const t0 = performance.now();
   for (let i = 0; i < 5; i++) blas.sgemm(false, false, n, n, n, a, n, b, n, c);
   ffiPeak = (2 * n ** 3) / ((performance.now() - t0) / 5 / 1000) / 1e9;
 }
 const peak = Number(numpyPeak ?? ffiPeak ?? NaN);
-console.log(`matmul peak (fp32 2048³): numpy ${numpyPeak ? Number(numpyPeak).toFixed(1) : "n/a"} GFLOP/s, OpenBLAS via Deno FFI ${ffiPeak?.toFixed(1) ?? "n/a"} GFLOP/s (${blas?.library ?? "no BLAS"})`);
+console.log(
+  `matmul peak (fp32 2048³): numpy ${
+    numpyPeak ? Number(numpyPeak).toFixed(1) : "n/a"
+  } GFLOP/s, OpenBLAS via Deno FFI ${ffiPeak?.toFixed(1) ?? "n/a"} GFLOP/s (${
+    blas?.library ?? "no BLAS"
+  })`,
+);
 
 async function stepTime(c: ModelConfig, B: number, steps: number): Promise<number> {
   const model = new SmallVLM(c, undefined, 0);
@@ -61,7 +89,9 @@ async function stepTime(c: ModelConfig, B: number, steps: number): Promise<numbe
   const ids = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 2) as tf.Tensor2D;
   const labels = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 3) as tf.Tensor2D;
   const one = async () => {
-    const { value, grads } = tf.variableGrads(() => jointNextTokenLoss(model.apply(pixels, ids), labels, [1, N + 1]).total);
+    const { value, grads } = tf.variableGrads(() =>
+      jointNextTokenLoss(model.apply(pixels, ids), labels, [1, N + 1]).total
+    );
     const n = opt.apply(grads, 1e-3);
     await value.data();
     tf.dispose([value, n, ...Object.values(grads)]);
@@ -80,14 +110,35 @@ const present = await availableBackends();
 const wanted = flags.backends ? flags.backends.split(",") : present;
 const gpuDesc = present.includes("webgpu") ? await webgpuAdapterDescription() : "";
 const softwareGpu = /llvmpipe|lavapipe|swiftshader/i.test(gpuDesc);
-console.log(`backends present: ${present.join(", ")}${gpuDesc ? ` (webgpu adapter: ${gpuDesc})` : ""}\n`);
-const header = ["preset", "backend", "batch", "step ms", "tokens/s", "model GFLOP/s", "% of peak", "vs PyTorch"];
+console.log(
+  `backends present: ${present.join(", ")}${gpuDesc ? ` (webgpu adapter: ${gpuDesc})` : ""}\n`,
+);
+const header = [
+  "preset",
+  "backend",
+  "batch",
+  "step ms",
+  "tokens/s",
+  "model GFLOP/s",
+  "% of peak",
+  "vs PyTorch",
+];
 const rows: string[][] = [header];
 for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESETS>) {
   const c = ModelConfigSchema.parse({ ...MODEL_PRESETS[preset], vocabSize });
   const B = BATCH[preset];
   const flops = trainStepFlops(c, B);
-  const torch = await python([new URL("./torch_step.py", import.meta.url).pathname, "--config", JSON.stringify(c), "--batch", String(B), "--steps", String(flags.steps), "--threads", "1"]);
+  const torch = await python([
+    new URL("./torch_step.py", import.meta.url).pathname,
+    "--config",
+    JSON.stringify(c),
+    "--batch",
+    String(B),
+    "--steps",
+    String(flags.steps),
+    "--threads",
+    "1",
+  ]);
   const torchMs = torch ? JSON.parse(torch).stepMs as number : null;
   const add = (backend: string, ms: number) =>
     rows.push([
@@ -102,7 +153,9 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
     ]);
   for (const backend of present.filter((b) => wanted.includes(b))) {
     // the pure-JS reference and software Vulkan take minutes per small step: tiny only
-    if (preset === "small" && (backend === "cpu" || (backend === "webgpu" && softwareGpu))) continue;
+    if (preset === "small" && (backend === "cpu" || (backend === "webgpu" && softwareGpu))) {
+      continue;
+    }
     await useBackend(backend);
     add(backend, await stepTime(c, B, flags.steps));
   }
@@ -110,4 +163,6 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
 }
 const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
 for (const r of rows) console.log(r.map((x, i) => x.padEnd(widths[i]!)).join("  "));
-console.log(`\nmodel FLOPs per step: 3 × forward matmul FLOPs (lib/model/flops.ts); "vs PyTorch" > 1 means faster than PyTorch`);
+console.log(
+  `\nmodel FLOPs per step: 3 × forward matmul FLOPs (lib/model/flops.ts); "vs PyTorch" > 1 means faster than PyTorch`,
+);

@@ -1,0 +1,246 @@
+/**
+ * The training function: jobs over HTTP. `POST /v1/train/jobs` (config) → job; state,
+ * server-sent events, cancel, resume, artifacts. Jobs live in Deno KV; runs in workers.
+ */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { streamSSE } from "hono/streaming";
+import { join, relative } from "node:path";
+import { resolveInside } from "../../lib/util/paths.ts";
+import { JobRunner, JobSchema, JobStore } from "../../lib/jobs/mod.ts";
+import { TrainConfigSchema } from "../../lib/train/mod.ts";
+import { ApiError } from "../../lib/http/mod.ts";
+import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+
+/** Options of {@linkcode createTrainApp}. */
+export interface TrainAppOptions {
+  /** Where runs and the job store live. @default "out" (env DVSFT_DATA_DIR) */
+  dataRoot?: string;
+  /** Training jobs at once. @default 1 */
+  trainConcurrency?: number;
+  /** Jobs allowed to wait. @default 16 */
+  maxQueuedJobs?: number;
+}
+
+/** A job's config: the training config without the output location (the server owns that). */
+export const TrainJobConfigSchema = TrainConfigSchema.omit({ outDir: true, name: true }).openapi(
+  "TrainJobConfig",
+);
+
+const IdParam = z.object({
+  id: z.string().regex(/^[a-z]+-[a-z0-9]+-[a-f0-9]{8}$/, "not a job id"),
+});
+const JobResponse = JobSchema.openapi("Job");
+const notFound = {
+  404: {
+    description: "No such job",
+    content: {
+      "application/json": {
+        schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
+      },
+    },
+  },
+};
+
+const createJob = createRoute({
+  method: "post",
+  path: "/v1/train/jobs",
+  summary: "Start a training job",
+  middleware: [requireContentType(["application/json"])] as const,
+  request: {
+    body: { required: true, content: { "application/json": { schema: TrainJobConfigSchema } } },
+  },
+  responses: {
+    202: { description: "Queued", content: { "application/json": { schema: JobResponse } } },
+    ...errorResponses,
+  },
+});
+const listJobs = createRoute({
+  method: "get",
+  path: "/v1/train/jobs",
+  summary: "List training jobs",
+  responses: {
+    200: {
+      description: "Jobs",
+      content: { "application/json": { schema: z.object({ jobs: z.array(JobResponse) }) } },
+    },
+  },
+});
+const getJob = createRoute({
+  method: "get",
+  path: "/v1/train/jobs/{id}",
+  summary: "A job's state, progress and last metrics",
+  request: { params: IdParam },
+  responses: {
+    200: { description: "Job", content: { "application/json": { schema: JobResponse } } },
+    ...notFound,
+    ...errorResponses,
+  },
+});
+const cancelJob = createRoute({
+  method: "post",
+  path: "/v1/train/jobs/{id}/cancel",
+  summary: "Cancel a job (a running one checkpoints first)",
+  request: { params: IdParam },
+  responses: {
+    202: { description: "Cancelling", content: { "application/json": { schema: JobResponse } } },
+    ...notFound,
+    ...errorResponses,
+  },
+});
+const resumeJob = createRoute({
+  method: "post",
+  path: "/v1/train/jobs/{id}/resume",
+  summary: "Resume a failed or cancelled job from its last checkpoint",
+  request: { params: IdParam },
+  responses: {
+    202: { description: "Queued", content: { "application/json": { schema: JobResponse } } },
+    ...notFound,
+    ...errorResponses,
+  },
+});
+const listArtifacts = createRoute({
+  method: "get",
+  path: "/v1/train/jobs/{id}/artifacts",
+  summary: "Files a job wrote (config, metrics, checkpoints, tokenizer)",
+  request: { params: IdParam },
+  responses: {
+    200: {
+      description: "Artifacts",
+      content: {
+        "application/json": {
+          schema: z.object({
+            artifacts: z.array(z.object({ path: z.string(), bytes: z.number() })),
+          }),
+        },
+      },
+    },
+    ...notFound,
+  },
+});
+
+async function walk(
+  dir: string,
+  root: string,
+  out: Array<{ path: string; bytes: number }>,
+): Promise<void> {
+  for await (const e of Deno.readDir(dir)) {
+    if (e.name.startsWith(".")) continue; // temporary checkpoint folders
+    const p = join(dir, e.name);
+    if (e.isDirectory) await walk(p, root, out);
+    else if (e.isFile) out.push({ path: relative(root, p), bytes: (await Deno.stat(p)).size });
+  }
+}
+
+/** Build the training sub-app; `start()` opens the store and recovers jobs, `close()` stops. */
+export function createTrainApp(options: TrainAppOptions = {}) {
+  const {
+    dataRoot = Deno.env.get("DVSFT_DATA_DIR") ?? "out",
+    trainConcurrency = 1,
+    maxQueuedJobs = 16,
+  } = options;
+  let store: JobStore | null = null;
+  let runner: JobRunner | null = null;
+  const ready = (async () => {
+    await Deno.mkdir(dataRoot, { recursive: true });
+    store = await JobStore.open(join(dataRoot, "jobs.kv"));
+    runner = new JobRunner(store, { dataRoot, concurrency: trainConcurrency });
+    await runner.recover();
+  })();
+  const deps = async () => {
+    await ready;
+    return { store: store!, runner: runner! };
+  };
+  const mustGet = async (id: string) => {
+    const job = await (await deps()).store.get(id);
+    if (!job || job.kind !== "train") {
+      throw new ApiError(404, "not_found", `No training job '${id}'`);
+    }
+    return job;
+  };
+  const app = new OpenAPIHono<AppEnv>();
+
+  app.openapi(createJob, async (c) => {
+    const config = c.req.valid("json");
+    const { store, runner } = await deps();
+    if (runner.queued >= maxQueuedJobs) {
+      throw new ApiError(
+        503,
+        "busy",
+        `Too many queued jobs (${runner.queued}); retry later`,
+        undefined,
+        { "Retry-After": "30" },
+      );
+    }
+    const job = await store.create("train", config, (id) => join("runs", id), config.steps);
+    runner.enqueue(job.id);
+    return c.json(job, 202);
+  });
+  app.openapi(
+    listJobs,
+    async (c) => c.json({ jobs: await (await deps()).store.list("train") }, 200),
+  );
+  app.openapi(getJob, async (c) => c.json(await mustGet(c.req.valid("param").id), 200));
+  app.openapi(cancelJob, async (c) => {
+    const { id } = c.req.valid("param");
+    await mustGet(id);
+    return c.json(await (await deps()).runner.cancel(id), 202);
+  });
+  app.openapi(resumeJob, async (c) => {
+    const { id } = c.req.valid("param");
+    const job = await mustGet(id);
+    if (job.state !== "failed" && job.state !== "cancelled") {
+      throw new ApiError(
+        409,
+        "conflict",
+        `Job '${id}' is ${job.state}; only failed or cancelled jobs resume`,
+      );
+    }
+    const { store, runner } = await deps();
+    const queued = await store.update(id, { state: "queued", error: null });
+    runner.enqueue(id, true);
+    return c.json(queued, 202);
+  });
+  app.openapi(listArtifacts, async (c) => {
+    const job = await mustGet(c.req.valid("param").id);
+    const root = join(dataRoot, job.runDir);
+    const artifacts: Array<{ path: string; bytes: number }> = [];
+    await walk(root, root, artifacts).catch(() => {});
+    return c.json({ artifacts: artifacts.sort((a, b) => a.path.localeCompare(b.path)) }, 200);
+  });
+  // a file download and an event stream are not JSON: plain routes (documented in the README)
+  app.get("/v1/train/jobs/:id/artifacts/:path{.+}", async (c) => {
+    const id = IdParam.parse({ id: c.req.param("id") }).id;
+    const job = await mustGet(id);
+    const file = await resolveInside(
+      join(dataRoot, job.runDir),
+      decodeURIComponent(c.req.param("path")),
+    );
+    const f = await Deno.open(file);
+    return new Response(f.readable, { headers: { "content-type": "application/octet-stream" } });
+  });
+  app.get("/v1/train/jobs/:id/events", async (c) => {
+    const id = IdParam.parse({ id: c.req.param("id") }).id;
+    await mustGet(id);
+    const { store } = await deps();
+    return streamSSE(c, async (stream) => {
+      const ac = new AbortController();
+      stream.onAbort(() => ac.abort());
+      for await (const job of store.watch(id, ac.signal)) {
+        await stream.writeSSE({
+          event: job.state === "running" || job.state === "queued" ? "progress" : job.state,
+          data: JSON.stringify(job),
+        });
+      }
+    });
+  });
+
+  return {
+    app,
+    ready,
+    close: async () => {
+      await ready.catch(() => {});
+      await runner?.shutdown();
+      store?.close();
+    },
+  };
+}
