@@ -49,9 +49,11 @@ async function initWebgpu(): Promise<void> {
 }
 
 async function initTensorflow(): Promise<void> {
-  for (const pkg of ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]) {
+  // built at run time so `deno check` and the lock file never pull them in: only the GPU
+  // image installs them (their install scripts download libtensorflow)
+  for (const pkg of ["tfjs-node-gpu", "tfjs-node"]) {
     try {
-      await import(pkg);
+      await import(["npm:@tensorflow", `${pkg}@4.22.0`].join("/"));
       return;
     } catch { /* not installed here */ }
   }

@@ -20,6 +20,34 @@ import { IGNORE_INDEX } from "../labels/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { type TrainConfig, type TrainConfigInput, TrainConfigSchema } from "./config.ts";
+import { lineChartSvg } from "../plot/mod.ts";
+
+/** Write `loss.svg` from the run's metrics.jsonl (the whole run, across resumes). */
+export async function writeLossPlot(runDir: string): Promise<void> {
+  const byStep = new Map<number, StepMetrics>();
+  const text = await Deno.readTextFile(join(runDir, "metrics.jsonl")).catch(() => "");
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const m = JSON.parse(line) as StepMetrics;
+    byStep.set(m.step, m); // a step redone after a resume replaces its first record
+  }
+  const ms = [...byStep.values()].sort((a, b) => a.step - b.step);
+  if (ms.length === 0) return;
+  const series = (name: string, f: (m: StepMetrics) => number) => ({
+    name,
+    points: ms.map((m) => ({ x: m.step, y: f(m) })),
+  });
+  const svg = lineChartSvg([
+    series("total", (m) => m.loss),
+    series("text", (m) => m.textLoss),
+    series("vision", (m) => m.visionLoss),
+  ], {
+    title: `${runDir.split("/").at(-1)}: loss`,
+    x: "step",
+    y: "loss",
+  });
+  await Deno.writeTextFile(join(runDir, "loss.svg"), svg);
+}
 
 export interface StepMetrics {
   step: number;
@@ -216,6 +244,7 @@ export async function train(
     } finally {
       log.close();
     }
+    await writeLossPlot(runDir);
     return { runDir, backend, finalStep: step, metrics, parameterCount: model.parameterCount };
   } finally {
     optimizer.dispose();

@@ -37,6 +37,8 @@ Deno.test("train: overfits one batch, loss falls, no leaked tensors", async () =
     assertEquals(counts.size, 1, `numTensors varied: ${[...counts]}`);
     const lines = (await Deno.readTextFile(join(r.runDir, "metrics.jsonl"))).trim().split("\n");
     assertEquals(lines.length, 60);
+    const svg = await Deno.readTextFile(join(r.runDir, "loss.svg"));
+    assert(svg.startsWith("<svg") && svg.includes("vision"), "loss plot");
   } finally {
     await Deno.remove(outDir, { recursive: true });
   }
