@@ -117,14 +117,16 @@ export async function generateDataset(
     const tmp = join(out, `.tmp-${shardName(s)}-${crypto.randomUUID().slice(0, 8)}`);
     await Deno.mkdir(tmp);
     const lines: string[] = [];
+    // PNG encoding runs on skia's thread pool: keep a few in flight while the next samples draw
+    const pending: Promise<void>[] = [];
     for (let k = s * config.shardSize; k < Math.min(config.n, (s + 1) * config.shardSize); k++) {
       const g = await generateSample(config.suite, k, config.size);
-      const png = new Uint8Array(g.canvas.toBuffer("image/png"));
       const file = `${String(k).padStart(7, "0")}.png`;
-      await Deno.writeFile(join(tmp, file), png);
       let vision: number[];
       if (config.labelSource === "ocr") {
         if (!options.ocr) throw new Error("labelSource 'ocr' needs an OCR engine");
+        const png = new Uint8Array(await g.canvas.encode("png"));
+        await Deno.writeFile(join(tmp, file), png);
         vision = (await labelImage({
           bytes: png,
           source: "ocr",
@@ -133,6 +135,8 @@ export async function generateDataset(
           ocr: options.ocr,
         })).labelSet.tokens.label;
       } else {
+        pending.push(g.canvas.encode("png").then((png) => Deno.writeFile(join(tmp, file), png)));
+        if (pending.length >= 4) await pending.shift();
         vision = buildLabelSet({
           image: { sha256: "", width: g.width, height: g.height },
           words: g.words,
@@ -157,6 +161,7 @@ export async function generateDataset(
       lines.push(JSON.stringify(record));
       options.onSample?.();
     }
+    await Promise.all(pending);
     const records = new TextEncoder().encode(lines.join("\n") + "\n");
     await Deno.writeFile(join(tmp, "records.jsonl"), records);
     await Deno.writeTextFile(

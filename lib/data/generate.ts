@@ -26,6 +26,8 @@ export interface Augment {
   noise: number;
   /** JPEG quality range [min, max]; null: no JPEG. */
   jpeg: [number, number] | null;
+  /** Probability that a sample goes through JPEG. */
+  jpegP: number;
   /** Max contrast/brightness change (fraction). */
   tone: number;
 }
@@ -45,8 +47,24 @@ export interface SuiteSpec {
   n: number;
 }
 
-const MILD: Augment = { rotate: 2, scale: 0.04, blur: 0.4, noise: 6, jpeg: [70, 95], tone: 0.1 };
-const STRONG: Augment = { rotate: 7, scale: 0.08, blur: 1.4, noise: 22, jpeg: [25, 45], tone: 0.3 };
+const MILD: Augment = {
+  rotate: 2,
+  scale: 0.04,
+  blur: 0.4,
+  noise: 6,
+  jpeg: [70, 95],
+  jpegP: 0.3,
+  tone: 0.1,
+};
+const STRONG: Augment = {
+  rotate: 7,
+  scale: 0.08,
+  blur: 1.4,
+  noise: 22,
+  jpeg: [25, 45],
+  jpegP: 1,
+  tone: 0.3,
+};
 
 /** The suites: the training distribution and seven benchmarks (3 in-domain, 4 out-of-domain). */
 export const SUITES: Record<string, SuiteSpec> = {
@@ -571,15 +589,19 @@ export async function generateSample(
   if (Math.abs(tone - 1) > 1e-3 || Math.abs(shift) > 0.5 || noise > 0.5) {
     const img = ctx.getImageData(0, 0, S, S);
     const d = img.data;
+    // one uniform draw per pixel (variance-matched to std `noise`), gray: cheap and seeded
+    const amp = noise * Math.sqrt(12);
     for (let i = 0; i < d.length; i += 4) {
-      const n = noise > 0.5 ? (rng.next() + rng.next() + rng.next() - 1.5) * 2 * noise : 0;
-      for (let c = 0; c < 3; c++) d[i + c] = (d[i + c]! - 128) * tone + 128 + shift + n;
+      const n = noise > 0.5 ? (rng.next() - 0.5) * amp : 0;
+      d[i] = (d[i]! - 128) * tone + 128 + shift + n;
+      d[i + 1] = (d[i + 1]! - 128) * tone + 128 + shift + n;
+      d[i + 2] = (d[i + 2]! - 128) * tone + 128 + shift + n;
     }
     ctx.putImageData(img, 0, 0);
   }
   // 4. JPEG round trip
   let final: Canvas = canvas;
-  if (a.jpeg) {
+  if (a.jpeg && rng.next() < a.jpegP) {
     const q = a.jpeg[0] + rng.next() * (a.jpeg[1] - a.jpeg[0]);
     const jpg = canvas.toBuffer("image/jpeg", Math.round(q));
     const img = await loadImage(jpg);
