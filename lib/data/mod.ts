@@ -1,3 +1,4 @@
 export * from "./reading.ts";
 export * from "./generate.ts";
 export * from "./dataset.ts";
+export * from "./sequence.ts";

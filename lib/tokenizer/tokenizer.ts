@@ -81,7 +81,7 @@ export async function tokenizerFromJson(
     sha256,
     vocabSize: tok.get_vocab(true).size,
     encode: (text) => tok.encode(text, { add_special_tokens: false }).ids,
-    decode: (ids) => tok.decode(ids, { skip_special_tokens: true }),
+    decode: (ids) => (ids.length ? tok.decode(ids, { skip_special_tokens: true }) : ""),
     pieces(word: string): Piece[] {
       const hit = cache.get(word);
       if (hit) return hit;

@@ -15,12 +15,21 @@ export const TrainConfigSchema = z.strictObject({
   objective: z.enum(["sft", "dvsft"]).default("dvsft"),
   loss: LossOptionsSchema.default({ lambda: 1, align: "next" }),
   data: z.strictObject({
-    task: z.literal("reading").default("reading"),
-    /** Seed of the sample generator (samples are a pure function of (seed, index)). */
+    /**
+     * reading: the built-in reading task; suite: items of a generator suite drawn on the fly
+     * (e.g. "train"); dataset: a dataset folder or sharegpt JSONL from `deno task data`.
+     */
+    task: z.enum(["reading", "suite", "dataset"]).default("reading"),
+    suite: z.string().default("train"),
+    path: z.string().optional(),
+    /** Seed of the reading generator (samples are a pure function of (seed, index)). */
     seed: z.number().int().default(0),
-    /** Cycle over this many samples (0 = a fresh sample every time). */
+    /** Cycle over this many samples (0 = a fresh sample every time; datasets cycle over their items). */
     size: z.number().int().min(0).default(0),
-  }).default({ task: "reading", seed: 0, size: 0 }),
+  }).refine((d) => d.task !== "dataset" || d.path, {
+    message: "data.path is required for task 'dataset'",
+  })
+    .default({ task: "reading", suite: "train", seed: 0, size: 0 }),
   batchSize: z.number().int().min(1).max(4096).default(8),
   steps: z.number().int().min(1).max(10_000_000).default(100),
   optimizer: OptimizerConfigSchema.default(OptimizerConfigSchema.parse({})),

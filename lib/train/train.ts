@@ -4,7 +4,13 @@
  */
 import { join } from "node:path";
 import { tf, useBackend } from "../backend/mod.ts";
-import { makeReadingSample, type Sample } from "../data/mod.ts";
+import {
+  itemSample,
+  makeReadingSample,
+  readItems,
+  type Sample,
+  suiteSamples,
+} from "../data/mod.ts";
 import { jointNextTokenLoss } from "../loss/mod.ts";
 import {
   MODEL_PRESETS,
@@ -109,6 +115,49 @@ export function makeBatch(samples: Sample[], config: ModelConfig, withVision: bo
   };
 }
 
+/**
+ * Sample i of the training stream, a pure function of (config, i): resuming at a data
+ * position reproduces the same batches.
+ */
+export async function makeSampler(
+  config: TrainConfig,
+  modelConfig: ModelConfig,
+  tokenizer: WordTokenizer,
+): Promise<(i: number) => Promise<Sample>> {
+  const d = config.data;
+  if (d.task === "reading") {
+    return (i) =>
+      Promise.resolve(
+        makeReadingSample(d.size > 0 ? i % d.size : i, {
+          config: modelConfig,
+          tokenizer,
+          seed: d.seed,
+        }),
+      );
+  }
+  if (d.task === "suite") {
+    // item k of the suite gives several questions; sample i takes item ⌊i/2⌋'s question i mod 2 (or the first)
+    return async (i) => {
+      const j = d.size > 0 ? i % d.size : i;
+      const all = await suiteSamples(d.suite, Math.floor(j / 2), modelConfig, tokenizer);
+      if (all.length === 0) {
+        return await suiteSamples(d.suite, Math.floor(j / 2) + 1_000_000, modelConfig, tokenizer)
+          .then((x) => x[0]!);
+      }
+      return all[j % 2 % all.length]!;
+    };
+  }
+  const items = await readItems(d.path!);
+  if (items.length === 0) throw new RangeError(`Dataset '${d.path}' has no items`);
+  return async (i) => {
+    for (let k = 0; k < items.length; k++) {
+      const s = await itemSample(items[(i + k) % items.length]!, modelConfig, tokenizer);
+      if (s) return s;
+    }
+    throw new RangeError(`No item of '${d.path}' fits the model's text length`);
+  };
+}
+
 /** Run (or resume) a training job. */
 export async function train(
   input: TrainConfigInput,
@@ -160,12 +209,7 @@ export async function train(
 
     const N = numVisualTokens(modelConfig);
     const T = sequenceLength(modelConfig);
-    const sampleAt = (i: number) =>
-      makeReadingSample(config.data.size > 0 ? i % config.data.size : i, {
-        config: modelConfig,
-        tokenizer,
-        seed: config.data.seed,
-      });
+    const sampleAt = await makeSampler(config, modelConfig, tokenizer);
     const checkpoint = () =>
       saveCheckpoint(ckptDir, {
         step,
@@ -188,9 +232,8 @@ export async function train(
         }
         const t0 = performance.now();
         // data
-        const samples = Array.from(
-          { length: config.batchSize },
-          (_, k) => sampleAt(dataPosition + k),
+        const samples = await Promise.all(
+          Array.from({ length: config.batchSize }, (_, k) => sampleAt(dataPosition + k)),
         );
         const batch = makeBatch(samples, modelConfig, config.objective === "dvsft");
         const lr = learningRate(config.optimizer, step, config.steps);

@@ -1,0 +1,276 @@
+/**
+ * Evaluation of a checkpoint on benchmark suites: batched greedy decoding with a length limit,
+ * the suite's metric per item, and the visual-token probe (how often the LM head at a
+ * supervised visual position names the word's token). Results are cached by
+ * (checkpoint hash, suite id, item count, decoding options).
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { type BackendName, tf, useBackend } from "../backend/mod.ts";
+import { type Sample, SUITES, suiteSamples } from "../data/mod.ts";
+import {
+  type ModelConfig,
+  ModelConfigSchema,
+  numVisualTokens,
+  sequenceLength,
+  SmallVLM,
+} from "../model/mod.ts";
+import { getTokenizer, type WordTokenizer } from "../tokenizer/mod.ts";
+import { EOS_ID, PAD_ID, SMALL_TOKENIZER_NAME } from "../tokenizer/small.ts";
+import { latestCheckpoint, loadCheckpoint } from "../train/checkpoint.ts";
+import { IGNORE_INDEX } from "../labels/mod.ts";
+import { METRICS } from "../metrics/mod.ts";
+import { sha256Hex } from "../util/hash.ts";
+
+export const EvalOptionsSchema = z.strictObject({
+  suites: z.array(z.string().refine((s) => s in SUITES, { message: "unknown suite" })).min(1),
+  /** Items per suite (the suite's first n). */
+  n: z.number().int().min(1).max(100_000).default(100),
+  batchSize: z.number().int().min(1).max(1024).default(16),
+  maxNewTokens: z.number().int().min(1).max(256).default(16),
+  backend: z.enum(["auto", "tensorflow", "webgpu", "wasm", "cpu"]).default("auto"),
+  /** Folder for cached results. */
+  cacheDir: z.string().default("out/eval-cache"),
+});
+export type EvalOptions = z.infer<typeof EvalOptionsSchema>;
+
+export interface ItemResult {
+  index: number;
+  question: string;
+  answer: string;
+  prediction: string;
+  score: number;
+}
+
+export interface SuiteResult {
+  suite: string;
+  id: string;
+  domain: string;
+  metric: string;
+  n: number;
+  score: number;
+  probeTop1: number | null;
+  probeTop5: number | null;
+  items: ItemResult[];
+}
+
+export interface EvalResult {
+  checkpoint: { path: string; step: number; weightsSha256: string };
+  options: Omit<EvalOptions, "cacheDir" | "backend">;
+  suites: SuiteResult[];
+}
+
+/** A model with a checkpoint's weights, and its training config. */
+export async function modelFromCheckpoint(
+  path: string,
+): Promise<
+  {
+    model: SmallVLM;
+    config: ModelConfig;
+    train: Record<string, unknown>;
+    step: number;
+    weightsSha256: string;
+  }
+> {
+  const ck = await loadCheckpoint(path);
+  const cfg = ck.manifest.config as { model: unknown; train: Record<string, unknown> };
+  const config = ModelConfigSchema.parse(cfg.model);
+  const model = new SmallVLM(config, undefined, 0);
+  for (const [name, w] of model.weights) {
+    const v = ck.weights.get(name);
+    if (!v || v.length !== w.size) {
+      throw new Error(`Checkpoint ${path} does not match the model at '${name}'`);
+    }
+    w.assign(tf.tensor(v, w.shape));
+  }
+  return {
+    model,
+    config,
+    train: cfg.train,
+    step: ck.manifest.step,
+    weightsSha256: ck.manifest.files["weights.bin"]!,
+  };
+}
+
+/** Greedy decoding from each sample's prompt; returns the generated ids (EOS excluded). */
+export async function greedyDecode(
+  model: SmallVLM,
+  samples: Sample[],
+  maxNewTokens: number,
+): Promise<number[][]> {
+  const c = model.config;
+  const B = samples.length, T = sequenceLength(c), S = c.imageSize;
+  const ids = new Int32Array(B * T);
+  const pos = samples.map((s) => s.promptEnd);
+  samples.forEach((s, b) => {
+    ids.set(s.inputIds.subarray(0, s.promptEnd), b * T);
+    ids.fill(PAD_ID, b * T + s.promptEnd, (b + 1) * T);
+  });
+  const px = new Float32Array(B * S * S * 3);
+  samples.forEach((s, b) => px.set(s.pixels, b * S * S * 3));
+  const pixels = tf.tensor4d(px, [B, S, S, 3]);
+  const out: number[][] = samples.map(() => []);
+  const done = samples.map(() => false);
+  try {
+    for (let t = 0; t < maxNewTokens && done.some((d) => !d); t++) {
+      // causal model: the logits at p − 1 do not depend on what is after p
+      const next = tf.tidy(() => {
+        const logits = model.apply(pixels, tf.tensor2d(ids, [B, T], "int32")); // [B, T, V]
+        const idx = tf.tensor1d(pos.map((p, b) => b * T + Math.min(p, T) - 1), "int32");
+        return tf.argMax(tf.gather(tf.reshape(logits, [B * T, c.vocabSize]), idx), -1);
+      });
+      const tok = Array.from(await next.data());
+      next.dispose();
+      tok.forEach((id, b) => {
+        if (done[b]) return;
+        if (id === EOS_ID || pos[b]! >= T) {
+          done[b] = true;
+          return;
+        }
+        out[b]!.push(id);
+        ids[b * T + pos[b]!] = id;
+        pos[b]!++;
+      });
+    }
+  } finally {
+    pixels.dispose();
+  }
+  return out;
+}
+
+/** Probe: over labeled visual tokens, is the label the top-1 / in the top-5 of the head's logits? */
+export async function visualProbe(
+  model: SmallVLM,
+  samples: Sample[],
+  align: "next" | "self",
+): Promise<{ top1: number; top5: number; n: number }> {
+  const c = model.config;
+  const B = samples.length, T = sequenceLength(c), S = c.imageSize, N = numVisualTokens(c);
+  const px = new Float32Array(B * S * S * 3), ids = new Int32Array(B * T);
+  samples.forEach((s, b) => {
+    px.set(s.pixels, b * S * S * 3);
+    ids.set(s.inputIds, b * T);
+  });
+  const off = align === "next" ? 1 : 0; // logits at p − 1 predict the label at p
+  const top = tf.tidy(() => {
+    const logits = model.apply(tf.tensor4d(px, [B, S, S, 3]), tf.tensor2d(ids, [B, T], "int32"));
+    return tf.topk(tf.slice(logits, [0, 1 - off, 0], [B, N, c.vocabSize]), 5).indices; // [B, N, 5]
+  });
+  const idx = await top.data();
+  top.dispose();
+  let n = 0, t1 = 0, t5 = 0;
+  samples.forEach((s, b) => {
+    for (let v = 0; v < N; v++) {
+      const label = s.labels[1 + v]!;
+      if (label === IGNORE_INDEX) continue;
+      n++;
+      const k = (b * N + v) * 5;
+      if (idx[k] === label) t1++;
+      for (let j = 0; j < 5; j++) if (idx[k + j] === label) t5++;
+    }
+  });
+  return { top1: n ? t1 / n : 0, top5: n ? t5 / n : 0, n };
+}
+
+async function suiteItems(
+  suite: string,
+  n: number,
+  config: ModelConfig,
+  tokenizer: WordTokenizer,
+): Promise<Sample[]> {
+  const out: Sample[] = [];
+  // each item's first question that fits the model's text length
+  for (let k = 0; out.length < n && k < n * 3; k++) {
+    const s = (await suiteSamples(suite, k, config, tokenizer))[0];
+    if (s) out.push(s);
+  }
+  return out;
+}
+
+/**
+ * Evaluate a checkpoint folder (or a run folder: its latest checkpoint) on suites.
+ *
+ * @example
+ * ```ts
+ * const r = await evaluateCheckpoint("out/runs/small-dvsft", { suites: ["text-reading"] });
+ * r.suites[0].score;
+ * ```
+ */
+export async function evaluateCheckpoint(
+  path: string,
+  input: z.input<typeof EvalOptionsSchema>,
+  onProgress?: (done: number, total: number) => void,
+): Promise<EvalResult> {
+  const o = EvalOptionsSchema.parse(input);
+  const ckpt = (await latestCheckpoint(join(path, "checkpoints"))) ??
+    (await latestCheckpoint(path)) ?? path;
+  await useBackend(o.backend as BackendName);
+  const { model, config, train, step, weightsSha256 } = await modelFromCheckpoint(ckpt);
+  const tokenizer = await getTokenizer(SMALL_TOKENIZER_NAME);
+  const align = ((train.loss as { align?: "next" | "self" } | undefined)?.align) ?? "next";
+  const { cacheDir, backend: _b, ...options } = o;
+  const result: EvalResult = {
+    checkpoint: { path: ckpt, step, weightsSha256 },
+    options,
+    suites: [],
+  };
+  try {
+    let done = 0;
+    const total = o.suites.length * o.n;
+    for (const suite of o.suites) {
+      const spec = SUITES[suite]!;
+      const key = await sha256Hex(
+        JSON.stringify([weightsSha256, spec.id, o.n, o.maxNewTokens, align]),
+      );
+      const cached = join(cacheDir, `${key}.json`);
+      try {
+        result.suites.push(JSON.parse(await Deno.readTextFile(cached)));
+        done += o.n;
+        onProgress?.(done, total);
+        continue;
+      } catch { /* not cached */ }
+      const samples = await suiteItems(suite, o.n, config, tokenizer);
+      const items: ItemResult[] = [];
+      let p1 = 0, p5 = 0, pn = 0;
+      for (let i = 0; i < samples.length; i += o.batchSize) {
+        const batch = samples.slice(i, i + o.batchSize);
+        const gen = await greedyDecode(model, batch, o.maxNewTokens);
+        batch.forEach((s, b) => {
+          const prediction = tokenizer.decode(gen[b]!);
+          // the model writes decoded text: compare with the reference as the tokenizer decodes it
+          const reference = tokenizer.decode(tokenizer.encode(s.answer));
+          items.push({
+            index: i + b,
+            question: s.prompt,
+            answer: s.answer,
+            prediction,
+            score: METRICS[spec.metric](prediction, [reference]),
+          });
+        });
+        const probe = await visualProbe(model, batch, align);
+        p1 += probe.top1 * probe.n;
+        p5 += probe.top5 * probe.n;
+        pn += probe.n;
+        done += batch.length;
+        onProgress?.(done, total);
+      }
+      const r: SuiteResult = {
+        suite,
+        id: spec.id,
+        domain: spec.domain,
+        metric: spec.metric,
+        n: items.length,
+        score: items.reduce((s, x) => s + x.score, 0) / Math.max(1, items.length),
+        probeTop1: pn ? p1 / pn : null,
+        probeTop5: pn ? p5 / pn : null,
+        items,
+      };
+      await Deno.mkdir(cacheDir, { recursive: true });
+      await Deno.writeTextFile(cached, JSON.stringify(r));
+      result.suites.push(r);
+    }
+    return result;
+  } finally {
+    model.dispose();
+  }
+}
