@@ -5,18 +5,20 @@
 import { swaggerUI } from "@hono/swagger-ui";
 import { type ApiAppOptions, createApiApp } from "./shared/http.ts";
 import { createLabelApp, type LabelAppOptions } from "./label/app.ts";
-import { createTrainApp, type TrainAppOptions } from "./train/app.ts";
+import { createTrainApp, type JobsContext, openJobs, type TrainAppOptions } from "./train/app.ts";
+import { createEvalApp, type EvalAppOptions } from "./eval/app.ts";
 import { getTokenizer } from "../lib/tokenizer/mod.ts";
 
-export interface ServerOptions extends ApiAppOptions, LabelAppOptions, TrainAppOptions {
-  functions?: Array<"label" | "train">;
+export interface ServerOptions
+  extends ApiAppOptions, LabelAppOptions, TrainAppOptions, EvalAppOptions {
+  functions?: Array<"label" | "train" | "eval">;
 }
 
 export const VERSION = "0.1.0";
 
 /** The API app and a `close()` that releases OCR workers. */
 export function createServerApp(options: ServerOptions = {}) {
-  const { functions = ["label", "train"] } = options;
+  const { functions = ["label", "train", "eval"] } = options;
   const app = createApiApp(options);
   const closers: Array<() => Promise<void>> = [];
   let ready = false;
@@ -37,10 +39,20 @@ export function createServerApp(options: ServerOptions = {}) {
     app.route("/", label.app);
     closers.push(label.close);
   }
+  // one job store for training and evaluation
+  let jobs: JobsContext | null = null;
+  if (functions.includes("train") || functions.includes("eval")) {
+    jobs = openJobs(options.dataRoot ?? Deno.env.get("DVSFT_DATA_DIR") ?? "out");
+  }
   if (functions.includes("train")) {
-    const train = createTrainApp(options);
+    const train = createTrainApp(options, jobs!);
     app.route("/", train.app);
     closers.push(train.close);
+  }
+  if (functions.includes("eval")) {
+    const ev = createEvalApp(options, jobs!);
+    app.route("/", ev.app);
+    closers.push(ev.close);
   }
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
@@ -51,7 +63,13 @@ export function createServerApp(options: ServerOptions = {}) {
     },
   });
   app.get("/docs", swaggerUI({ url: "/openapi.json" }));
-  return { app, close: async () => void (await Promise.all(closers.map((f) => f()))) };
+  return {
+    app,
+    close: async () => {
+      await Promise.all(closers.map((f) => f()));
+      await jobs?.close(); // after the runners: they write final job states
+    },
+  };
 }
 
 /** Serve until SIGINT/SIGTERM; then stop taking requests, finish in-flight ones, release workers. */

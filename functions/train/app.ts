@@ -131,19 +131,43 @@ async function walk(
   }
 }
 
-/** Build the training sub-app; `start()` opens the store and recovers jobs, `close()` stops. */
-export function createTrainApp(options: TrainAppOptions = {}) {
-  const {
-    dataRoot = Deno.env.get("DVSFT_DATA_DIR") ?? "out",
-    trainConcurrency = 1,
-    maxQueuedJobs = 16,
-  } = options;
+/** The job store shared by the training and evaluation functions of one server. */
+export interface JobsContext {
+  dataRoot: string;
+  ready: Promise<JobStore>;
+  close(): Promise<void>;
+}
+
+/** Open the job store under `dataRoot` (once per server). */
+export function openJobs(dataRoot: string): JobsContext {
   let store: JobStore | null = null;
-  let runner: JobRunner | null = null;
   const ready = (async () => {
     await Deno.mkdir(dataRoot, { recursive: true });
     store = await JobStore.open(join(dataRoot, "jobs.kv"));
-    runner = new JobRunner(store, { dataRoot, concurrency: trainConcurrency });
+    return store;
+  })();
+  return {
+    dataRoot,
+    ready,
+    close: async () => {
+      await ready.catch(() => {});
+      store?.close();
+    },
+  };
+}
+
+/** Build the training sub-app on a job store; `close()` stops its runner (checkpointing jobs). */
+export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext) {
+  const { trainConcurrency = 1, maxQueuedJobs = 16 } = options;
+  const ownJobs = !jobs;
+  const ctx = jobs ?? openJobs(options.dataRoot ?? Deno.env.get("DVSFT_DATA_DIR") ?? "out");
+  const dataRoot = ctx.dataRoot;
+  let store: JobStore | null = null;
+  let runner: JobRunner | null = null;
+  const ready = (async () => {
+    const s = await ctx.ready;
+    store = s;
+    runner = new JobRunner(s, { dataRoot, concurrency: trainConcurrency, kind: "train" });
     await runner.recover();
   })();
   const deps = async () => {
@@ -240,7 +264,7 @@ export function createTrainApp(options: TrainAppOptions = {}) {
     close: async () => {
       await ready.catch(() => {});
       await runner?.shutdown();
-      store?.close();
+      if (ownJobs) await ctx.close();
     },
   };
 }

@@ -7,6 +7,8 @@ import { join } from "node:path";
 import type { Job, JobStore } from "./store.ts";
 
 export interface JobRunnerOptions {
+  /** The kind of jobs this runner owns. @default "train" */
+  kind?: Job["kind"];
   /** Folder that runDir paths are relative to. */
   dataRoot: string;
   /** Training jobs at once. @default 1 */
@@ -26,7 +28,7 @@ export class JobRunner {
   /** Mark jobs that a dead process left queued or running as failed. Call once at start. */
   async recover(): Promise<number> {
     let n = 0;
-    for (const job of await this.store.list()) {
+    for (const job of await this.store.list(this.options.kind ?? "train")) {
       if ((job.state === "running" || job.state === "queued") && !this.#running.has(job.id)) {
         await this.store.update(job.id, {
           state: "failed",
@@ -77,7 +79,8 @@ export class JobRunner {
   async #start(id: string, resume: boolean): Promise<void> {
     const job = await this.store.get(id);
     if (!job || job.state === "cancelled") return this.#pump();
-    const worker = new Worker(new URL("./train_worker.ts", import.meta.url), { type: "module" });
+    const script = job.kind === "eval" ? "./eval_worker.ts" : "./train_worker.ts";
+    const worker = new Worker(new URL(script, import.meta.url), { type: "module" });
     this.#running.set(id, worker);
     await this.store.update(id, (j) => ({
       state: "running",
@@ -132,11 +135,14 @@ export class JobRunner {
       e.preventDefault();
       chain = chain.then(() => finish({ state: "failed", error: `worker crashed: ${e.message}` }));
     };
-    const config = {
-      ...(job.config as object),
-      outDir: join(this.options.dataRoot, "runs"),
-      name: id,
-    };
+    const config = job.kind === "eval"
+      ? {
+        ...(job.config as { run: string }),
+        runDir: join(this.options.dataRoot, "runs", (job.config as { run: string }).run),
+        outDir: join(this.options.dataRoot, "evals"),
+        name: id,
+      }
+      : { ...(job.config as object), outDir: join(this.options.dataRoot, "runs"), name: id };
     worker.postMessage({ type: "start", config, resume });
   }
 

@@ -1,0 +1,155 @@
+/**
+ * The evaluation function: `POST /v1/eval/jobs` ({run, suites, n}) → job; state, events and
+ * result — the same job machinery as training (Deno KV, workers, SSE).
+ */
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { streamSSE } from "hono/streaming";
+import { join } from "node:path";
+import { JobRunner, JobSchema, type JobStore } from "../../lib/jobs/mod.ts";
+import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
+import { ApiError } from "../../lib/http/mod.ts";
+import { resolveInside } from "../../lib/util/paths.ts";
+import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+import { type JobsContext, openJobs } from "../train/app.ts";
+
+export const EvalJobConfigSchema = z.strictObject({
+  /** A training run: its job id (a folder under the data root's runs/). */
+  run: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, "a run name or training job id"),
+  suites: z.array(
+    z.string().refine((s) => s in SUITES, { message: `one of ${Object.keys(SUITES).join(", ")}` }),
+  ).min(1).default(BENCHMARK_SUITES),
+  n: z.number().int().min(1).max(10_000).default(50),
+}).openapi("EvalJobConfig");
+
+const IdParam = z.object({
+  id: z.string().regex(/^eval-[a-z0-9]+-[a-f0-9]{8}$/, "not an eval job id"),
+});
+const JobResponse = JobSchema.openapi("EvalJob");
+
+const createJob = createRoute({
+  method: "post",
+  path: "/v1/eval/jobs",
+  summary: "Evaluate a training run's latest checkpoint on benchmark suites",
+  middleware: [requireContentType(["application/json"])] as const,
+  request: {
+    body: { required: true, content: { "application/json": { schema: EvalJobConfigSchema } } },
+  },
+  responses: {
+    202: { description: "Queued", content: { "application/json": { schema: JobResponse } } },
+    ...errorResponses,
+  },
+});
+const getJob = createRoute({
+  method: "get",
+  path: "/v1/eval/jobs/{id}",
+  summary: "An evaluation job's state and scores",
+  request: { params: IdParam },
+  responses: {
+    200: { description: "Job", content: { "application/json": { schema: JobResponse } } },
+    ...errorResponses,
+  },
+});
+const listJobs = createRoute({
+  method: "get",
+  path: "/v1/eval/jobs",
+  summary: "List evaluation jobs",
+  responses: {
+    200: {
+      description: "Jobs",
+      content: { "application/json": { schema: z.object({ jobs: z.array(JobResponse) }) } },
+    },
+  },
+});
+
+export interface EvalAppOptions {
+  dataRoot?: string;
+  /** Evaluation jobs at once. @default 1 */
+  evalConcurrency?: number;
+}
+
+export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) {
+  const ownJobs = !jobs;
+  const ctx = jobs ?? openJobs(options.dataRoot ?? Deno.env.get("DVSFT_DATA_DIR") ?? "out");
+  let store: JobStore | null = null;
+  let runner: JobRunner | null = null;
+  const ready = (async () => {
+    const s = await ctx.ready;
+    store = s;
+    runner = new JobRunner(s, {
+      dataRoot: ctx.dataRoot,
+      concurrency: options.evalConcurrency ?? 1,
+      kind: "eval",
+    });
+    await runner.recover();
+  })();
+  const deps = async () => {
+    await ready;
+    return { store: store!, runner: runner! };
+  };
+  const mustGet = async (id: string) => {
+    const job = await (await deps()).store.get(id);
+    if (!job || job.kind !== "eval") {
+      throw new ApiError(404, "not_found", `No evaluation job '${id}'`);
+    }
+    return job;
+  };
+  const app = new OpenAPIHono<AppEnv>();
+  app.openapi(createJob, async (c) => {
+    const config = c.req.valid("json");
+    const runDir = await resolveInside(join(ctx.dataRoot, "runs"), config.run).catch(() => {
+      throw new ApiError(404, "not_found", `No training run '${config.run}'`);
+    });
+    try {
+      await Deno.stat(join(runDir, "checkpoints", "latest.json"));
+    } catch {
+      throw new ApiError(409, "conflict", `Run '${config.run}' has no checkpoint yet`);
+    }
+    const { store, runner } = await deps();
+    const job = await store.create(
+      "eval",
+      config,
+      (id) => join("evals", id),
+      config.suites.length * config.n,
+    );
+    runner.enqueue(job.id);
+    return c.json(job, 202);
+  });
+  app.openapi(
+    listJobs,
+    async (c) => c.json({ jobs: await (await deps()).store.list("eval") }, 200),
+  );
+  app.openapi(getJob, async (c) => c.json(await mustGet(c.req.valid("param").id), 200));
+  app.get("/v1/eval/jobs/:id/result", async (c) => {
+    const job = await mustGet(IdParam.parse({ id: c.req.param("id") }).id);
+    if (job.state !== "succeeded") {
+      throw new ApiError(409, "conflict", `Job '${job.id}' is ${job.state}`);
+    }
+    return c.body(await Deno.readTextFile(join(ctx.dataRoot, job.runDir, "result.json")), 200, {
+      "content-type": "application/json",
+    });
+  });
+  app.get("/v1/eval/jobs/:id/events", async (c) => {
+    const id = IdParam.parse({ id: c.req.param("id") }).id;
+    await mustGet(id);
+    const { store } = await deps();
+    return streamSSE(c, async (stream) => {
+      const ac = new AbortController();
+      stream.onAbort(() => ac.abort());
+      for await (const job of store.watch(id, ac.signal)) {
+        await stream.writeSSE({
+          event: job.state === "running" || job.state === "queued" ? "progress" : job.state,
+          data: JSON.stringify(job),
+        });
+      }
+    });
+  });
+  return {
+    app,
+    ready,
+    close: async () => {
+      await ready.catch(() => {});
+      await runner?.shutdown();
+      if (ownJobs) await ctx.close();
+    },
+  };
+}

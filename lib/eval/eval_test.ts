@@ -1,0 +1,93 @@
+import { assert, assertEquals, assertGreater } from "@std/assert";
+import { join } from "node:path";
+import { train } from "../train/mod.ts";
+import { makeReadingSample } from "../data/mod.ts";
+import { getTokenizer } from "../tokenizer/mod.ts";
+import {
+  compareRuns,
+  type EvalResult,
+  greedyDecode,
+  modelFromCheckpoint,
+  visualProbe,
+} from "./mod.ts";
+import { latestCheckpoint } from "../train/checkpoint.ts";
+
+Deno.test("eval: after overfitting 4 samples, greedy decoding writes their answers and the DV-SFT probe names their words", async () => {
+  const outDir = await Deno.makeTempDir({ prefix: "dvsft-eval-" });
+  try {
+    const common = {
+      outDir,
+      model: "tiny",
+      batchSize: 4,
+      steps: 160,
+      backend: "wasm",
+      checkpointEvery: 160,
+      data: { task: "reading", seed: 9, size: 4 },
+      optimizer: { lr: 0.01, warmupSteps: 10, minLrRatio: 0.5 },
+    } as const;
+    const dv = await train({ ...common, name: "dv", objective: "dvsft" });
+    const sft = await train({ ...common, name: "sft", objective: "sft" });
+    const tokenizer = await getTokenizer("dvsft-small");
+    const load = async (
+      run: string,
+    ) => (await modelFromCheckpoint((await latestCheckpoint(join(run, "checkpoints")))!));
+    const a = await load(dv.runDir), b = await load(sft.runDir);
+    try {
+      const samples = Array.from(
+        { length: 4 },
+        (_, i) => makeReadingSample(i, { config: a.config, tokenizer, seed: 9 }),
+      );
+      const out = await greedyDecode(a.model, samples, 8);
+      const texts = out.map((ids) => tokenizer.decode(ids));
+      assertEquals(texts, samples.map((s) => tokenizer.decode(tokenizer.encode(s.answer))));
+      const pa = await visualProbe(a.model, samples, "next");
+      const pb = await visualProbe(b.model, samples, "next");
+      assertGreater(pa.n, 0);
+      // under next-token alignment the first visual token's label is predicted from
+      // [vision_start] alone, so the probe cannot reach 1; it must clearly beat SFT's
+      assertGreater(pa.top1, 0.4, `dvsft probe ${pa.top1}`);
+      assertGreater(
+        pa.top1,
+        pb.top1 + 0.2,
+        `dvsft probe ${pa.top1} vs sft ${pb.top1}: SFT is never taught to name visual tokens`,
+      );
+    } finally {
+      a.model.dispose();
+      b.model.dispose();
+    }
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("compare: deltas with bootstrap intervals, alignment efficiency, plots", () => {
+  const result = (step: number, scores: number[]): EvalResult => ({
+    checkpoint: { path: "x", step, weightsSha256: "h" },
+    options: { suites: ["text-reading"], n: scores.length, batchSize: 1, maxNewTokens: 1 },
+    suites: [{
+      suite: "text-reading",
+      id: "dvsft/text-reading@1",
+      domain: "in",
+      metric: "anls",
+      n: scores.length,
+      score: scores.reduce((s, x) => s + x, 0) / scores.length,
+      probeTop1: 0.5,
+      probeTop5: 0.7,
+      items: scores.map((score, index) => ({
+        index,
+        question: "q",
+        answer: "a",
+        prediction: "p",
+        score,
+      })),
+    }],
+  });
+  const r = compareRuns([
+    { name: "sft", evals: [result(100, [0, 0, 0, 0]), result(200, [0, 1, 0, 0])] },
+    { name: "dvsft", evals: [result(100, [1, 0, 1, 0]), result(200, [1, 1, 1, 0])] },
+  ]);
+  assert(r.markdown.includes("| text-reading | anls | 25.0 | 75.0 | +50.0 ["), r.markdown);
+  assert(r.markdown.includes("sft not reached, dvsft 100"), r.markdown);
+  assertEquals(r.plots.map((p) => p.name), ["scores", "score-vs-step"]);
+  assert(r.plots.every((p) => p.svg.startsWith("<svg")));
+});
