@@ -8,7 +8,6 @@ import { join } from "node:path";
 import { z } from "zod";
 import { type GeometrySpec, GeometrySpecSchema } from "../geometry/mod.ts";
 import {
-  type AssignOptions,
   AssignOptionsSchema,
   buildLabelSet,
   labelImage,
