@@ -8,6 +8,7 @@ import { createLabelApp, type LabelAppOptions } from "./label/app.ts";
 import { createTrainApp, type JobsContext, openJobs, type TrainAppOptions } from "./train/app.ts";
 import { createEvalApp, type EvalAppOptions } from "./eval/app.ts";
 import { getTokenizer } from "../lib/tokenizer/mod.ts";
+import { createMetrics } from "../lib/http/mod.ts";
 
 export interface ServerOptions
   extends ApiAppOptions, LabelAppOptions, TrainAppOptions, EvalAppOptions {
@@ -19,7 +20,20 @@ export const VERSION = "0.1.0";
 /** The API app and a `close()` that releases OCR workers. */
 export function createServerApp(options: ServerOptions = {}) {
   const { functions = ["label", "train", "eval"] } = options;
-  const app = createApiApp(options);
+  const metrics = createMetrics();
+  const app = createApiApp({ ...options, metrics });
+  const runners: Record<string, () => { running: number; queued: number } | null> = {};
+  metrics.jobs = {
+    running: (k) => runners[k]?.()?.running ?? 0,
+    queued: (k) => runners[k]?.()?.queued ?? 0,
+  };
+  app.get(
+    "/metrics",
+    async (c) =>
+      c.body(await metrics.registry.metrics(), 200, {
+        "content-type": metrics.registry.contentType,
+      }),
+  );
   const closers: Array<() => Promise<void>> = [];
   let ready = false;
   app.get("/healthz", (c) => c.json({ status: "ok", version: VERSION }));
@@ -37,6 +51,11 @@ export function createServerApp(options: ServerOptions = {}) {
   if (functions.includes("label")) {
     const label = createLabelApp(options);
     app.route("/", label.app);
+    metrics.ocr = {
+      active: () => label.ocrStats().active,
+      queued: () => label.ocrStats().queued,
+      workers: () => label.ocrStats().workers,
+    };
     closers.push(label.close);
   }
   // one job store for training and evaluation
@@ -45,13 +64,15 @@ export function createServerApp(options: ServerOptions = {}) {
     jobs = openJobs(options.dataRoot ?? Deno.env.get("DVSFT_DATA_DIR") ?? "out");
   }
   if (functions.includes("train")) {
-    const train = createTrainApp(options, jobs!);
+    const train = createTrainApp({ ...options, metrics }, jobs!);
     app.route("/", train.app);
+    runners.train = train.runner;
     closers.push(train.close);
   }
   if (functions.includes("eval")) {
     const ev = createEvalApp(options, jobs!);
     app.route("/", ev.app);
+    runners.eval = ev.runner;
     closers.push(ev.close);
   }
   app.doc31("/openapi.json", {

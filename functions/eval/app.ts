@@ -146,6 +146,7 @@ export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) 
   return {
     app,
     ready,
+    runner: () => runner,
     close: async () => {
       await ready.catch(() => {});
       await runner?.shutdown();

@@ -136,7 +136,12 @@ function parseOptionsText(text: string | undefined): unknown {
 /** Build the labeling sub-app. Call `close()` on the result's engine holder when done. */
 export function createLabelApp(
   options: LabelAppOptions = {},
-): { app: OpenAPIHono<AppEnv>; close: () => Promise<void> } {
+): {
+  app: OpenAPIHono<AppEnv>;
+  close: () => Promise<void>;
+  /** OCR pool use, for /metrics (zeros until the first OCR request starts the pool). */
+  ocrStats: () => { active: number; queued: number; workers: number };
+} {
   const {
     ocrEngine = "auto",
     ocrConcurrency,
@@ -145,10 +150,11 @@ export function createLabelApp(
     maxPdfPages = 50,
   } = options;
   let ocr: Promise<OcrEngine> | undefined;
+  let engine: OcrEngine | null = null;
   const getOcr = () => (ocr ??= createOcrEngine(ocrEngine, {
     concurrency: ocrConcurrency,
     maxQueue: ocrMaxQueue,
-  }));
+  }).then((e) => (engine = e)));
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(labelRoute, async (c) => {
@@ -257,6 +263,11 @@ export function createLabelApp(
     close: async () => {
       if (ocr) await (await ocr).close();
     },
+    ocrStats: () => ({
+      active: engine?.limiter.active ?? 0,
+      queued: engine?.limiter.queued ?? 0,
+      workers: engine?.limiter.concurrency ?? 0,
+    }),
   };
 }
 

@@ -6,7 +6,16 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { bodyLimit } from "hono/body-limit";
-import { ApiError, ErrorBodySchema, toErrorResponse, zodIssues } from "../../lib/http/mod.ts";
+import { timingSafeEqual } from "node:crypto";
+import { routePath } from "hono/route";
+import { timeout } from "hono/timeout";
+import {
+  ApiError,
+  ErrorBodySchema,
+  type ServerMetrics,
+  toErrorResponse,
+  zodIssues,
+} from "../../lib/http/mod.ts";
 
 // deno-lint-ignore ban-types
 export type AppEnv = { Variables: {} };
@@ -54,11 +63,49 @@ export function requireContentType(types: string[]): MiddlewareHandler {
 export interface ApiAppOptions {
   /** Largest request body in bytes. @default 32 MiB */
   maxBodyBytes?: number;
+  /** Bearer keys for /v1 routes; none → open (local mode). @default env DVSFT_API_KEYS (comma-separated) */
+  apiKeys?: string[];
+  /** Longest a labeling request may take, in ms. @default 120000 (env DVSFT_REQUEST_TIMEOUT_MS) */
+  requestTimeoutMs?: number;
+  metrics?: ServerMetrics;
+}
+
+async function digest(s: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
+}
+
+/** Require `Authorization: Bearer <key>` for one of `keys` (compared in constant time). */
+export function apiKeyAuth(keys: string[]): MiddlewareHandler {
+  const wanted = Promise.all(keys.map(digest));
+  return async function apiKeyAuthHandler(c, next) {
+    const header = c.req.header("authorization") ?? "";
+    const m = header.match(/^Bearer\s+(.+)$/i);
+    const given = await digest(m?.[1]?.trim() ?? "");
+    let ok = false;
+    // compare against every key, always: the time does not depend on which key matched
+    for (const w of await wanted) ok = timingSafeEqual(w, given) || ok;
+    if (!m || !ok) {
+      c.header("WWW-Authenticate", 'Bearer realm="dvsft"');
+      throw new ApiError(
+        401,
+        "unauthorized",
+        m ? "Invalid API key" : "Missing 'Authorization: Bearer <key>' header",
+      );
+    }
+    await next();
+  };
 }
 
 /** An OpenAPIHono app with the shared error handling and body limit. */
 export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
-  const { maxBodyBytes = 32 * 1024 * 1024 } = options;
+  const {
+    maxBodyBytes = 32 * 1024 * 1024,
+    apiKeys = (Deno.env.get("DVSFT_API_KEYS") ?? "").split(",").map((k) => k.trim()).filter(
+      Boolean,
+    ),
+    requestTimeoutMs = Number(Deno.env.get("DVSFT_REQUEST_TIMEOUT_MS") ?? 120_000),
+    metrics,
+  } = options;
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) {
@@ -71,6 +118,24 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
       }
     },
   });
+  if (metrics) {
+    app.use("*", async function metricsHandler(c, next) {
+      const t0 = performance.now();
+      await next();
+      const route = routePath(c, -1) || "unmatched";
+      metrics.requests.inc({ method: c.req.method, route, status: String(c.res.status) });
+      metrics.latency.observe({ method: c.req.method, route }, (performance.now() - t0) / 1000);
+    });
+  }
+  if (apiKeys.length > 0) app.use("/v1/*", apiKeyAuth(apiKeys));
+  app.use(
+    "/v1/label",
+    timeout(
+      requestTimeoutMs,
+      () =>
+        new ApiError(504, "timeout", `Request took longer than ${requestTimeoutMs} ms`) as never,
+    ),
+  );
   app.use(
     "/v1/*",
     bodyLimit({

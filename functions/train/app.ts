@@ -8,7 +8,7 @@ import { join, relative } from "node:path";
 import { resolveInside } from "../../lib/util/paths.ts";
 import { JobRunner, JobSchema, JobStore } from "../../lib/jobs/mod.ts";
 import { TrainConfigSchema } from "../../lib/train/mod.ts";
-import { ApiError } from "../../lib/http/mod.ts";
+import { ApiError, type ServerMetrics } from "../../lib/http/mod.ts";
 import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
 
 /** Options of {@linkcode createTrainApp}. */
@@ -19,6 +19,7 @@ export interface TrainAppOptions {
   trainConcurrency?: number;
   /** Jobs allowed to wait. @default 16 */
   maxQueuedJobs?: number;
+  metrics?: ServerMetrics;
 }
 
 /** A job's config: the training config without the output location (the server owns that). */
@@ -167,7 +168,13 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
   const ready = (async () => {
     const s = await ctx.ready;
     store = s;
-    runner = new JobRunner(s, { dataRoot, concurrency: trainConcurrency, kind: "train" });
+    runner = new JobRunner(s, {
+      dataRoot,
+      concurrency: trainConcurrency,
+      kind: "train",
+      onStep: (m) =>
+        typeof m.stepMs === "number" && options.metrics?.trainStepSeconds.set(m.stepMs / 1000),
+    });
     await runner.recover();
   })();
   const deps = async () => {
@@ -261,6 +268,7 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
   return {
     app,
     ready,
+    runner: () => runner,
     close: async () => {
       await ready.catch(() => {});
       await runner?.shutdown();

@@ -13,6 +13,8 @@ export interface JobRunnerOptions {
   dataRoot: string;
   /** Training jobs at once. @default 1 */
   concurrency?: number;
+  /** Called with each step's metrics a job reports (for /metrics). */
+  onStep?: (metrics: Record<string, unknown>) => void;
 }
 
 export class JobRunner {
@@ -112,6 +114,7 @@ export class JobRunner {
       if (!this.#running.has(id)) return;
       if (msg.type === "step" && msg.metrics) {
         const metrics = msg.metrics;
+        this.options.onStep?.(metrics);
         await this.store.update(
           id,
           (j) => ({
