@@ -104,7 +104,23 @@ function hexHead(bytes: Uint8Array): string {
   return Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join(" ");
 }
 
-/** True when the container's structure is complete (no truncation). */
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
+  }
+  return t;
+})();
+
+function crc32(b: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** True when the container's structure is complete (no truncation; PNG chunk CRCs hold). */
 export function isStructurallyComplete(type: string, b: Uint8Array): boolean {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   switch (type) {
@@ -113,9 +129,11 @@ export function isStructurallyComplete(type: string, b: Uint8Array): boolean {
       let p = 8;
       while (p + 12 <= b.length) {
         const len = dv.getUint32(p);
+        if (p + 12 + len > b.length) return false;
         const kind = String.fromCharCode(b[p + 4]!, b[p + 5]!, b[p + 6]!, b[p + 7]!);
+        if (crc32(b.subarray(p + 4, p + 8 + len)) !== dv.getUint32(p + 8 + len)) return false;
         p += 12 + len;
-        if (kind === "IEND") return p <= b.length;
+        if (kind === "IEND") return true;
       }
       return false;
     }
