@@ -5,12 +5,8 @@
 # Everything is installed at build time; nothing is downloaded when a container runs.
 # No API key (DVSFT_API_KEYS) → the API is open to whoever reaches the port: set one.
 
-# ---------- base: the app, its npm dependencies, OCR/PDF/BLAS system packages ----------
+# ---------- base: the app and its npm dependencies ----------
 FROM denoland/deno:debian-2.9.6 AS base
-RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      tesseract-ocr tesseract-ocr-eng poppler-utils libopenblas0-pthread curl \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY deno.json deno.lock ./
 COPY main.ts ./
@@ -48,7 +44,13 @@ HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
 CMD ["deno", "run", "--allow-all", "--unstable-webgpu", "main.ts", "serve"]
 
 # ---------- CPU (default): every function; training on wasm with OpenBLAS ----------
-FROM base AS cpu
+FROM denoland/deno:debian-2.9.6 AS cpu
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      tesseract-ocr tesseract-ocr-eng poppler-utils libopenblas0-pthread curl \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=base /app /app
 RUN mkdir -p /data && chown -R deno:deno /app /data
 USER deno
 ENV HOST=0.0.0.0 PORT=8000 DVSFT_DATA_DIR=/data DENO_NO_UPDATE_CHECK=1
