@@ -139,3 +139,58 @@ Deno.test("e2e: --shard i/N splits a job; the shards together equal the whole ru
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("e2e: a label batch SIGKILLed midway, rerun, ends byte-identical to an uninterrupted run", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dvsft-kill-" });
+  const args = (
+    out: string,
+  ) => ["run", "-A", "functions/label/cli.ts", "--source", "render", "--n", "40", "--out", out];
+  try {
+    const whole = await new Deno.Command(Deno.execPath(), {
+      args: args(`${dir}/whole`),
+      cwd: root,
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    assertEquals(whole.code, 0);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: args(`${dir}/killed`),
+      cwd: root,
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    for (;;) {
+      const n = [...Deno.readDirSync(`${dir}`)].some((e) => e.name === "killed")
+        ? [...Deno.readDirSync(`${dir}/killed`)].filter((e) => e.name.endsWith(".labels.json"))
+          .length
+        : 0;
+      if (n >= 8) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    const before = [...Deno.readDirSync(`${dir}/killed`)].filter((e) =>
+      e.name.endsWith(".labels.json")
+    ).length;
+    assert(before < 40, `all ${before} done before the kill`);
+    const rerun = await new Deno.Command(Deno.execPath(), {
+      args: args(`${dir}/killed`),
+      cwd: root,
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    const out = new TextDecoder().decode(rerun.stdout);
+    assertEquals(rerun.code, 0, out);
+    assert(out.includes(`${before} already done`), out);
+    for (const e of Deno.readDirSync(`${dir}/whole`)) {
+      if (!e.name.endsWith(".labels.json")) continue;
+      assertEquals(
+        await Deno.readTextFile(`${dir}/killed/${e.name}`),
+        await Deno.readTextFile(`${dir}/whole/${e.name}`),
+        e.name,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -13,6 +13,7 @@ import {
   type LabeledImage,
   labelImage,
   LabelOptionsSchema,
+  LabelSetSchema,
   WordBoxSchema,
 } from "../../lib/labels/mod.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
@@ -40,6 +41,7 @@ Options:
   --n N --seed S                  pages to draw for --source render (default 8, seed 0)
   --shard i/N                     process only every N-th input starting at i (scale-out)
   --overlay                       also write <name>.overlay.png
+  --force                         relabel images whose label set already exists (default: skip them)
   -h, --help`;
 
 const ShardSchema = z.string().regex(/^\d+\/\d+$/, "expected i/N").transform((s) => {
@@ -62,6 +64,7 @@ const FlagsSchema = z.strictObject({
   seed: z.coerce.number().int().default(0),
   shard: ShardSchema.optional(),
   overlay: z.boolean().default(false),
+  force: z.boolean().default(false),
   help: z.boolean().default(false),
 });
 
@@ -90,6 +93,20 @@ async function expandInputs(paths: string[], source: string): Promise<string[]> 
   return out;
 }
 
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+async function isValidLabelFile(path: string): Promise<boolean> {
+  try {
+    return LabelSetSchema.safeParse(JSON.parse(await Deno.readTextFile(path))).success;
+  } catch {
+    return false;
+  }
+}
+
 interface Job {
   name: string;
   run: (ocr?: OcrEngine) => Promise<LabeledImage[]>;
@@ -115,6 +132,7 @@ export async function main(args: string[]): Promise<number> {
       seed: { type: "string" },
       shard: { type: "string" },
       overlay: { type: "boolean" },
+      force: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -135,6 +153,14 @@ export async function main(args: string[]): Promise<number> {
   });
   const tokenizer = await getTokenizer(f.tokenizer, { allowPaths: true });
   await Deno.mkdir(f.out, { recursive: true });
+  // half-written files of a killed run (old enough that no live shard process owns them)
+  for await (const e of Deno.readDir(f.out)) {
+    if (!e.name.includes(".tmp-")) continue;
+    const st = await Deno.stat(join(f.out, e.name)).catch(() => null);
+    if (st?.mtime && Date.now() - st.mtime.getTime() > 60_000) {
+      await Deno.remove(join(f.out, e.name)).catch(() => {});
+    }
+  }
 
   let jobs: Job[] = [];
   if (f.source === "render") {
@@ -185,17 +211,26 @@ export async function main(args: string[]): Promise<number> {
     : undefined;
   const bar = startProgress(`label (${ocr?.name ?? f.source})`, jobs.length, ["labeled"]);
   const t0 = performance.now();
-  let images = 0, tokens = 0, labeled = 0, confSum = 0, confN = 0, failed = 0;
+  let images = 0, tokens = 0, labeled = 0, confSum = 0, confN = 0, failed = 0, skipped = 0;
   const failures: Array<{ input: string; error: string }> = [];
   let next = 0;
   const worker = async () => {
     while (next < jobs.length) {
       const job = jobs[next++]!;
       try {
+        // a rerun after a kill skips what is done (each file is written whole, then renamed)
+        if (
+          !f.force && f.source !== "pdf" &&
+          (await isValidLabelFile(join(f.out, `${job.name}.labels.json`)))
+        ) {
+          skipped++;
+          bar.tick({ labeled: tokens ? `${((100 * labeled) / tokens).toFixed(1)}%` : "-" });
+          continue;
+        }
         const results = await job.run(ocr);
         for (const [p, r] of results.entries()) {
           const stem = results.length > 1 ? `${job.name}-p${p + 1}` : job.name;
-          await Deno.writeTextFile(join(f.out, `${stem}.labels.json`), JSON.stringify(r.labelSet));
+          await writeAtomic(join(f.out, `${stem}.labels.json`), JSON.stringify(r.labelSet));
           if (f.overlay) {
             await Deno.writeFile(
               join(f.out, `${stem}.overlay.png`),
@@ -226,6 +261,7 @@ export async function main(args: string[]): Promise<number> {
   const seconds = (performance.now() - t0) / 1000;
   const summary = {
     images,
+    skipped,
     failed,
     tokens,
     labeled,
@@ -241,7 +277,7 @@ export async function main(args: string[]): Promise<number> {
   };
   await Deno.writeTextFile(join(f.out, "summary.json"), JSON.stringify(summary, null, 2) + "\n");
   console.log(
-    `labeled ${images} image(s), ${failed} failed: ${tokens} tokens, ${
+    `labeled ${images} image(s), ${skipped} already done, ${failed} failed: ${tokens} tokens, ${
       (summary.labeledFraction * 100).toFixed(1)
     }% labeled, ` +
       `mean confidence ${

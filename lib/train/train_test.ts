@@ -217,3 +217,44 @@ Deno.test("checkpoint: a corrupted file is refused by its checksum", async () =>
     await Deno.remove(outDir, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "checkpoint: a full disk during a checkpoint write leaves the previous checkpoint intact (tmpfs)",
+  // mounting a size-limited tmpfs needs root (CI runs as root)
+  ignore: Deno.uid() !== 0,
+  fn: async () => {
+    const mnt = await tmp();
+    const mount = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=1600k", "tmpfs", mnt],
+    }).output();
+    assert(mount.success, new TextDecoder().decode(mount.stderr));
+    try {
+      // tiny: one checkpoint ≈ 1 MB (weights + Adam moments), so the second one cannot fit
+      const err = await assertRejects(() =>
+        train({
+          ...base,
+          name: "full",
+          outDir: mnt,
+          steps: 4,
+          checkpointEvery: 1,
+          keepCheckpoints: 3,
+          backend: "wasm",
+        })
+      );
+      assert(/space|ENOSPC|os error 28/i.test(String((err as Error).message)), String(err));
+      const latest = JSON.parse(
+        await Deno.readTextFile(join(mnt, "full", "checkpoints", "latest.json")),
+      );
+      assertEquals(latest.step, 1);
+      const ck = await loadCheckpoint(join(mnt, "full", "checkpoints", latest.checkpoint));
+      assertEquals(ck.manifest.step, 1);
+      const leftovers = [...Deno.readDirSync(join(mnt, "full", "checkpoints"))].map((e) => e.name)
+        .filter((n) => n.startsWith(".tmp"));
+      assertEquals(leftovers, []);
+    } finally {
+      await new Deno.Command("umount", { args: [mnt] }).output();
+      await Deno.remove(mnt, { recursive: true });
+    }
+  },
+});
