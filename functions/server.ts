@@ -5,7 +5,8 @@
 import { swaggerUI } from "@hono/swagger-ui";
 import { type ApiAppOptions, createApiApp } from "./shared/http.ts";
 import { createLabelApp, type LabelAppOptions } from "./label/app.ts";
-import { createTrainApp, type JobsContext, openJobs, type TrainAppOptions } from "./train/app.ts";
+import { createTrainApp, type TrainAppOptions } from "./train/app.ts";
+import { type JobsContext, openJobs } from "./shared/jobs.ts";
 import { createEvalApp, type EvalAppOptions } from "./eval/app.ts";
 import { getTokenizer } from "../lib/tokenizer/mod.ts";
 import { createMetrics } from "../lib/http/mod.ts";

@@ -99,7 +99,7 @@ Deno.test("e2e: the label CLI writes label sets, overlays and a summary; a bad f
     }).output();
     const stdout = new TextDecoder().decode(run.stdout);
     assertEquals(run.code, 1, stdout);
-    assert(stdout.includes("labeled 2 image(s), 1 failed"), stdout);
+    assert(stdout.includes("labeled 2 image(s), 0 already done, 1 failed"), stdout);
     const summary = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));
     assertEquals([summary.images, summary.failed, summary.tokens], [2, 1, 2 * 576]);
     assertEquals(summary.failures[0].input, "broken");

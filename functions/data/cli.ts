@@ -4,6 +4,7 @@
  * `deno task data preview --suite charts [--n 12] [--out out/preview-charts.png]`
  */
 import { parseArgs } from "node:util";
+import { runMain, ShardSchema } from "../shared/cli.ts";
 import { z } from "zod";
 import { createCanvas } from "@napi-rs/canvas";
 import { exportShareGpt, generateDataset, generateSample, SUITES } from "../../lib/data/mod.ts";
@@ -21,12 +22,6 @@ const USAGE = `Usage:
   deno task data preview --suite NAME [--n 12] [--size 448] [--out FILE.png]
 
 Suites: ${Object.entries(SUITES).map(([k, s]) => `${k} (${s.domain})`).join(", ")}`;
-
-const Shard = z.string().regex(/^\d+\/\d+$/, "expected i/N").transform((s) => {
-  const [i, n] = s.split("/").map(Number) as [number, number];
-  if (!(n >= 1 && i < n)) throw new RangeError(`--shard ${s}: need 0 <= i < N`);
-  return { i, n };
-});
 
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -60,7 +55,7 @@ export async function main(args: string[]): Promise<number> {
       tokenizer: z.string().default("dvsft-small"),
       geometry: z.string().default("qwen2-vl"),
       "label-source": z.enum(["render", "ocr"]).default("render"),
-      shard: Shard.optional(),
+      shard: ShardSchema.optional(),
     }).safeParse(values);
     if (!f.success) {
       for (const i of zodIssues(f.error)) console.error(`error: --${i.path}: ${i.message}`);
@@ -162,11 +157,4 @@ export async function main(args: string[]): Promise<number> {
   return 2;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain(main);

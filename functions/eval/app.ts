@@ -3,14 +3,13 @@
  * result — the same job machinery as training (Deno KV, workers, SSE).
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { streamSSE } from "hono/streaming";
 import { join } from "node:path";
-import { JobRunner, JobSchema, type JobStore } from "../../lib/jobs/mod.ts";
+import { JobSchema } from "../../lib/jobs/mod.ts";
 import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
 import { ApiError } from "../../lib/http/mod.ts";
 import { resolveInside } from "../../lib/util/paths.ts";
 import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
-import { type JobsContext, openJobs } from "../train/app.ts";
+import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
 
 export const EvalJobConfigSchema = z.strictObject({
   /** A training run: its job id (a folder under the data root's runs/). */
@@ -68,31 +67,12 @@ export interface EvalAppOptions {
 }
 
 export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) {
-  const ownJobs = !jobs;
-  const ctx = jobs ?? openJobs(options.dataRoot ?? Deno.env.get("DVSFT_DATA_DIR") ?? "out");
-  let store: JobStore | null = null;
-  let runner: JobRunner | null = null;
-  const ready = (async () => {
-    const s = await ctx.ready;
-    store = s;
-    runner = new JobRunner(s, {
-      dataRoot: ctx.dataRoot,
-      concurrency: options.evalConcurrency ?? 1,
-      kind: "eval",
-    });
-    await runner.recover();
-  })();
-  const deps = async () => {
-    await ready;
-    return { store: store!, runner: runner! };
-  };
-  const mustGet = async (id: string) => {
-    const job = await (await deps()).store.get(id);
-    if (!job || job.kind !== "eval") {
-      throw new ApiError(404, "not_found", `No evaluation job '${id}'`);
-    }
-    return job;
-  };
+  const jr = jobRunner("eval", {
+    dataRoot: options.dataRoot,
+    concurrency: options.evalConcurrency ?? 1,
+  }, jobs);
+  const { deps, mustGet } = jr;
+  const ctx = jr.ctx;
   const app = new OpenAPIHono<AppEnv>();
   app.openapi(createJob, async (c) => {
     const config = c.req.valid("json");
@@ -131,26 +111,7 @@ export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) 
   app.get("/v1/eval/jobs/:id/events", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;
     await mustGet(id);
-    const { store } = await deps();
-    return streamSSE(c, async (stream) => {
-      const ac = new AbortController();
-      stream.onAbort(() => ac.abort());
-      for await (const job of store.watch(id, ac.signal)) {
-        await stream.writeSSE({
-          event: job.state === "running" || job.state === "queued" ? "progress" : job.state,
-          data: JSON.stringify(job),
-        });
-      }
-    });
+    return jobEvents(c, (await deps()).store, id);
   });
-  return {
-    app,
-    ready,
-    runner: () => runner,
-    close: async () => {
-      await ready.catch(() => {});
-      await runner?.shutdown();
-      if (ownJobs) await ctx.close();
-    },
-  };
+  return { app, ready: jr.ready, runner: jr.runner, close: jr.close };
 }

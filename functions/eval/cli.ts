@@ -6,6 +6,8 @@
  * `<run>/eval/step-NNNNNN.predictions.jsonl`.
  */
 import { parseArgs } from "node:util";
+import { runMain } from "../shared/cli.ts";
+import { listCheckpoints } from "../../lib/train/mod.ts";
 import { basename, join } from "node:path";
 import { BENCHMARK_SUITES } from "../../lib/data/mod.ts";
 import { compareRuns, evaluateCheckpoint, readRunEvals, writePlots } from "../../lib/eval/mod.ts";
@@ -36,14 +38,6 @@ export async function evalAndStore(
   return r;
 }
 
-async function checkpointsOf(runDir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(join(runDir, "checkpoints"))) {
-    if (e.isDirectory && /^step-\d+$/.test(e.name)) out.push(join(runDir, "checkpoints", e.name));
-  }
-  return out.sort();
-}
-
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   const { values, positionals } = parseArgs({
@@ -62,7 +56,7 @@ export async function main(args: string[]): Promise<number> {
   if (command === "eval") {
     const run = values.checkpoint ?? positionals[0];
     if (!run) throw new Error("eval needs --checkpoint RUN_DIR");
-    const cks = values["all-checkpoints"] ? await checkpointsOf(run) : [run];
+    const cks = values["all-checkpoints"] ? await listCheckpoints(run) : [run];
     for (const ck of cks) {
       const r = await evalAndStore(run, ck, suites, n);
       console.log(`step ${r.checkpoint.step}:`);
@@ -98,11 +92,4 @@ export async function main(args: string[]): Promise<number> {
   return 2;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain(main);

@@ -8,6 +8,8 @@
  *   generate --suite train --label-source ocr --size 224`) --out results --runs out/experiment
  */
 import { parseArgs } from "node:util";
+import { runMain } from "../shared/cli.ts";
+import { listCheckpoints } from "../../lib/train/mod.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { train, type TrainConfigInput } from "../../lib/train/mod.ts";
@@ -32,14 +34,6 @@ const Flags = z.object({
   runs: z.string().default("out/experiment"),
   suites: z.string().optional(),
 });
-
-async function checkpointsOf(runDir: string): Promise<string[]> {
-  const out: string[] = [];
-  for await (const e of Deno.readDir(join(runDir, "checkpoints"))) {
-    if (e.isDirectory && /^step-\d+$/.test(e.name)) out.push(join(runDir, "checkpoints", e.name));
-  }
-  return out.sort();
-}
 
 export async function main(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -92,7 +86,7 @@ export async function main(args: string[]): Promise<number> {
       },
     });
     bar.stop();
-    for (const ck of await checkpointsOf(r.dir)) await evalAndStore(r.dir, ck, suites, f.n);
+    for (const ck of await listCheckpoints(r.dir)) await evalAndStore(r.dir, ck, suites, f.n);
   }
   // report
   const loaded = await Promise.all(runs.map(async (r) => {
@@ -169,11 +163,4 @@ export async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain(main);

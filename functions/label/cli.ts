@@ -5,6 +5,7 @@
  * --overlay, and `summary.json`; prints a progress bar and a summary.
  */
 import { parseArgs } from "node:util";
+import { runMain, ShardSchema } from "../shared/cli.ts";
 import { basename, extname, join } from "node:path";
 import { z } from "zod";
 import { GeometrySpecSchema } from "../../lib/geometry/mod.ts";
@@ -43,12 +44,6 @@ Options:
   --overlay                       also write <name>.overlay.png
   --force                         relabel images whose label set already exists (default: skip them)
   -h, --help`;
-
-const ShardSchema = z.string().regex(/^\d+\/\d+$/, "expected i/N").transform((s) => {
-  const [i, n] = s.split("/").map(Number) as [number, number];
-  if (!(n >= 1 && i < n)) throw new RangeError(`--shard ${s}: need 0 <= i < N`);
-  return { i, n };
-});
 
 const FlagsSchema = z.strictObject({
   source: z.enum(["ocr", "render", "pdf", "boxes"]).default("ocr"),
@@ -288,11 +283,4 @@ export async function main(args: string[]): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    console.error(`error: ${(e as Error).message}`);
-    Deno.exit(2);
-  }
-}
+if (import.meta.main) await runMain(main);

@@ -3,13 +3,15 @@
  * server-sent events, cancel, resume, artifacts. Jobs live in Deno KV; runs in workers.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { streamSSE } from "hono/streaming";
 import { join, relative } from "node:path";
 import { resolveInside } from "../../lib/util/paths.ts";
-import { JobRunner, JobSchema, JobStore } from "../../lib/jobs/mod.ts";
+import { JobSchema } from "../../lib/jobs/mod.ts";
 import { TrainConfigSchema } from "../../lib/train/mod.ts";
 import { ApiError, type ServerMetrics } from "../../lib/http/mod.ts";
 import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
+
+export { type JobsContext, openJobs } from "../shared/jobs.ts";
 
 /** Options of {@linkcode createTrainApp}. */
 export interface TrainAppOptions {
@@ -132,62 +134,17 @@ async function walk(
   }
 }
 
-/** The job store shared by the training and evaluation functions of one server. */
-export interface JobsContext {
-  dataRoot: string;
-  ready: Promise<JobStore>;
-  close(): Promise<void>;
-}
-
-/** Open the job store under `dataRoot` (once per server). */
-export function openJobs(dataRoot: string): JobsContext {
-  let store: JobStore | null = null;
-  const ready = (async () => {
-    await Deno.mkdir(dataRoot, { recursive: true });
-    store = await JobStore.open(join(dataRoot, "jobs.kv"));
-    return store;
-  })();
-  return {
-    dataRoot,
-    ready,
-    close: async () => {
-      await ready.catch(() => {});
-      store?.close();
-    },
-  };
-}
-
 /** Build the training sub-app on a job store; `close()` stops its runner (checkpointing jobs). */
 export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext) {
   const { trainConcurrency = 1, maxQueuedJobs = 16 } = options;
-  const ownJobs = !jobs;
-  const ctx = jobs ?? openJobs(options.dataRoot ?? Deno.env.get("DVSFT_DATA_DIR") ?? "out");
-  const dataRoot = ctx.dataRoot;
-  let store: JobStore | null = null;
-  let runner: JobRunner | null = null;
-  const ready = (async () => {
-    const s = await ctx.ready;
-    store = s;
-    runner = new JobRunner(s, {
-      dataRoot,
-      concurrency: trainConcurrency,
-      kind: "train",
-      onStep: (m) =>
-        typeof m.stepMs === "number" && options.metrics?.trainStepSeconds.set(m.stepMs / 1000),
-    });
-    await runner.recover();
-  })();
-  const deps = async () => {
-    await ready;
-    return { store: store!, runner: runner! };
-  };
-  const mustGet = async (id: string) => {
-    const job = await (await deps()).store.get(id);
-    if (!job || job.kind !== "train") {
-      throw new ApiError(404, "not_found", `No training job '${id}'`);
-    }
-    return job;
-  };
+  const jr = jobRunner("train", {
+    dataRoot: options.dataRoot,
+    concurrency: trainConcurrency,
+    onStep: (m) =>
+      typeof m.stepMs === "number" && options.metrics?.trainStepSeconds.set(m.stepMs / 1000),
+  }, jobs);
+  const { deps, mustGet } = jr;
+  const dataRoot = jr.ctx.dataRoot;
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(createJob, async (c) => {
@@ -252,27 +209,8 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
   app.get("/v1/train/jobs/:id/events", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;
     await mustGet(id);
-    const { store } = await deps();
-    return streamSSE(c, async (stream) => {
-      const ac = new AbortController();
-      stream.onAbort(() => ac.abort());
-      for await (const job of store.watch(id, ac.signal)) {
-        await stream.writeSSE({
-          event: job.state === "running" || job.state === "queued" ? "progress" : job.state,
-          data: JSON.stringify(job),
-        });
-      }
-    });
+    return jobEvents(c, (await deps()).store, id);
   });
 
-  return {
-    app,
-    ready,
-    runner: () => runner,
-    close: async () => {
-      await ready.catch(() => {});
-      await runner?.shutdown();
-      if (ownJobs) await ctx.close();
-    },
-  };
+  return { app, ready: jr.ready, runner: jr.runner, close: jr.close };
 }

@@ -5,7 +5,7 @@
  * (config.json, metrics.jsonl, checkpoints/, tokenizer.json).
  */
 import { parseArgs } from "node:util";
-import { z } from "zod";
+import { runMain } from "../shared/cli.ts";
 import { train, TrainConfigSchema } from "../../lib/train/mod.ts";
 import { startProgress } from "../../lib/util/progress.ts";
 import { zodIssues } from "../../lib/http/mod.ts";
@@ -104,14 +104,4 @@ export async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) {
-  try {
-    Deno.exit(await main(Deno.args));
-  } catch (e) {
-    if (Deno.env.get("DVSFT_DEBUG")) console.error(e);
-    console.error(
-      `error: ${e instanceof z.ZodError ? JSON.stringify(zodIssues(e)) : (e as Error).message}`,
-    );
-    Deno.exit(1);
-  }
-}
+if (import.meta.main) await runMain(main);

@@ -7,19 +7,13 @@
  * Sequence: [vision_start] v1 … vN [vision_end] prompt answer [eos] [pad]…
  * Labels:   -100  (vision labels)     -100       -100   answer  eos   -100
  */
-import { buildLabelSet, IGNORE_INDEX, LabelOptionsSchema } from "../labels/mod.ts";
+import { buildLabelSet, LabelOptionsSchema } from "../labels/mod.ts";
+import { buildSequence, rgbaToPixels } from "./sequence.ts";
 import { renderPageRaw } from "../render/mod.ts";
 import { WORDS } from "../render/words.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
-import {
-  EOS_ID,
-  IMAGE_PAD_ID,
-  PAD_ID,
-  VISION_END_ID,
-  VISION_START_ID,
-} from "../tokenizer/small.ts";
 import { Rng } from "../util/rng.ts";
-import { type ModelConfig, numVisualTokens, sequenceLength } from "../model/config.ts";
+import { type ModelConfig, numVisualTokens } from "../model/config.ts";
 
 export interface Sample {
   /** [S·S·3] in [0, 1], row-major RGB. */
@@ -59,7 +53,6 @@ export function makeReadingSample(index: number, options: SampleOptions): Sample
   const S = config.imageSize;
   const cells = S / 28;
   const N = numVisualTokens(config);
-  const T = sequenceLength(config);
   const rng = new Rng(mix(seed, index));
   for (let attempt = 0;; attempt++) {
     const nLines = cells <= 2 ? 1 : rng.int(2, Math.min(3, Math.floor(cells / 2)));
@@ -99,31 +92,6 @@ export function makeReadingSample(index: number, options: SampleOptions): Sample
       prompt = `word after ${words[k]}`;
       answer = words[k + 1]!;
     }
-    const promptIds = tokenizer.encode(prompt);
-    const answerIds = tokenizer.encode(answer);
-    const used = N + 2 + promptIds.length + answerIds.length + 1;
-    if (used > T) {
-      if (attempt > 20) {
-        throw new RangeError(
-          `Cannot make sample ${index}: answer too long for maxTextLen ${config.maxTextLen}`,
-        );
-      }
-      continue;
-    }
-    const inputIds = new Int32Array(T).fill(PAD_ID);
-    const labels = new Int32Array(T).fill(IGNORE_INDEX);
-    inputIds[0] = VISION_START_ID;
-    inputIds.fill(IMAGE_PAD_ID, 1, N + 1);
-    inputIds[N + 1] = VISION_END_ID;
-    let p = N + 2;
-    for (const id of promptIds) inputIds[p++] = id;
-    const promptEnd = p;
-    for (const id of answerIds) {
-      inputIds[p] = id;
-      labels[p++] = id;
-    }
-    inputIds[p] = EOS_ID;
-    labels[p] = EOS_ID;
     const ls = buildLabelSet({
       image: { sha256: `reading:${seed}:${index}`, width: S, height: S },
       words: page.words,
@@ -136,13 +104,20 @@ export function makeReadingSample(index: number, options: SampleOptions): Sample
     if (ls.geometry.tokens !== N) {
       throw new RangeError(`Label grid has ${ls.geometry.tokens} tokens, model has ${N}`);
     }
-    labels.set(ls.tokens.label, 1);
-    const pixels = new Float32Array(S * S * 3);
-    for (let i = 0, j = 0; i < S * S; i++, j += 4) {
-      pixels[i * 3] = page.rgba[j]! / 255;
-      pixels[i * 3 + 1] = page.rgba[j + 1]! / 255;
-      pixels[i * 3 + 2] = page.rgba[j + 2]! / 255;
+    const sample = buildSequence(
+      config,
+      tokenizer,
+      rgbaToPixels(page.rgba, S),
+      prompt,
+      answer,
+      ls.tokens.label,
+      { words },
+    );
+    if (sample) return sample;
+    if (attempt > 20) {
+      throw new RangeError(
+        `Cannot make sample ${index}: answer too long for maxTextLen ${config.maxTextLen}`,
+      );
     }
-    return { pixels, inputIds, labels, promptEnd, prompt, answer, words };
   }
 }

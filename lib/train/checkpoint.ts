@@ -174,3 +174,12 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
   }
   return { manifest, weights, optimizer };
 }
+
+/** A run's complete checkpoint folders, oldest first. */
+export async function listCheckpoints(runDir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(join(runDir, "checkpoints"))) {
+    if (e.isDirectory && /^step-\d+$/.test(e.name)) out.push(join(runDir, "checkpoints", e.name));
+  }
+  return out.sort();
+}
