@@ -67,7 +67,7 @@ export async function main(args: string[]): Promise<number> {
         steps: f.steps,
         seed,
         optimizer: { lr: f.lr, warmupSteps: Math.min(50, Math.floor(f.steps / 10)) },
-        checkpointEvery: Math.max(1, Math.floor(f.steps / f.checkpoints)),
+        checkpointEvery: Math.max(1, Math.ceil(f.steps / f.checkpoints)),
         keepCheckpoints: f.checkpoints + 1,
         backend: "auto",
       };
