@@ -24,7 +24,10 @@ export async function evalAndStore(
   const bar = quiet
     ? null
     : startProgress(`eval ${basename(runDir)} ${basename(checkpoint)}`, suites.length * n, []);
-  const r = await evaluateCheckpoint(checkpoint, { suites, n }, () => bar?.tick());
+  let shown = 0;
+  const r = await evaluateCheckpoint(checkpoint, { suites, n }, (done) => {
+    for (; shown < done; shown++) bar?.tick(); // progress comes a batch at a time
+  });
   bar?.stop();
   const step = String(r.checkpoint.step).padStart(6, "0");
   await Deno.mkdir(join(runDir, "eval"), { recursive: true });
