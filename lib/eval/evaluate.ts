@@ -187,6 +187,53 @@ async function suiteItems(
   return out;
 }
 
+/** Evaluate a model (in memory) on one suite's first `n` items. */
+export async function evaluateSuite(
+  model: SmallVLM,
+  tokenizer: WordTokenizer,
+  suite: string,
+  o: { n: number; batchSize: number; maxNewTokens: number; align: "next" | "self" },
+  onProgress?: (done: number) => void,
+): Promise<SuiteResult> {
+  const spec = SUITES[suite];
+  if (!spec) throw new RangeError(`Unknown suite '${suite}'`);
+  const samples = await suiteItems(suite, o.n, model.config, tokenizer);
+  const items: ItemResult[] = [];
+  let p1 = 0, p5 = 0, pn = 0;
+  for (let i = 0; i < samples.length; i += o.batchSize) {
+    const batch = samples.slice(i, i + o.batchSize);
+    const gen = await greedyDecode(model, batch, o.maxNewTokens);
+    batch.forEach((s, b) => {
+      const prediction = tokenizer.decode(gen[b]!);
+      // the model writes decoded text: compare with the reference as the tokenizer decodes it
+      const reference = tokenizer.decode(tokenizer.encode(s.answer));
+      items.push({
+        index: i + b,
+        question: s.prompt,
+        answer: s.answer,
+        prediction,
+        score: METRICS[spec.metric](prediction, [reference]),
+      });
+    });
+    const probe = await visualProbe(model, batch, o.align);
+    p1 += probe.top1 * probe.n;
+    p5 += probe.top5 * probe.n;
+    pn += probe.n;
+    onProgress?.(i + batch.length);
+  }
+  return {
+    suite,
+    id: spec.id,
+    domain: spec.domain,
+    metric: spec.metric,
+    n: items.length,
+    score: items.reduce((s, x) => s + x.score, 0) / Math.max(1, items.length),
+    probeTop1: pn ? p1 / pn : null,
+    probeTop5: pn ? p5 / pn : null,
+    items,
+  };
+}
+
 /**
  * Evaluate a checkpoint folder (or a run folder: its latest checkpoint) on suites.
  *
@@ -229,42 +276,15 @@ export async function evaluateCheckpoint(
         onProgress?.(done, total);
         continue;
       } catch { /* not cached */ }
-      const samples = await suiteItems(suite, o.n, config, tokenizer);
-      const items: ItemResult[] = [];
-      let p1 = 0, p5 = 0, pn = 0;
-      for (let i = 0; i < samples.length; i += o.batchSize) {
-        const batch = samples.slice(i, i + o.batchSize);
-        const gen = await greedyDecode(model, batch, o.maxNewTokens);
-        batch.forEach((s, b) => {
-          const prediction = tokenizer.decode(gen[b]!);
-          // the model writes decoded text: compare with the reference as the tokenizer decodes it
-          const reference = tokenizer.decode(tokenizer.encode(s.answer));
-          items.push({
-            index: i + b,
-            question: s.prompt,
-            answer: s.answer,
-            prediction,
-            score: METRICS[spec.metric](prediction, [reference]),
-          });
-        });
-        const probe = await visualProbe(model, batch, align);
-        p1 += probe.top1 * probe.n;
-        p5 += probe.top5 * probe.n;
-        pn += probe.n;
-        done += batch.length;
-        onProgress?.(done, total);
-      }
-      const r: SuiteResult = {
-        suite,
-        id: spec.id,
-        domain: spec.domain,
-        metric: spec.metric,
-        n: items.length,
-        score: items.reduce((s, x) => s + x.score, 0) / Math.max(1, items.length),
-        probeTop1: pn ? p1 / pn : null,
-        probeTop5: pn ? p5 / pn : null,
-        items,
-      };
+      const r = await evaluateSuite(model, tokenizer, suite, {
+        n: o.n,
+        batchSize: o.batchSize,
+        maxNewTokens: o.maxNewTokens,
+        align,
+      }, (k) => {
+        onProgress?.(done + k, total);
+      });
+      done += o.n;
       await Deno.mkdir(cacheDir, { recursive: true });
       await Deno.writeTextFile(cached, JSON.stringify(r));
       result.suites.push(r);

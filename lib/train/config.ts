@@ -36,6 +36,10 @@ export const TrainConfigSchema = z.strictObject({
   /** Seed of the weight initialization. */
   seed: z.number().int().default(0),
   checkpointEvery: z.number().int().min(0).default(50),
+  /** Evaluate the model every N steps (0: never) on these suites' first evalN items → evals.jsonl. */
+  evalEvery: z.number().int().min(0).default(0),
+  evalSuites: z.array(z.string()).min(1).default(["text-reading"]),
+  evalN: z.number().int().min(1).max(10_000).default(32),
   /** Checkpoints kept (newest). */
   keepCheckpoints: z.number().int().min(1).default(3),
   backend: BackendNameSchema.default("auto"),

@@ -73,6 +73,8 @@ export interface TrainOptions {
   /** Continue from the run's latest checkpoint when there is one. @default false */
   resume?: boolean;
   onStep?: (m: StepMetrics) => void;
+  /** Called with each evaluation of `evalEvery`. */
+  onEval?: (e: { step: number; suite: string; score: number; probeTop1: number | null }) => void;
   signal?: AbortSignal;
 }
 
@@ -283,6 +285,31 @@ export async function train(
           (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) ||
           step === config.steps
         ) await checkpoint();
+        if (config.evalEvery > 0 && (step % config.evalEvery === 0 || step === config.steps)) {
+          // loaded here: lib/eval reads checkpoints through this folder's modules
+          const { evaluateSuite } = await import("../eval/evaluate.ts");
+          for (const suite of config.evalSuites) {
+            const r = await evaluateSuite(model, tokenizer, suite, {
+              n: config.evalN,
+              batchSize: config.batchSize,
+              maxNewTokens: 16,
+              align: config.loss.align,
+            });
+            const line = {
+              step,
+              suite,
+              metric: r.metric,
+              score: r.score,
+              probeTop1: r.probeTop1,
+              probeTop5: r.probeTop5,
+              n: r.n,
+            };
+            await Deno.writeTextFile(join(runDir, "evals.jsonl"), JSON.stringify(line) + "\n", {
+              append: true,
+            });
+            options.onEval?.(line);
+          }
+        }
       }
     } finally {
       log.close();

@@ -258,3 +258,36 @@ Deno.test({
     }
   },
 });
+
+Deno.test("train: evalEvery evaluates the model on named suites during training → evals.jsonl", async () => {
+  const outDir = await tmp();
+  try {
+    const seen: string[] = [];
+    const r = await train(
+      {
+        ...base,
+        name: "ev",
+        outDir,
+        steps: 4,
+        backend: "wasm",
+        evalEvery: 2,
+        evalSuites: ["text-reading", "charts"],
+        evalN: 2,
+      },
+      { onEval: (e) => seen.push(`${e.step}:${e.suite}`) },
+    );
+    assertEquals(seen, ["2:text-reading", "2:charts", "4:text-reading", "4:charts"]);
+    const lines = (await Deno.readTextFile(join(r.runDir, "evals.jsonl"))).trim().split("\n").map((
+      l,
+    ) => JSON.parse(l));
+    assertEquals(lines.map((l) => [l.step, l.suite, l.n]), [
+      [2, "text-reading", 2],
+      [2, "charts", 2],
+      [4, "text-reading", 2],
+      [4, "charts", 2],
+    ]);
+    assert(lines.every((l) => l.score >= 0 && l.score <= 1));
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
