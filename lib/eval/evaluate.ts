@@ -252,7 +252,7 @@ export async function evaluateCheckpoint(
   const ckpt = (await latestCheckpoint(join(path, "checkpoints"))) ??
     (await latestCheckpoint(path)) ?? path;
   await useBackend(o.backend as BackendName);
-  const { model, config, train, step, weightsSha256 } = await modelFromCheckpoint(ckpt);
+  const { model, train, step, weightsSha256 } = await modelFromCheckpoint(ckpt);
   const tokenizer = await getTokenizer(SMALL_TOKENIZER_NAME);
   const align = ((train.loss as { align?: "next" | "self" } | undefined)?.align) ?? "next";
   const { cacheDir, backend: _b, ...options } = o;
