@@ -10,7 +10,7 @@ import { ensureFonts, HELD_OUT_FONTS, TRAIN_FONTS } from "../render/fonts.ts";
 import { WORDS } from "../render/words.ts";
 import { Rng } from "../util/rng.ts";
 
-export const GENERATOR_VERSION = 1;
+export const GENERATOR_VERSION = 2; // 2: keystone (perspective) augmentation
 
 export type Layout = "lines" | "paragraph" | "form" | "table" | "chart" | "scene";
 export type Metric = "em" | "anls" | "vqa" | "relaxed";
@@ -18,6 +18,8 @@ export type Metric = "em" | "anls" | "vqa" | "relaxed";
 export interface Augment {
   /** Max absolute rotation in degrees. */
   rotate: number;
+  /** Max keystone (perspective about a horizontal axis): rows scale by 1 ± k from top to bottom. */
+  perspective: number;
   /** Scale range around 1 (e.g. 0.05 → [0.95, 1.05]). */
   scale: number;
   /** Max Gaussian blur radius in px (scaled by image size / 448). */
@@ -49,6 +51,7 @@ export interface SuiteSpec {
 
 const MILD: Augment = {
   rotate: 2,
+  perspective: 0.04,
   scale: 0.04,
   blur: 0.4,
   noise: 6,
@@ -58,6 +61,7 @@ const MILD: Augment = {
 };
 const STRONG: Augment = {
   rotate: 7,
+  perspective: 0.12,
   scale: 0.08,
   blur: 1.4,
   noise: 22,
@@ -69,7 +73,7 @@ const STRONG: Augment = {
 /** The suites: the training distribution and seven benchmarks (3 in-domain, 4 out-of-domain). */
 export const SUITES: Record<string, SuiteSpec> = {
   train: {
-    id: "dvsft/train@1",
+    id: "dvsft/train@2",
     domain: "train",
     layouts: ["lines", "paragraph", "form", "table", "scene"],
     fonts: TRAIN_FONTS,
@@ -80,7 +84,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 20000,
   },
   "text-reading": {
-    id: "dvsft/text-reading@1",
+    id: "dvsft/text-reading@2",
     domain: "in",
     layouts: ["lines"],
     fonts: TRAIN_FONTS,
@@ -91,7 +95,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "doc-kv": {
-    id: "dvsft/doc-kv@1",
+    id: "dvsft/doc-kv@2",
     domain: "in",
     layouts: ["form"],
     fonts: TRAIN_FONTS,
@@ -102,7 +106,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "table-lookup": {
-    id: "dvsft/table-lookup@1",
+    id: "dvsft/table-lookup@2",
     domain: "in",
     layouts: ["table"],
     fonts: TRAIN_FONTS,
@@ -113,7 +117,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "heldout-fonts": {
-    id: "dvsft/heldout-fonts@1",
+    id: "dvsft/heldout-fonts@2",
     domain: "out",
     layouts: ["lines", "form", "table"],
     fonts: HELD_OUT_FONTS,
@@ -124,7 +128,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   degraded: {
-    id: "dvsft/degraded@1",
+    id: "dvsft/degraded@2",
     domain: "out",
     layouts: ["lines", "form"],
     fonts: TRAIN_FONTS,
@@ -135,7 +139,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   charts: {
-    id: "dvsft/charts@1",
+    id: "dvsft/charts@2",
     domain: "out",
     layouts: ["chart"],
     fonts: TRAIN_FONTS,
@@ -146,7 +150,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "dense-text": {
-    id: "dvsft/dense-text@1",
+    id: "dvsft/dense-text@2",
     domain: "out",
     layouts: ["paragraph"],
     fonts: TRAIN_FONTS,
@@ -534,6 +538,21 @@ export function transformBox(
   return clipped.map(r2) as [number, number, number, number];
 }
 
+/** A box under the keystone map x' = c + (x − c)·(1 + k·(y/S − ½)): the tight box of its corners. */
+export function keystoneBox(
+  box: [number, number, number, number],
+  k: number,
+  S: number,
+): [number, number, number, number] {
+  const c = S / 2;
+  const xs: number[] = [];
+  for (const y of [box[1], box[3]]) {
+    const f = 1 + k * (y / S - 0.5);
+    xs.push(c + (box[0] - c) * f, c + (box[2] - c) * f);
+  }
+  return [Math.min(...xs), box[1], Math.max(...xs), box[3]];
+}
+
 /** Make item `index` of `suite` at `size`×`size` pixels. */
 export async function generateSample(
   suiteName: string,
@@ -566,6 +585,23 @@ export async function generateSample(
   const deg = (rng.next() * 2 - 1) * a.rotate;
   const scale = 1 + (rng.next() * 2 - 1) * a.scale;
   const blur = rng.next() * a.blur * (S / 448);
+  // keystone first: each row y is scaled horizontally about the centre by 1 + k·(y/S − ½)
+  const k = (rng.next() * 2 - 1) * a.perspective;
+  let source: Canvas = page;
+  let boxes = writer.words.map((w) => w.box);
+  if (Math.abs(k) > 0.005) {
+    const warped = createCanvas(S, S);
+    const wctx = warped.getContext("2d");
+    wctx.fillStyle = "#ffffff";
+    wctx.fillRect(0, 0, S, S);
+    const strip = 2;
+    for (let y = 0; y < S; y += strip) {
+      const f = 1 + k * ((y + strip / 2) / S - 0.5);
+      wctx.drawImage(page, 0, y, S, strip, (S - S * f) / 2, y, S * f, strip);
+    }
+    source = warped;
+    boxes = boxes.map((b) => keystoneBox(b, k, S));
+  }
   const canvas = createCanvas(S, S);
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = "#ffffff";
@@ -574,14 +610,14 @@ export async function generateSample(
   ctx.translate(S / 2, S / 2);
   ctx.rotate((deg * Math.PI) / 180);
   ctx.scale(scale, scale);
-  ctx.drawImage(page, -S / 2, -S / 2);
+  ctx.drawImage(source, -S / 2, -S / 2);
   ctx.resetTransform();
   ctx.filter = "none";
   const words: WordBox[] = [];
-  for (const w of writer.words) {
-    const box = transformBox(w.box, deg, scale, S);
+  writer.words.forEach((w, i) => {
+    const box = transformBox(boxes[i]!, deg, scale, S);
     if (box) words.push({ ...w, box });
-  }
+  });
   // 3. tone and noise on the pixels
   const tone = 1 + (rng.next() * 2 - 1) * a.tone;
   const shift = (rng.next() * 2 - 1) * a.tone * 60;
