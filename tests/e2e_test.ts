@@ -194,3 +194,67 @@ Deno.test("e2e: a label batch SIGKILLed midway, rerun, ends byte-identical to an
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("e2e: dataset generation SIGKILLed midway, rerun, gives the same dataset as an uninterrupted run", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dvsft-datakill-" });
+  const args = (
+    out: string,
+  ) => [
+    "run",
+    "-A",
+    "functions/data/cli.ts",
+    "generate",
+    "--suite",
+    "doc-kv",
+    "--n",
+    "60",
+    "--shard-size",
+    "10",
+    "--size",
+    "112",
+    "--out",
+    out,
+  ];
+  const shards = (out: string) =>
+    [...Deno.readDirSync(out)].filter((e) => e.name.startsWith("shard-")).length;
+  try {
+    assertEquals(
+      (await new Deno.Command(Deno.execPath(), {
+        args: args(`${dir}/whole`),
+        cwd: root,
+        stdout: "null",
+        stderr: "null",
+      }).output()).code,
+      0,
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: args(`${dir}/killed`),
+      cwd: root,
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    for (;;) {
+      if (
+        [...Deno.readDirSync(dir)].some((e) => e.name === "killed") && shards(`${dir}/killed`) >= 2
+      ) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    assert(shards(`${dir}/killed`) < 6, "finished before the kill");
+    assertEquals(
+      (await new Deno.Command(Deno.execPath(), {
+        args: args(`${dir}/killed`),
+        cwd: root,
+        stdout: "null",
+        stderr: "null",
+      }).output()).code,
+      0,
+    );
+    const manifest = (p: string) => JSON.parse(Deno.readTextFileSync(`${p}/manifest.json`));
+    assertEquals(manifest(`${dir}/killed`).shards, manifest(`${dir}/whole`).shards);
+    assertEquals(manifest(`${dir}/killed`).complete, true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
