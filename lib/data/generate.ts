@@ -7,6 +7,7 @@
 import { type Canvas, createCanvas, loadImage, type SKRSContext2D } from "@napi-rs/canvas";
 import type { WordBox } from "../labels/mod.ts";
 import { ensureFonts, HELD_OUT_FONTS, TRAIN_FONTS } from "../render/fonts.ts";
+import { inkBox } from "../render/page.ts";
 import { WORDS } from "../render/words.ts";
 import { Rng } from "../util/rng.ts";
 
@@ -293,12 +294,7 @@ class Writer {
     for (const w of text.split(" ").filter(Boolean)) {
       const m = ctx.measureText(w);
       ctx.fillText(w, x, baseline);
-      const box: [number, number, number, number] = [
-        r2(x - m.actualBoundingBoxLeft),
-        r2(baseline - m.actualBoundingBoxAscent),
-        r2(x + m.actualBoundingBoxRight),
-        r2(baseline + m.actualBoundingBoxDescent),
-      ];
+      const box = inkBox(m, x, baseline);
       if (box[2] > box[0] && box[3] > box[1]) this.words.push({ text: w, box, confidence: 100 });
       x += m.width + space;
     }

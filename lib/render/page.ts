@@ -48,6 +48,25 @@ export function fontFamilies(): string[] {
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
+/** The exact ink box of text drawn at (x, baseline) from its metrics, to 0.01 px. */
+export function inkBox(
+  m: {
+    actualBoundingBoxLeft: number;
+    actualBoundingBoxRight: number;
+    actualBoundingBoxAscent: number;
+    actualBoundingBoxDescent: number;
+  },
+  x: number,
+  baseline: number,
+): [number, number, number, number] {
+  return [
+    r2(x - m.actualBoundingBoxLeft),
+    r2(baseline - m.actualBoundingBoxAscent),
+    r2(x + m.actualBoundingBoxRight),
+    r2(baseline + m.actualBoundingBoxDescent),
+  ];
+}
+
 /**
  * Draw a page of words and return it with exact word boxes.
  *
@@ -118,12 +137,7 @@ function draw(options: RenderOptions) {
       continue;
     }
     ctx.fillText(text, x, baseline);
-    const box: [number, number, number, number] = [
-      r2(x - m.actualBoundingBoxLeft),
-      r2(baseline - m.actualBoundingBoxAscent),
-      r2(x + m.actualBoundingBoxRight),
-      r2(baseline + m.actualBoundingBoxDescent),
-    ];
+    const box = inkBox(m, x, baseline);
     if (box[2] > box[0] && box[3] > box[1]) {
       words.push({ text, box, confidence: 100 });
       lines.push(line);
