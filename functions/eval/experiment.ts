@@ -13,7 +13,7 @@ import { listCheckpoints } from "../../lib/train/mod.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { train, type TrainConfigInput } from "../../lib/train/mod.ts";
-import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
+import { BENCHMARK_SUITES, GENERATOR_VERSION, SUITES } from "../../lib/data/mod.ts";
 import { compareRuns, readRunEvals, writePlots } from "../../lib/eval/mod.ts";
 import { evalAndStore } from "./cli.ts";
 import { startProgress } from "../../lib/util/progress.ts";
@@ -33,6 +33,8 @@ const Flags = z.object({
   out: z.string().default("results"),
   runs: z.string().default("out/experiment"),
   suites: z.string().optional(),
+  /** Rebuild the report from the runs' stored evaluations (no training, no evaluation). */
+  "report-only": z.enum(["true", "false"]).default("false"),
 });
 
 export async function main(args: string[]): Promise<number> {
@@ -49,7 +51,6 @@ export async function main(args: string[]): Promise<number> {
   const seeds = f.seeds.split(",").map(Number);
   const suites = f.suites ? f.suites.split(",") : BENCHMARK_SUITES;
   const tag = `${f.model}-l${f.lambda}-${f.align}-${f.labels}`;
-  const t0 = performance.now();
   const runs: Array<{ name: string; dir: string; config: TrainConfigInput }> = [];
   for (const seed of seeds) {
     for (const objective of ["sft", "dvsft"] as const) {
@@ -74,7 +75,7 @@ export async function main(args: string[]): Promise<number> {
       runs.push({ name, dir: join(f.runs, name), config });
     }
   }
-  for (const r of runs) {
+  for (const r of f["report-only"] === "true" ? [] : runs) {
     const bar = startProgress(`train ${r.name}`, f.steps, ["loss"]);
     let first = true;
     await train(r.config, {
@@ -89,42 +90,58 @@ export async function main(args: string[]): Promise<number> {
     for (const ck of await listCheckpoints(r.dir)) await evalAndStore(r.dir, ck, suites, f.n);
   }
   // report
+  const short = (name: string) => name.replace(`-${tag}`, ""); // "dvsft-s0"
   const loaded = await Promise.all(runs.map(async (r) => {
     const text = await Deno.readTextFile(join(r.dir, "metrics.jsonl"));
-    const byStep = new Map<number, number>();
+    const byStep = new Map<number, { textLoss: number; stepMs: number }>();
     for (const line of text.split("\n")) {
-      if (line.trim()) byStep.set(JSON.parse(line).step, JSON.parse(line).textLoss);
+      if (line.trim()) byStep.set(JSON.parse(line).step, JSON.parse(line));
     }
-    return {
-      name: r.name,
-      evals: await readRunEvals(r.dir),
-      losses: [...byStep].map(([step, loss]) => ({ step, loss })),
-    };
+    const steps = [...byStep].sort((x, y) => x[0] - y[0]);
+    // text loss as a 25-step moving average: single steps are noisy
+    const losses = steps.map(([step], i) => {
+      const w = steps.slice(Math.max(0, i - 24), i + 1);
+      return { step, loss: w.reduce((acc, [, m]) => acc + m.textLoss, 0) / w.length };
+    });
+    const trainMinutes = steps.reduce((acc, [, m]) => acc + m.stepMs, 0) / 60000;
+    return { name: short(r.name), evals: await readRunEvals(r.dir), losses, trainMinutes };
   }));
-  // SFT first: deltas are DV-SFT − SFT (per seed, the runs differ only in the objective)
-  const ordered = [
+  // all runs side by side (plots, probe, alignment efficiency), then DV-SFT − SFT per seed
+  const report = compareRuns([
     ...loaded.filter((r) => r.name.startsWith("sft")),
     ...loaded.filter((r) => r.name.startsWith("dvsft")),
-  ];
-  const report = compareRuns(ordered);
+  ]);
+  const pairs = seeds.map((seed) => {
+    const pair = [
+      loaded.find((r) => r.name === `sft-s${seed}`)!,
+      loaded.find((r) => r.name === `dvsft-s${seed}`)!,
+    ];
+    return `### Seed ${seed}\n\n${compareRuns(pair).markdown}\n`;
+  });
   const pngs = await writePlots(f.out, report.plots, `experiment-${tag}-`);
   // per-objective means over seeds, per suite
-  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
+  const mean = (xs: number[]) => xs.reduce((acc, x) => acc + x, 0) / Math.max(1, xs.length);
   const finalScore = (name: string, suite: string) =>
-    loaded.find((r) => r.name === name)!.evals.at(-1)?.suites.find((s) => s.suite === suite)
+    loaded.find((r) => r.name === name)!.evals.at(-1)?.suites.find((x) => x.suite === suite)
       ?.score ?? NaN;
   const rows = suites.map((suite) => {
-    const sft = mean(seeds.map((s) => finalScore(`sft-${tag}-s${s}`, suite)));
-    const dv = mean(seeds.map((s) => finalScore(`dvsft-${tag}-s${s}`, suite)));
+    const sft = mean(seeds.map((x) => finalScore(`sft-s${x}`, suite)));
+    const dv = mean(seeds.map((x) => finalScore(`dvsft-s${x}`, suite)));
     return { suite, domain: SUITES[suite]!.domain, sft, dv };
   });
   const wins = rows.filter((r) => r.dv > r.sft).length,
     ties = rows.filter((r) => r.dv === r.sft).length;
-  const minutes = ((performance.now() - t0) / 60000).toFixed(1);
+  const minutes = loaded.reduce((acc, r) => acc + r.trainMinutes, 0).toFixed(1);
+  // the generator version the evaluations saw (suite ids end in @version)
+  const evaluatedIds = loaded.flatMap((r) => r.evals.flatMap((e) => e.suites.map((x) => x.id)));
+  const generator = [...new Set(evaluatedIds.map((id) => id.split("@")[1]))].join(", ") ||
+    String(GENERATOR_VERSION);
+  const notesFile = join(f.out, `experiment-${tag}-notes.md`);
+  const notes = await Deno.readTextFile(notesFile).catch(() => "");
   const md = [
     `# SFT vs DV-SFT (${tag})`,
     "",
-    `Generated by \`deno task experiment --steps ${f.steps} --seeds ${f.seeds} --n ${f.n} --model ${f.model} --batch ${f.batch} --lambda ${f.lambda} --align ${f.align} --labels ${f.labels}\` in ${minutes} min on this machine.`,
+    `Generated by \`deno task experiment --steps ${f.steps} --seeds ${f.seeds} --n ${f.n} --model ${f.model} --batch ${f.batch} --lambda ${f.lambda} --align ${f.align} --labels ${f.labels}\` (data generator v${generator}); ${minutes} min of training steps in all on this 2-core machine, plus evaluation.`,
     "",
     `Model \`${f.model}\` trained from the same initialization (per seed), the same data order (suite \`train\`, drawn on the fly, exact labels unless --labels ocr) and ${f.steps} steps of batch ${f.batch}; only the objective differs. ${f.checkpoints} checkpoints per run evaluated on ${suites.length} suites × ${f.n} items (greedy decoding).`,
     "",
@@ -140,7 +157,12 @@ export async function main(args: string[]): Promise<number> {
     "",
     `DV-SFT is above SFT on ${wins} of ${rows.length} suites (ties: ${ties}).`,
     "",
-    "## Every run (final checkpoints; Δ against the first SFT run, paired bootstrap 95% CI over items)",
+    ...(notes ? ["## Findings", "", notes.trim(), ""] : []),
+    "## DV-SFT − SFT per seed (final checkpoints; paired bootstrap 95% CI over items)",
+    "",
+    ...pairs,
+    "",
+    "## All runs",
     "",
     report.markdown,
     "",
