@@ -57,7 +57,7 @@ export function lineChartSvg(series: Series[], o: LineChartOptions): string {
     width: o.width ?? 640,
     height: o.height ?? 360,
     marginLeft: 56,
-    marginTop: 36,
+    marginTop: 52,
     grid: true,
     x: { label: o.x },
     y: { label: o.y, type: o.logY ? "log" : "linear" },
@@ -65,7 +65,8 @@ export function lineChartSvg(series: Series[], o: LineChartOptions): string {
     marks: [
       Plot.text([o.title], {
         frameAnchor: "top-left",
-        dy: -28,
+        dy: -44,
+        dx: -40,
         fontSize: 14,
         fontWeight: "bold",
         textAnchor: "start",
