@@ -11,7 +11,7 @@ import { inkBox } from "../render/page.ts";
 import { WORDS } from "../render/words.ts";
 import { Rng } from "../util/rng.ts";
 
-export const GENERATOR_VERSION = 2; // 2: keystone (perspective) augmentation
+export const GENERATOR_VERSION = 3; // 2: keystone perspective; 3: tone/noise on half the mild samples
 
 export type Layout = "lines" | "paragraph" | "form" | "table" | "chart" | "scene";
 export type Metric = "em" | "anls" | "vqa" | "relaxed";
@@ -31,6 +31,8 @@ export interface Augment {
   jpeg: [number, number] | null;
   /** Probability that a sample goes through JPEG. */
   jpegP: number;
+  /** Probability that a sample gets tone and noise (a pass over every pixel). */
+  pixelP: number;
   /** Max contrast/brightness change (fraction). */
   tone: number;
 }
@@ -58,6 +60,7 @@ const MILD: Augment = {
   noise: 6,
   jpeg: [70, 95],
   jpegP: 0.3,
+  pixelP: 0.5,
   tone: 0.1,
 };
 const STRONG: Augment = {
@@ -68,13 +71,14 @@ const STRONG: Augment = {
   noise: 22,
   jpeg: [25, 45],
   jpegP: 1,
+  pixelP: 1,
   tone: 0.3,
 };
 
 /** The suites: the training distribution and seven benchmarks (3 in-domain, 4 out-of-domain). */
 export const SUITES: Record<string, SuiteSpec> = {
   train: {
-    id: "dvsft/train@2",
+    id: "dvsft/train@3",
     domain: "train",
     layouts: ["lines", "paragraph", "form", "table", "scene"],
     fonts: TRAIN_FONTS,
@@ -85,7 +89,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 20000,
   },
   "text-reading": {
-    id: "dvsft/text-reading@2",
+    id: "dvsft/text-reading@3",
     domain: "in",
     layouts: ["lines"],
     fonts: TRAIN_FONTS,
@@ -96,7 +100,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "doc-kv": {
-    id: "dvsft/doc-kv@2",
+    id: "dvsft/doc-kv@3",
     domain: "in",
     layouts: ["form"],
     fonts: TRAIN_FONTS,
@@ -107,7 +111,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "table-lookup": {
-    id: "dvsft/table-lookup@2",
+    id: "dvsft/table-lookup@3",
     domain: "in",
     layouts: ["table"],
     fonts: TRAIN_FONTS,
@@ -118,7 +122,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "heldout-fonts": {
-    id: "dvsft/heldout-fonts@2",
+    id: "dvsft/heldout-fonts@3",
     domain: "out",
     layouts: ["lines", "form", "table"],
     fonts: HELD_OUT_FONTS,
@@ -129,7 +133,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   degraded: {
-    id: "dvsft/degraded@2",
+    id: "dvsft/degraded@3",
     domain: "out",
     layouts: ["lines", "form"],
     fonts: TRAIN_FONTS,
@@ -140,7 +144,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   charts: {
-    id: "dvsft/charts@2",
+    id: "dvsft/charts@3",
     domain: "out",
     layouts: ["chart"],
     fonts: TRAIN_FONTS,
@@ -151,7 +155,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "dense-text": {
-    id: "dvsft/dense-text@2",
+    id: "dvsft/dense-text@3",
     domain: "out",
     layouts: ["paragraph"],
     fonts: TRAIN_FONTS,
@@ -590,7 +594,8 @@ export async function generateSample(
     const wctx = warped.getContext("2d");
     wctx.fillStyle = "#ffffff";
     wctx.fillRect(0, 0, S, S);
-    const strip = 2;
+    // 8 px strips at 448: the scale step between strips moves an edge by ≤ 0.5 px
+    const strip = Math.max(2, Math.round(S / 56));
     for (let y = 0; y < S; y += strip) {
       const f = 1 + k * ((y + strip / 2) / S - 0.5);
       wctx.drawImage(page, 0, y, S, strip, (S - S * f) / 2, y, S * f, strip);
@@ -618,7 +623,9 @@ export async function generateSample(
   const tone = 1 + (rng.next() * 2 - 1) * a.tone;
   const shift = (rng.next() * 2 - 1) * a.tone * 60;
   const noise = rng.next() * a.noise;
-  if (Math.abs(tone - 1) > 1e-3 || Math.abs(shift) > 0.5 || noise > 0.5) {
+  if (
+    rng.next() < a.pixelP && (Math.abs(tone - 1) > 1e-3 || Math.abs(shift) > 0.5 || noise > 0.5)
+  ) {
     const img = ctx.getImageData(0, 0, S, S);
     const d = img.data;
     // one uniform draw per pixel (variance-matched to std `noise`), gray: cheap and seeded
