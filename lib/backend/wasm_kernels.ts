@@ -136,6 +136,24 @@ function leadingAxesSum(fallback: tf.KernelFunc): tf.KernelFunc {
   };
 }
 
+/**
+ * `Identity` without a copy: the output shares the input's buffer (reference-counted, as
+ * `Reshape` and the cpu backend's Identity do). tfjs clones a tensor for every gradient it
+ * passes through unchanged — ~700 full copies a `small` training step on wasm.
+ */
+function sharedIdentity(fallback: tf.KernelFunc): tf.KernelFunc {
+  return function sharedIdentityKernel(args) {
+    const { inputs, backend } = args as unknown as {
+      inputs: { x: TensorInfo };
+      backend: WasmBackend;
+    };
+    const { x } = inputs;
+    if (x.dtype === "string") return fallback(args);
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+}
+
 let registered = false;
 
 /** Register the missing wasm kernels, and BLAS matmul when a BLAS loads (idempotent). */
@@ -148,6 +166,11 @@ export function registerWasmTrainingKernels(): { blas: string | null } {
     backendName: "wasm",
     kernelFunc: unsortedSegmentSum as unknown as tf.KernelFunc,
   });
+  const identity = tf.getKernel("Identity", "wasm");
+  if (identity) {
+    tf.unregisterKernel("Identity", "wasm");
+    tf.registerKernel({ ...identity, kernelFunc: sharedIdentity(identity.kernelFunc) });
+  }
   const sum = tf.getKernel("Sum", "wasm");
   if (sum) {
     tf.unregisterKernel("Sum", "wasm");
