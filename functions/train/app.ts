@@ -149,6 +149,10 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
 
   app.openapi(createJob, async (c) => {
     const config = c.req.valid("json");
+    // a dataset a request names must lie inside the data root (no .., absolute paths, symlinks out)
+    if (config.data.path !== undefined) {
+      config.data.path = await resolveInside(dataRoot, config.data.path);
+    }
     const { store, runner } = await deps();
     if (runner.queued >= maxQueuedJobs) {
       throw new ApiError(

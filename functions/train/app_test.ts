@@ -81,6 +81,13 @@ Deno.test("train jobs: bad configs are 400 with the zod issues; unknown jobs 404
       assertEquals(res.status, 400, JSON.stringify(body));
       assert(body.error.issues.length > 0);
     }
+    for (const path of ["/etc", "../../etc", "datasets/missing"]) {
+      const r = await app.request("/v1/train/jobs", json({ data: { task: "dataset", path } }));
+      assertEquals([r.status, (await r.json()).error.code], [
+        path === "datasets/missing" ? 404 : 400,
+        path === "datasets/missing" ? "not_found" : "bad_path",
+      ], path);
+    }
     const res = await app.request("/v1/train/jobs/train-zzzz-0123abcd");
     assertEquals(res.status, 404);
     await res.body?.cancel();
