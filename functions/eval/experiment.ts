@@ -54,7 +54,10 @@ export async function main(args: string[]): Promise<number> {
   const runs: Array<{ name: string; dir: string; config: TrainConfigInput }> = [];
   for (const seed of seeds) {
     for (const objective of ["sft", "dvsft"] as const) {
-      const name = `${objective}-${tag}-s${seed}`;
+      // SFT does not depend on λ or the alignment: ablations share its runs
+      const name = objective === "sft"
+        ? `sft-${f.model}-${f.labels}-s${seed}`
+        : `${objective}-${tag}-s${seed}`;
       const config: TrainConfigInput = {
         name,
         outDir: f.runs,
@@ -90,7 +93,8 @@ export async function main(args: string[]): Promise<number> {
     for (const ck of await listCheckpoints(r.dir)) await evalAndStore(r.dir, ck, suites, f.n);
   }
   // report
-  const short = (name: string) => name.replace(`-${tag}`, ""); // "dvsft-s0"
+  const short = (name: string) =>
+    name.replace(`-${tag}`, "").replace(`-${f.model}-${f.labels}`, ""); // "dvsft-s0"
   const loaded = await Promise.all(runs.map(async (r) => {
     const text = await Deno.readTextFile(join(r.dir, "metrics.jsonl"));
     const byStep = new Map<number, { textLoss: number; stepMs: number }>();
