@@ -9,7 +9,7 @@ import { z } from "zod";
 import { type GeometrySpec, GeometrySpecSchema } from "../geometry/mod.ts";
 import {
   AssignOptionsSchema,
-  buildLabelSet,
+  exactVisionLabels,
   labelImage,
   LabelOptionsSchema,
   type WordBox,
@@ -136,15 +136,10 @@ export async function generateDataset(
       } else {
         pending.push(g.canvas.encode("png").then((png) => Deno.writeFile(join(tmp, file), png)));
         if (pending.length >= 4) await pending.shift();
-        vision = buildLabelSet({
-          image: { sha256: "", width: g.width, height: g.height },
-          words: g.words,
-          source: { kind: "render" },
-          tokenizer,
+        vision = exactVisionLabels(g, g.words, tokenizer, {
           geometry: config.geometry,
           policy: config.policy,
-          minConfidence: 0,
-        }).tokens.label;
+        });
       }
       const record: DatasetRecord = {
         id: `${config.suite}:${k}`,

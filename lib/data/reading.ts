@@ -7,7 +7,7 @@
  * Sequence: [vision_start] v1 … vN [vision_end] prompt answer [eos] [pad]…
  * Labels:   -100  (vision labels)     -100       -100   answer  eos   -100
  */
-import { buildLabelSet, LabelOptionsSchema } from "../labels/mod.ts";
+import { exactVisionLabels } from "../labels/mod.ts";
 import { buildSequence, rgbaToPixels } from "./sequence.ts";
 import { renderPageRaw } from "../render/mod.ts";
 import { WORDS } from "../render/words.ts";
@@ -38,7 +38,6 @@ export interface SampleOptions {
 }
 
 const SHORT_WORDS = WORDS.filter((w) => w.length <= 7);
-const labelOptions = LabelOptionsSchema.parse({});
 
 function mix(seed: number, index: number): number {
   // a well-spread 32-bit seed per (seed, index)
@@ -92,17 +91,9 @@ export function makeReadingSample(index: number, options: SampleOptions): Sample
       prompt = `word after ${words[k]}`;
       answer = words[k + 1]!;
     }
-    const ls = buildLabelSet({
-      image: { sha256: `reading:${seed}:${index}`, width: S, height: S },
-      words: page.words,
-      source: { kind: "render" },
-      tokenizer,
-      geometry: labelOptions.geometry,
-      policy: labelOptions.policy,
-      minConfidence: 0,
-    });
-    if (ls.geometry.tokens !== N) {
-      throw new RangeError(`Label grid has ${ls.geometry.tokens} tokens, model has ${N}`);
+    const visionLabels = exactVisionLabels(page, page.words, tokenizer);
+    if (visionLabels.length !== N) {
+      throw new RangeError(`Label grid has ${visionLabels.length} tokens, model has ${N}`);
     }
     const sample = buildSequence(
       config,
@@ -110,7 +101,7 @@ export function makeReadingSample(index: number, options: SampleOptions): Sample
       rgbaToPixels(page.rgba, S),
       prompt,
       answer,
-      ls.tokens.label,
+      visionLabels,
       { words },
     );
     if (sample) return sample;

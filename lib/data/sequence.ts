@@ -3,7 +3,7 @@
  * (DESIGN.md "Sequence and loss"), and make such samples from a suite or a dataset.
  */
 import { createCanvas, loadImage } from "@napi-rs/canvas";
-import { buildLabelSet, IGNORE_INDEX, LabelOptionsSchema } from "../labels/mod.ts";
+import { exactVisionLabels, IGNORE_INDEX } from "../labels/mod.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
 import {
   EOS_ID,
@@ -16,8 +16,6 @@ import { type ModelConfig, numVisualTokens, sequenceLength } from "../model/conf
 import type { Sample } from "./reading.ts";
 import { generateSample } from "./generate.ts";
 import type { Item } from "./dataset.ts";
-
-const labelOptions = LabelOptionsSchema.parse({});
 
 /** RGBA bytes → [S·S·3] floats in [0, 1]. */
 export function rgbaToPixels(rgba: Uint8ClampedArray | Uint8Array, S: number): Float32Array {
@@ -75,20 +73,12 @@ export async function suiteSamples(
   tokenizer: WordTokenizer,
 ): Promise<Sample[]> {
   const g = await generateSample(suite, index, config.imageSize);
-  const ls = buildLabelSet({
-    image: { sha256: "", width: g.width, height: g.height },
-    words: g.words,
-    source: { kind: "render" },
-    tokenizer,
-    geometry: labelOptions.geometry,
-    policy: labelOptions.policy,
-    minConfidence: 0,
-  });
+  const visionLabels = exactVisionLabels(g, g.words, tokenizer);
   const rgba = g.canvas.getContext("2d").getImageData(0, 0, g.width, g.height).data;
   const pixels = rgbaToPixels(rgba, config.imageSize);
   const words = g.words.map((w) => w.text);
   return g.qa.map((q) =>
-    buildSequence(config, tokenizer, pixels, q.question, q.answer, ls.tokens.label, { words })
+    buildSequence(config, tokenizer, pixels, q.question, q.answer, visionLabels, { words })
   ).filter((s): s is Sample => s !== null);
 }
 

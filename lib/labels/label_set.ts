@@ -150,3 +150,25 @@ export function buildLabelSet(input: BuildLabelSetInput): LabelSet {
     },
   };
 }
+
+/**
+ * Vision labels (one id or -100 per token) of an image from its exact word boxes — what the
+ * data generator and the trainer use; `policy` and `geometry` default to the label defaults.
+ */
+export function exactVisionLabels(
+  image: { width: number; height: number },
+  words: readonly WordBox[],
+  tokenizer: WordTokenizer,
+  options: { geometry?: GeometrySpec; policy?: AssignOptions } = {},
+): number[] {
+  const d = LabelOptionsSchema.parse({});
+  return buildLabelSet({
+    image: { sha256: "", ...image },
+    words,
+    source: { kind: "render" },
+    tokenizer,
+    geometry: options.geometry ?? d.geometry,
+    policy: options.policy ?? d.policy,
+    minConfidence: 0,
+  }).tokens.label;
+}
