@@ -51,13 +51,15 @@ export async function main(args: string[]): Promise<number> {
   const seeds = f.seeds.split(",").map(Number);
   const suites = f.suites ? f.suites.split(",") : BENCHMARK_SUITES;
   const tag = `${f.model}-l${f.lambda}-${f.align}-${f.labels}`;
+  // runs are named with the data generator's version: a run never mixes with one trained on other data
+  const gen = `g${GENERATOR_VERSION}`;
   const runs: Array<{ name: string; dir: string; config: TrainConfigInput }> = [];
   for (const seed of seeds) {
     for (const objective of ["sft", "dvsft"] as const) {
       // SFT does not depend on λ or the alignment: ablations share its runs
       const name = objective === "sft"
-        ? `sft-${f.model}-${f.labels}-s${seed}`
-        : `${objective}-${tag}-s${seed}`;
+        ? `sft-${f.model}-${f.labels}-${gen}-s${seed}`
+        : `${objective}-${tag}-${gen}-s${seed}`;
       const config: TrainConfigInput = {
         name,
         outDir: f.runs,
@@ -94,7 +96,7 @@ export async function main(args: string[]): Promise<number> {
   }
   // report
   const short = (name: string) =>
-    name.replace(`-${tag}`, "").replace(`-${f.model}-${f.labels}`, ""); // "dvsft-s0"
+    name.replace(`-${tag}-${gen}`, "").replace(`-${f.model}-${f.labels}-${gen}`, ""); // "dvsft-s0"
   const loaded = await Promise.all(runs.map(async (r) => {
     const text = await Deno.readTextFile(join(r.dir, "metrics.jsonl"));
     const byStep = new Map<number, { textLoss: number; stepMs: number }>();
