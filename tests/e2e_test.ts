@@ -7,6 +7,29 @@ import { LabelSetSchema } from "../lib/labels/mod.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
+/** `deno run -A <args>` in the repository root; stdout discarded unless asked for. */
+const denoRun = (args: string[], stdout: "null" | "piped" = "null") =>
+  new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ...args],
+    cwd: root,
+    stdout,
+    stderr: "null",
+  });
+
+/** Files in `dir` (none when it does not exist yet) whose names pass `keep`. */
+const countFiles = (dir: string, keep: (name: string) => boolean) => {
+  try {
+    return [...Deno.readDirSync(dir)].filter((e) => keep(e.name)).length;
+  } catch {
+    return 0;
+  }
+};
+
+/** Poll until `done()` holds. */
+async function waitUntil(done: () => boolean, everyMs: number): Promise<void> {
+  while (!done()) await new Promise((r) => setTimeout(r, everyMs));
+}
+
 async function startServer(): Promise<
   { base: string; child: Deno.ChildProcess; log: () => string }
 > {
@@ -112,14 +135,7 @@ Deno.test("e2e: the label CLI writes label sets, overlays and a summary; a bad f
 
 Deno.test("e2e: --shard i/N splits a job; the shards together equal the whole run byte for byte", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dvsft-shard-" });
-  const cli = (args: string[]) =>
-    new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "functions/label/cli.ts", ...args],
-      cwd: root,
-      stdout: "null",
-      stderr: "null",
-    })
-      .output();
+  const cli = (args: string[]) => denoRun(["functions/label/cli.ts", ...args]).output();
   try {
     const whole = await cli(["--source", "render", "--n", "6", "--out", `${dir}/whole`]);
     const shards = await Promise.all(
@@ -144,41 +160,17 @@ Deno.test("e2e: a label batch SIGKILLed midway, rerun, ends byte-identical to an
   const dir = await Deno.makeTempDir({ prefix: "dvsft-kill-" });
   const args = (
     out: string,
-  ) => ["run", "-A", "functions/label/cli.ts", "--source", "render", "--n", "40", "--out", out];
+  ) => ["functions/label/cli.ts", "--source", "render", "--n", "40", "--out", out];
+  const labelFiles = () => countFiles(`${dir}/killed`, (n) => n.endsWith(".labels.json"));
   try {
-    const whole = await new Deno.Command(Deno.execPath(), {
-      args: args(`${dir}/whole`),
-      cwd: root,
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    assertEquals(whole.code, 0);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: args(`${dir}/killed`),
-      cwd: root,
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    for (;;) {
-      const n = [...Deno.readDirSync(`${dir}`)].some((e) => e.name === "killed")
-        ? [...Deno.readDirSync(`${dir}/killed`)].filter((e) => e.name.endsWith(".labels.json"))
-          .length
-        : 0;
-      if (n >= 8) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    assertEquals((await denoRun(args(`${dir}/whole`)).output()).code, 0);
+    const child = denoRun(args(`${dir}/killed`)).spawn();
+    await waitUntil(() => labelFiles() >= 8, 10);
     child.kill("SIGKILL");
     await child.status;
-    const before = [...Deno.readDirSync(`${dir}/killed`)].filter((e) =>
-      e.name.endsWith(".labels.json")
-    ).length;
+    const before = labelFiles();
     assert(before < 40, `all ${before} done before the kill`);
-    const rerun = await new Deno.Command(Deno.execPath(), {
-      args: args(`${dir}/killed`),
-      cwd: root,
-      stdout: "piped",
-      stderr: "null",
-    }).output();
+    const rerun = await denoRun(args(`${dir}/killed`), "piped").output();
     const out = new TextDecoder().decode(rerun.stdout);
     assertEquals(rerun.code, 0, out);
     assert(out.includes(`${before} already done`), out);
@@ -200,8 +192,6 @@ Deno.test("e2e: dataset generation SIGKILLed midway, rerun, gives the same datas
   const args = (
     out: string,
   ) => [
-    "run",
-    "-A",
     "functions/data/cli.ts",
     "generate",
     "--suite",
@@ -215,42 +205,15 @@ Deno.test("e2e: dataset generation SIGKILLed midway, rerun, gives the same datas
     "--out",
     out,
   ];
-  const shards = (out: string) =>
-    [...Deno.readDirSync(out)].filter((e) => e.name.startsWith("shard-")).length;
+  const shards = () => countFiles(`${dir}/killed`, (n) => n.startsWith("shard-"));
   try {
-    assertEquals(
-      (await new Deno.Command(Deno.execPath(), {
-        args: args(`${dir}/whole`),
-        cwd: root,
-        stdout: "null",
-        stderr: "null",
-      }).output()).code,
-      0,
-    );
-    const child = new Deno.Command(Deno.execPath(), {
-      args: args(`${dir}/killed`),
-      cwd: root,
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    for (;;) {
-      if (
-        [...Deno.readDirSync(dir)].some((e) => e.name === "killed") && shards(`${dir}/killed`) >= 2
-      ) break;
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    assertEquals((await denoRun(args(`${dir}/whole`)).output()).code, 0);
+    const child = denoRun(args(`${dir}/killed`)).spawn();
+    await waitUntil(() => shards() >= 2, 5);
     child.kill("SIGKILL");
     await child.status;
-    assert(shards(`${dir}/killed`) < 6, "finished before the kill");
-    assertEquals(
-      (await new Deno.Command(Deno.execPath(), {
-        args: args(`${dir}/killed`),
-        cwd: root,
-        stdout: "null",
-        stderr: "null",
-      }).output()).code,
-      0,
-    );
+    assert(shards() < 6, "finished before the kill");
+    assertEquals((await denoRun(args(`${dir}/killed`)).output()).code, 0);
     const manifest = (p: string) => JSON.parse(Deno.readTextFileSync(`${p}/manifest.json`));
     assertEquals(manifest(`${dir}/killed`).shards, manifest(`${dir}/whole`).shards);
     assertEquals(manifest(`${dir}/killed`).complete, true);

@@ -6,6 +6,7 @@
  */
 import { parseArgs } from "node:util";
 import { runMain, ShardSchema } from "../shared/cli.ts";
+import { removeStale } from "../../lib/util/stale.ts";
 import { basename, extname, join } from "node:path";
 import { z } from "zod";
 import { GeometrySpecSchema } from "../../lib/geometry/mod.ts";
@@ -148,14 +149,7 @@ export async function main(args: string[]): Promise<number> {
   });
   const tokenizer = await getTokenizer(f.tokenizer, { allowPaths: true });
   await Deno.mkdir(f.out, { recursive: true });
-  // half-written files of a killed run (old enough that no live shard process owns them)
-  for await (const e of Deno.readDir(f.out)) {
-    if (!e.name.includes(".tmp-")) continue;
-    const st = await Deno.stat(join(f.out, e.name)).catch(() => null);
-    if (st?.mtime && Date.now() - st.mtime.getTime() > 60_000) {
-      await Deno.remove(join(f.out, e.name)).catch(() => {});
-    }
-  }
+  await removeStale(f.out, ".tmp-", 60_000); // half-written files of a killed run
 
   let jobs: Job[] = [];
   if (f.source === "render") {

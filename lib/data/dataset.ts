@@ -17,6 +17,7 @@ import {
 import type { OcrEngine } from "../ocr/mod.ts";
 import { getTokenizer } from "../tokenizer/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
+import { removeStale } from "../util/stale.ts";
 import { generateSample, GENERATOR_VERSION, type QA, SUITES } from "./generate.ts";
 
 export const DatasetConfigSchema = z.strictObject({
@@ -165,14 +166,7 @@ export async function generateDataset(
     await Deno.remove(final, { recursive: true }).catch(() => {}); // an unverifiable leftover
     await Deno.rename(tmp, final);
   }
-  // leftovers of killed runs (old enough that no live process is still writing them)
-  for await (const e of Deno.readDir(out)) {
-    if (!e.isDirectory || !e.name.startsWith(".tmp-shard-")) continue;
-    const st = await Deno.stat(join(out, e.name)).catch(() => null);
-    if (st?.mtime && Date.now() - st.mtime.getTime() > 3_600_000) {
-      await Deno.remove(join(out, e.name), { recursive: true }).catch(() => {});
-    }
-  }
+  await removeStale(out, ".tmp-shard-", 3_600_000); // leftovers of killed runs
   return await writeManifest(out, config, { name: tokenizer.name, sha256: tokenizer.sha256 });
 }
 
