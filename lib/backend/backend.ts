@@ -4,6 +4,7 @@
 import { z } from "zod";
 import { tf } from "./tf.ts";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+import { registerFusedKernels } from "./fused.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
 export const BackendNameSchema = z.enum(BACKENDS);
@@ -21,6 +22,7 @@ async function initWasm(): Promise<void> {
     new URL("../wasm-out/", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href,
   );
   registerWasmTrainingKernels();
+  registerFusedKernels(); // fused transformer ops (needs BLAS; otherwise the composed ops run)
 }
 
 /** The Vulkan loader wants XDG_RUNTIME_DIR (and prints an error per adapter request without it). */

@@ -47,6 +47,25 @@ export interface Blas {
     ldb: number,
     c: Float32Array,
   ): void;
+  /**
+   * C = alpha·op(A)·op(B) + beta·C with every leading dimension given: strided views (one
+   * attention head inside a [T, C] activation) need no copies.
+   */
+  gemm(
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void;
 }
 
 let cached: Blas | null | undefined;
@@ -81,6 +100,23 @@ export function loadBlas(): Blas | null {
             0,
             c,
             n,
+          ),
+        gemm: (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
+          f(
+            ROW_MAJOR,
+            transA ? TRANS : NO_TRANS,
+            transB ? TRANS : NO_TRANS,
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            lda,
+            b,
+            ldb,
+            beta,
+            c,
+            ldc,
           ),
       };
       return cached;

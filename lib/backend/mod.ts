@@ -1,2 +1,3 @@
 export * from "./tf.ts";
 export * from "./backend.ts";
+export * from "./fused.ts";

@@ -6,7 +6,7 @@
  *
  * The trainer sees only {@linkcode VisionLanguageModel}: `apply(pixels, inputIds) → logits`.
  */
-import { tf } from "../backend/mod.ts";
+import { attention, gelu, layerNorm, linear, tf } from "../backend/mod.ts";
 import { Rng } from "../util/rng.ts";
 import { type ModelConfig, numVisualTokens, sequenceLength } from "./config.ts";
 
@@ -52,7 +52,9 @@ export function initWeights(config: ModelConfig, seed: number): Map<string, tf.V
     const values = init === "normal"
       ? normal(rng, n, std)
       : new Float32Array(n).fill(init === "ones" ? 1 : 0);
-    w.set(name, tf.variable(tf.tensor(values, shape, "float32"), true, prefix + name));
+    const initial = tf.tensor(values, shape, "float32");
+    w.set(name, tf.variable(initial, true, prefix + name));
+    initial.dispose(); // the variable holds its own reference to the buffer
   };
   const block = (p: string, d: number, layers: number) => {
     const hidden = d * config.mlpRatio;
@@ -94,28 +96,9 @@ export function initWeights(config: ModelConfig, seed: number): Map<string, tf.V
   return w;
 }
 
-function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  const { mean, variance } = tf.moments(x, -1, true);
-  return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b);
-}
-
-function gelu(x: tf.Tensor): tf.Tensor {
-  // GPT-2's tanh approximation, 0.5·x·(1 + tanh(u)), written as x·σ(2u) (the same function):
-  // wasm's Sigmoid is 7x faster than its Tanh; x·x·x because Pow is slow too
-  const u = tf.mul(Math.sqrt(2 / Math.PI), tf.add(x, tf.mul(0.044715, tf.mul(tf.mul(x, x), x))));
-  return tf.mul(x, tf.sigmoid(tf.mul(2, u)));
-}
-
-/** [B, T, C] @ [C, K] + b → [B, T, K] */
-function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  const [B, T, C] = x.shape as [number, number, number];
-  return tf.reshape(tf.add(tf.matMul(tf.reshape(x, [B * T, C]), w), b), [B, T, w.shape[1]!]);
-}
-
 /** The small MLLM. */
 export class SmallVLM implements VisionLanguageModel {
   readonly weights: Map<string, tf.Variable>;
-  #masks = new Map<number, tf.Tensor>();
 
   constructor(readonly config: ModelConfig, weights?: Map<string, tf.Variable>, seed = 0) {
     this.weights = weights ?? initWeights(config, seed);
@@ -127,33 +110,10 @@ export class SmallVLM implements VisionLanguageModel {
     return v;
   }
 
-  /** Additive causal mask [T, T]: 0 on and below the diagonal, -1e9 above. Cached. */
-  #causal(T: number): tf.Tensor {
-    let m = this.#masks.get(T);
-    if (!m) {
-      const v = new Float32Array(T * T);
-      for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) v[i * T + j] = -1e9;
-      m = tf.keep(tf.tensor2d(v, [T, T]));
-      this.#masks.set(T, m);
-    }
-    return m;
-  }
-
   #attention(x: tf.Tensor, p: string, heads: number, causal: boolean): tf.Tensor {
-    const [B, T, C] = x.shape as [number, number, number];
-    const hd = C / heads;
-    // [B, T, C] → [B, H, T, hd] per projection
-    const project = (h: string) =>
-      tf.transpose(
-        tf.reshape(linear(x, this.#w(`${p}.${h}.w`), this.#w(`${p}.${h}.b`)), [B, T, heads, hd]),
-        [0, 2, 1, 3],
-      );
-    const q = project("q"), k = project("k"), v = project("v");
-    let att = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)); // [B, H, T, T]
-    if (causal) att = tf.add(att, this.#causal(T));
-    const y = tf.matMul(tf.softmax(att), v); // [B, H, T, hd]
-    const merged = tf.reshape(tf.transpose(y, [0, 2, 1, 3]), [B, T, C]);
-    return linear(merged, this.#w(`${p}.o.w`), this.#w(`${p}.o.b`));
+    const project = (h: string) => linear(x, this.#w(`${p}.${h}.w`), this.#w(`${p}.${h}.b`));
+    const y = attention(project("q"), project("k"), project("v"), heads, causal);
+    return linear(y, this.#w(`${p}.o.w`), this.#w(`${p}.o.b`));
   }
 
   #block(x: tf.Tensor, p: string, heads: number, causal: boolean): tf.Tensor {
@@ -262,7 +222,5 @@ export class SmallVLM implements VisionLanguageModel {
 
   dispose(): void {
     for (const v of this.weights.values()) v.dispose();
-    for (const m of this.#masks.values()) m.dispose();
-    this.#masks.clear();
   }
 }

@@ -1,0 +1,92 @@
+import { assert, assertEquals } from "@std/assert";
+import {
+  attention,
+  fusedActive,
+  gelu,
+  layerNorm,
+  linear,
+  setFusedEnabled,
+  tf,
+  useBackend,
+} from "./mod.ts";
+import { loadBlas } from "./blas.ts";
+
+const rand = (shape: number[], seed: number, std = 1) =>
+  tf.randomNormal(shape, 0, std, "float32", seed);
+
+function close(a: Float32Array, b: Float32Array, what: string, tol = 2e-4) {
+  assertEquals(a.length, b.length, what);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    worst = Math.max(worst, Math.abs(a[i]! - b[i]!) / (1 + Math.abs(a[i]!)));
+  }
+  assert(worst <= tol, `${what}: worst relative difference ${worst}`);
+}
+
+/**
+ * Value and gradients (w.r.t. every input, through a random projection of the output) of `f`
+ * on the fused path and on the composed reference path, same backend, same inputs.
+ */
+async function compare(
+  name: string,
+  f: (...xs: tf.Tensor[]) => tf.Tensor,
+  inputs: tf.Tensor[],
+) {
+  const run = async (fused: boolean) => {
+    setFusedEnabled(fused);
+    assertEquals(fusedActive(), fused, "fused path toggles on wasm");
+    const y = f(...inputs);
+    const r = rand(y.shape, 99);
+    const grads = tf.grads((...xs: tf.Tensor[]) => tf.sum(tf.mul(f(...xs), r)))(inputs);
+    const out = [await y.data(), ...(await Promise.all(grads.map((g) => g.data())))];
+    tf.dispose([y, r, ...grads]);
+    return out as Float32Array[];
+  };
+  try {
+    const fused = await run(true);
+    const composed = await run(false);
+    close(composed[0]!, fused[0]!, `${name}: value`);
+    for (let i = 1; i < fused.length; i++) close(composed[i]!, fused[i]!, `${name}: grad ${i - 1}`);
+  } finally {
+    setFusedEnabled(true);
+  }
+}
+
+Deno.test({
+  name: "fused wasm ops equal the composed ops: values and gradients",
+  ignore: !loadBlas(), // without BLAS the fused path is off and the composed ops run
+  fn: async () => {
+    await useBackend("wasm");
+    await compare("linear 3-D", linear, [rand([3, 5, 7], 1), rand([7, 6], 2), rand([6], 3)]);
+    await compare("linear 2-D", linear, [rand([4, 9], 4), rand([9, 3], 5), rand([3], 6)]);
+    await compare("layerNorm", layerNorm, [rand([2, 5, 16], 7, 3), rand([16], 8), rand([16], 9)]);
+    await compare("gelu", gelu, [rand([4, 33], 10, 2)]);
+    for (const causal of [false, true]) {
+      await compare(
+        `attention causal=${causal}`,
+        (q, k, v) => attention(q!, k!, v!, 2, causal),
+        [rand([2, 6, 8], 11), rand([2, 6, 8], 12), rand([2, 6, 8], 13)],
+      );
+    }
+    const before = tf.memory().numTensors;
+    const x = rand([2, 6, 8], 14);
+    tf.dispose(tf.grads((q: tf.Tensor) => tf.sum(attention(q, q, q, 4, true)))([x]));
+    x.dispose();
+    assertEquals(tf.memory().numTensors, before, "no tensor leaks through the fused kernels");
+  },
+});
+
+Deno.test("fused ops: the composed path runs on cpu and matches the fused kernels' shapes", async () => {
+  await useBackend("cpu");
+  assertEquals(fusedActive(), false);
+  const y = attention(rand([1, 4, 6], 1), rand([1, 4, 6], 2), rand([1, 4, 6], 3), 3, true);
+  assertEquals(y.shape, [1, 4, 6]);
+  // causal: the first position attends only to itself, so its output is its own value row
+  const v = rand([1, 4, 6], 3);
+  const first = await tf.slice(y, [0, 0, 0], [1, 1, 6]).data();
+  close(
+    (await tf.slice(v, [0, 0, 0], [1, 1, 6]).data()) as Float32Array,
+    first as Float32Array,
+    "causal",
+  );
+});
