@@ -117,13 +117,13 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
 /** Layer norm over the last axis (ε = 1e-5, biased variance). */
 export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor {
   if (!fusedActive()) return composedLayerNorm(x, g, b);
-  return tf.engine().runKernel("DvsftLayerNorm", { x, g, b }) as tf.Tensor;
+  return tf.engine().runKernel("DvsftLayerNorm", { x, g, b }, saveAttr()) as tf.Tensor;
 }
 
 /** GELU, tanh approximation. */
 export function gelu(x: tf.Tensor): tf.Tensor {
   if (!fusedActive()) return composedGelu(x);
-  return tf.engine().runKernel("DvsftGelu", { x }) as tf.Tensor;
+  return tf.engine().runKernel("DvsftGelu", { x }, saveAttr()) as tf.Tensor;
 }
 
 /**
@@ -144,7 +144,18 @@ export function attention(
   return tf.engine().runKernel("DvsftAttention", { q, k, v }, {
     heads,
     causal,
+    ...saveAttr(),
   } as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/** `save`: the forward kernel keeps what its backward needs (only while gradients are recorded). */
+function saveAttr(): tf.NamedAttrMap {
+  return { save: stashOn && (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn() };
+}
+let stashOn = true;
+/** Tests: with the stash off every backward kernel recomputes what it needs. */
+export function setStashEnabled(on: boolean): void {
+  stashOn = on;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -153,6 +164,40 @@ export function attention(
 function views(backend: WasmBackend, infos: TensorInfo[]): Float32Array[] {
   // take views only after every makeOutput: an allocation can grow (and detach) the heap
   return infos.map((i) => backend.typedArrayFromHeap(i) as Float32Array);
+}
+
+/**
+ * What a forward kernel keeps for its backward kernel (attention probabilities, the GELU gate,
+ * layer-norm statistics), keyed by the forward output's buffer: tfjs saves that output for the
+ * gradient (a clone sharing the buffer), so the backward kernel finds its entry through it.
+ * Entries whose output is gone (no backward ran) are swept at the next save; a backward kernel
+ * that finds no entry recomputes.
+ */
+interface Stashed {
+  heap: TensorInfo[];
+  stats?: { mean: Float64Array; rstd: Float64Array };
+}
+const stash = new Map<object, Stashed>();
+
+function keep(backend: WasmBackend, out: TensorInfo, entry: Stashed): void {
+  for (const [dataId, old] of stash) {
+    if (!backend.dataIdMap.has(dataId)) {
+      for (const info of old.heap) backend.disposeData(info.dataId);
+      stash.delete(dataId);
+    }
+  }
+  stash.set(out.dataId, entry);
+}
+
+function take(out: TensorInfo): Stashed | undefined {
+  const entry = stash.get(out.dataId);
+  stash.delete(out.dataId);
+  return entry;
+}
+
+/** Entries held now (tests: a step must leave none behind). */
+export function stashedEntries(): number {
+  return stash.size;
 }
 
 function linearKernel(blas: Blas) {
@@ -168,90 +213,117 @@ function linearKernel(blas: Blas) {
   };
 }
 
+/**
+ * Linear backward, one kernel per input (`part`): tfjs asks only for the gradients on the path
+ * to the weights, so the patch embedding's input gradient (the pixels') is never computed.
+ */
 function linearGradKernel(blas: Blas) {
   return (
-    { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; w: TensorInfo }>,
+    { inputs, backend, attrs }: KernelArgs<
+      { dy: TensorInfo; x: TensorInfo; w: TensorInfo },
+      { part: "x" | "w" | "b" }
+    >,
   ) => {
     const { dy, x, w } = inputs;
     const K = x.shape.at(-1)!, N = w.shape[1]!;
     const M = prod(x.shape) / K;
-    const dx = backend.makeOutput(x.shape, "float32");
-    const dw = backend.makeOutput([K, N], "float32");
+    if (attrs.part === "x") {
+      const dx = backend.makeOutput(x.shape, "float32");
+      const [dyv, wv, dxv] = views(backend, [dy, w, dx]);
+      blas.gemm(false, true, M, K, N, 1, dyv!, N, wv!, N, 0, dxv!, K); // dx = dy · wᵀ
+      return dx;
+    }
+    if (attrs.part === "w") {
+      const dw = backend.makeOutput([K, N], "float32");
+      const [dyv, xv, dwv] = views(backend, [dy, x, dw]);
+      blas.gemm(true, false, K, N, M, 1, xv!, K, dyv!, N, 0, dwv!, N); // dw = xᵀ · dy
+      return dw;
+    }
     const db = backend.makeOutput([N], "float32");
-    const [dyv, xv, wv, dxv, dwv, dbv] = views(backend, [dy, x, w, dx, dw, db]);
-    blas.gemm(false, true, M, K, N, 1, dyv!, N, wv!, N, 0, dxv!, K); // dx = dy · wᵀ
-    blas.gemm(true, false, K, N, M, 1, xv!, K, dyv!, N, 0, dwv!, N); // dw = xᵀ · dy
+    const [dyv, dbv] = views(backend, [dy, db]);
     const acc = new Float64Array(N);
     for (let r = 0; r < M; r++) {
       const base = r * N;
       for (let c = 0; c < N; c++) acc[c]! += dyv![base + c]!;
     }
     dbv!.set(acc);
-    return [dx, dw, db];
+    return db;
   };
 }
 
-/** Per-row mean and 1/σ of x [R, C]. */
+/** Per-row mean and 1/σ of x [R, C] (the variance about the mean; two accumulators a pass). */
 function rowStats(xv: Float32Array, R: number, C: number) {
   const mean = new Float64Array(R), rstd = new Float64Array(R);
   for (let r = 0; r < R; r++) {
     const base = r * C;
-    let s = 0;
-    for (let c = 0; c < C; c++) s += xv[base + c]!;
-    const m = s / C;
-    let ss = 0;
-    for (let c = 0; c < C; c++) {
-      const d = xv[base + c]! - m;
-      ss += d * d;
+    let s0 = 0, s1 = 0, c = 0;
+    for (; c + 1 < C; c += 2) {
+      s0 += xv[base + c]!;
+      s1 += xv[base + c + 1]!;
     }
+    if (c < C) s0 += xv[base + c]!;
+    const m = (s0 + s1) / C;
+    let q0 = 0, q1 = 0;
+    for (c = 0; c + 1 < C; c += 2) {
+      const d0 = xv[base + c]! - m, d1 = xv[base + c + 1]! - m;
+      q0 += d0 * d0;
+      q1 += d1 * d1;
+    }
+    if (c < C) q0 += (xv[base + c]! - m) ** 2;
     mean[r] = m;
-    rstd[r] = 1 / Math.sqrt(ss / C + LN_EPS);
+    rstd[r] = 1 / Math.sqrt((q0 + q1) / C + LN_EPS);
   }
   return { mean, rstd };
 }
 
 function layerNormKernel(
-  { inputs, backend }: KernelArgs<{ x: TensorInfo; g: TensorInfo; b: TensorInfo }>,
+  { inputs, backend, attrs }: KernelArgs<
+    { x: TensorInfo; g: TensorInfo; b: TensorInfo },
+    { save: boolean }
+  >,
 ) {
   const { x, g, b } = inputs;
   const C = x.shape.at(-1)!, R = prod(x.shape) / C;
   const out = backend.makeOutput(x.shape, "float32");
   const [xv, gv, bv, ov] = views(backend, [x, g, b, out]);
-  const { mean, rstd } = rowStats(xv!, R, C);
+  const stats = rowStats(xv!, R, C);
+  const { mean, rstd } = stats;
   for (let r = 0; r < R; r++) {
     const base = r * C, m = mean[r]!, s = rstd[r]!;
     for (let c = 0; c < C; c++) ov![base + c] = (xv![base + c]! - m) * s * gv![c]! + bv![c]!;
   }
+  if (attrs.save) keep(backend, out, { heap: [], stats });
   return out;
 }
 
+/** Layer-norm backward (the statistics from the forward, or recomputed). */
 function layerNormGradKernel(
-  { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; g: TensorInfo }>,
+  { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; g: TensorInfo; y: TensorInfo }>,
 ) {
-  const { dy, x, g } = inputs;
+  const { dy, x, g, y } = inputs;
   const C = x.shape.at(-1)!, R = prod(x.shape) / C;
   const dx = backend.makeOutput(x.shape, "float32");
   const dg = backend.makeOutput([C], "float32");
   const db = backend.makeOutput([C], "float32");
   const [dyv, xv, gv, dxv, dgv, dbv] = views(backend, [dy, x, g, dx, dg, db]);
-  const { mean, rstd } = rowStats(xv!, R, C);
-  const accG = new Float64Array(C), accB = new Float64Array(C);
+  const { mean, rstd } = take(y)?.stats ?? rowStats(xv!, R, C);
+  const accG = new Float64Array(C), accB = new Float64Array(C), xh = new Float64Array(C);
   for (let r = 0; r < R; r++) {
     const base = r * C, m = mean[r]!, s = rstd[r]!;
     // dx = s·(dŷ − mean(dŷ) − x̂·mean(dŷ·x̂)), dŷ = dy·g
     let sumD = 0, sumDX = 0;
     for (let c = 0; c < C; c++) {
-      const d = dyv![base + c]!, xh = (xv![base + c]! - m) * s;
+      const d = dyv![base + c]!, h = (xv![base + c]! - m) * s;
       const dh = d * gv![c]!;
+      xh[c] = h;
       sumD += dh;
-      sumDX += dh * xh;
-      accG[c]! += d * xh;
+      sumDX += dh * h;
+      accG[c]! += d * h;
       accB[c]! += d;
     }
     const mD = sumD / C, mDX = sumDX / C;
     for (let c = 0; c < C; c++) {
-      const xh = (xv![base + c]! - m) * s;
-      dxv![base + c] = s * (dyv![base + c]! * gv![c]! - mD - xh * mDX);
+      dxv![base + c] = s * (dyv![base + c]! * gv![c]! - mD - xh[c]! * mDX);
     }
   }
   dgv!.set(accG);
@@ -273,26 +345,29 @@ function geluGate(backend: WasmBackend, sigmoid: tf.KernelFunc, x: TensorInfo): 
   return s;
 }
 
-/** GELU forward: y = x·σ(2u). */
+/** GELU forward: y = x·σ(2u); the gate σ(2u) is kept for the backward when recording. */
 function geluKernel(sigmoid: tf.KernelFunc) {
-  return ({ inputs, backend }: KernelArgs<{ x: TensorInfo }>) => {
+  return ({ inputs, backend, attrs }: KernelArgs<{ x: TensorInfo }, { save: boolean }>) => {
     const { x } = inputs;
     const n = prod(x.shape);
     const s = geluGate(backend, sigmoid, x);
     const y = backend.makeOutput(x.shape, "float32");
     const [xv, sv, yv] = views(backend, [x, s, y]);
     for (let i = 0; i < n; i++) yv![i] = xv![i]! * sv![i]!;
-    backend.disposeData(s.dataId);
+    if (attrs.save) keep(backend, y, { heap: [s] });
+    else backend.disposeData(s.dataId);
     return y;
   };
 }
 
-/** GELU backward; σ(2u) is recomputed (cheaper than keeping it alive through the step). */
+/** GELU backward (the gate from the forward, or recomputed). */
 function geluGradKernel(sigmoid: tf.KernelFunc) {
-  return ({ inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo }>) => {
-    const { dy, x } = inputs;
+  return (
+    { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; y: TensorInfo }>,
+  ) => {
+    const { dy, x, y } = inputs;
     const n = prod(x.shape);
-    const s = geluGate(backend, sigmoid, x);
+    const s = take(y)?.heap[0] ?? geluGate(backend, sigmoid, x);
     const dx = backend.makeOutput(x.shape, "float32");
     const [dyv, xv, sv, dxv] = views(backend, [dy, x, s, dx]);
     for (let i = 0; i < n; i++) {
@@ -309,6 +384,7 @@ function geluGradKernel(sigmoid: tf.KernelFunc) {
 interface AttentionAttrs {
   heads: number;
   causal: boolean;
+  save?: boolean;
 }
 
 /**
@@ -389,43 +465,63 @@ function attentionKernel(blas: Blas, softmax: tf.KernelFunc) {
         );
       }
     }
-    backend.disposeData(p.dataId);
+    if (attrs.save) keep(backend, y, { heap: [p] });
+    else backend.disposeData(p.dataId);
     return y;
   };
 }
 
-/** Attention backward; P is recomputed (flash-attention style: nothing [T, T] kept between passes). */
+/**
+ * Attention backward. P comes from the forward (or is recomputed); the softmax backward's row
+ * term Σⱼ dPᵢⱼ·Pᵢⱼ equals dYᵢ·Yᵢ (flash-attention's identity, as Yᵢ = Σⱼ Pᵢⱼ·Vⱼ): a dot over
+ * the head width instead of a pass over [T, T].
+ */
 function attentionGradKernel(blas: Blas, softmax: tf.KernelFunc) {
   return (
     { inputs, backend, attrs }: KernelArgs<
-      { dy: TensorInfo; q: TensorInfo; k: TensorInfo; v: TensorInfo },
+      { dy: TensorInfo; q: TensorInfo; k: TensorInfo; v: TensorInfo; y: TensorInfo },
       AttentionAttrs
     >,
   ) => {
-    const { dy, q, k, v } = inputs;
+    const { dy, q, k, v, y } = inputs;
     const H = attrs.heads;
     const [B, T, C] = q.shape as [number, number, number];
     const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T;
-    const p = probabilities(blas, softmax, backend, q, k, attrs);
+    const p = take(y)?.heap[0] ?? probabilities(blas, softmax, backend, q, k, attrs);
     const dq = backend.makeOutput(q.shape, "float32");
     const dk = backend.makeOutput(k.shape, "float32");
     const dv = backend.makeOutput(v.shape, "float32");
-    const [dyv, qv, kv, vv, pv, dqv, dkv, dvv] = views(backend, [dy, q, k, v, p, dq, dk, dv]);
+    const [dyv, qv, kv, vv, yv, pv, dqv, dkv, dvv] = views(backend, [
+      dy,
+      q,
+      k,
+      v,
+      y,
+      p,
+      dq,
+      dk,
+      dv,
+    ]);
     const dS = new Float32Array(TT);
+    const rowDot = new Float64Array(T);
     for (let bi = 0; bi < B; bi++) {
       for (let h = 0; h < H; h++) {
         const off = bi * T * C + h * hd, po = (bi * H + h) * TT;
         const P = pv!.subarray(po, po + TT);
         const dyh = dyv!.subarray(off);
+        for (let i = 0; i < T; i++) {
+          const o = off + i * C;
+          let d = 0;
+          for (let c = 0; c < hd; c++) d += dyv![o + c]! * yv![o + c]!;
+          rowDot[i] = d;
+        }
         // dV = Pᵀ·dY; dP = dY·Vᵀ
         blas.gemm(true, false, T, hd, T, 1, P, T, dyh, C, 0, dvv!.subarray(off), C);
         blas.gemm(false, true, T, T, hd, 1, dyh, C, vv!.subarray(off), C, 0, dS, T);
-        // dS = P ⊙ (dP − rowsum(dP ⊙ P)); masked entries have P = 0
+        // dS = P ⊙ (dP − dYᵢ·Yᵢ); masked entries have P = 0
         for (let i = 0; i < T; i++) {
-          const r = i * T;
-          let dot = 0;
-          for (let j = 0; j < T; j++) dot += dS[r + j]! * P[r + j]!;
-          for (let j = 0; j < T; j++) dS[r + j] = P[r + j]! * (dS[r + j]! - dot);
+          const r = i * T, d = rowDot[i]!;
+          for (let j = 0; j < T; j++) dS[r + j] = P[r + j]! * (dS[r + j]! - d);
         }
         // dQ = scale·dS·K; dK = scale·dSᵀ·Q
         blas.gemm(
@@ -483,8 +579,9 @@ export function registerFusedKernels(): boolean {
   reg("DvsftAttention", attentionKernel(blas, softmax));
   reg("DvsftAttentionGrad", attentionGradKernel(blas, softmax));
 
-  // A gradient function runs once per node; the backward kernels return every input's
-  // gradient in one call, so they run eagerly and each input takes its share.
+  // A gradient function runs once per node. Layer norm's and attention's backward kernels
+  // return every input's gradient in one call (they share a pass), so they run eagerly and each
+  // input takes its share; linear's inputs are independent and computed only when asked for.
   const run = (name: string, inputs: tf.NamedTensorMap, attrs?: tf.NamedAttrMap) =>
     tf.engine().runKernel(name, inputs, attrs) as unknown as tf.Tensor | tf.Tensor[];
   tf.registerGradient({
@@ -492,23 +589,22 @@ export function registerFusedKernels(): boolean {
     inputsToSave: ["x", "w"],
     gradFunc: (dy, saved) => {
       const [x, w] = saved as tf.Tensor[];
-      const [dx, dw, db] = run("DvsftLinearGrad", {
-        dy: dy as tf.Tensor,
-        x: x!,
-        w: w!,
-      }) as tf.Tensor[];
-      return { x: () => dx!, w: () => dw!, b: () => db! };
+      const part = (p: string) => () =>
+        run("DvsftLinearGrad", { dy: dy as tf.Tensor, x: x!, w: w! }, { part: p }) as tf.Tensor;
+      return { x: part("x"), w: part("w"), b: part("b") };
     },
   });
   tf.registerGradient({
     kernelName: "DvsftLayerNorm",
     inputsToSave: ["x", "g"],
+    outputsToSave: [true],
     gradFunc: (dy, saved) => {
-      const [x, g] = saved as tf.Tensor[];
+      const [x, g, y] = saved as tf.Tensor[];
       const [dx, dg, db] = run("DvsftLayerNormGrad", {
         dy: dy as tf.Tensor,
         x: x!,
         g: g!,
+        y: y!,
       }) as tf.Tensor[];
       return { x: () => dx!, g: () => dg!, b: () => db! };
     },
@@ -516,19 +612,21 @@ export function registerFusedKernels(): boolean {
   tf.registerGradient({
     kernelName: "DvsftGelu",
     inputsToSave: ["x"],
+    outputsToSave: [true],
     gradFunc: (dy, saved) => {
-      const [x] = saved as tf.Tensor[];
-      return { x: () => run("DvsftGeluGrad", { dy: dy as tf.Tensor, x: x! }) as tf.Tensor };
+      const [x, y] = saved as tf.Tensor[];
+      return { x: () => run("DvsftGeluGrad", { dy: dy as tf.Tensor, x: x!, y: y! }) as tf.Tensor };
     },
   });
   tf.registerGradient({
     kernelName: "DvsftAttention",
     inputsToSave: ["q", "k", "v"],
+    outputsToSave: [true],
     gradFunc: (dy, saved, attrs) => {
-      const [q, k, v] = saved as tf.Tensor[];
+      const [q, k, v, y] = saved as tf.Tensor[];
       const [dq, dk, dv] = run(
         "DvsftAttentionGrad",
-        { dy: dy as tf.Tensor, q: q!, k: k!, v: v! },
+        { dy: dy as tf.Tensor, q: q!, k: k!, v: v!, y: y! },
         attrs as tf.NamedAttrMap,
       ) as tf.Tensor[];
       return { q: () => dq!, k: () => dk!, v: () => dv! };

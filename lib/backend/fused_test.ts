@@ -6,6 +6,8 @@ import {
   layerNorm,
   linear,
   setFusedEnabled,
+  setStashEnabled,
+  stashedEntries,
   tf,
   useBackend,
 } from "./mod.ts";
@@ -68,10 +70,41 @@ Deno.test({
         [rand([2, 6, 8], 11), rand([2, 6, 8], 12), rand([2, 6, 8], 13)],
       );
     }
+    // the backward kernels' recompute path (nothing kept from the forward)
+    setStashEnabled(false);
+    try {
+      await compare("layerNorm, recomputed", layerNorm, [
+        rand([3, 16], 15),
+        rand([16], 8),
+        rand([16], 9),
+      ]);
+      await compare("gelu, recomputed", gelu, [rand([4, 9], 16, 2)]);
+      await compare(
+        "attention, recomputed",
+        (q, k, v) => attention(q!, k!, v!, 2, true),
+        [rand([2, 6, 8], 17), rand([2, 6, 8], 18), rand([2, 6, 8], 19)],
+      );
+    } finally {
+      setStashEnabled(true);
+    }
+    assertEquals(stashedEntries(), 0, "every kept forward result was taken by its backward");
     const before = tf.memory().numTensors;
-    const x = rand([2, 6, 8], 14);
-    tf.dispose(tf.grads((q: tf.Tensor) => tf.sum(attention(q, q, q, 4, true)))([x]));
-    x.dispose();
+    const buffers = () => tf.engine().backend.numDataIds();
+    const x = rand([2, 6, 8], 14), g = rand([8], 20), b = rand([8], 21);
+    const heapBefore = buffers();
+    tf.dispose(
+      tf.grads((q: tf.Tensor) => tf.sum(gelu(layerNorm(attention(q, q, q, 4, true), g, b))))([x]),
+    );
+    // a forward under the tape whose backward never runs: its kept results go at the next save
+    tf.dispose(
+      tf.grads((q: tf.Tensor) => {
+        attention(q, q, q, 4, false).dispose();
+        return tf.sum(gelu(q));
+      })([x]),
+    );
+    tf.dispose(tf.grads((q: tf.Tensor) => tf.sum(gelu(q)))([x]));
+    assertEquals(buffers(), heapBefore, "no wasm buffers left behind");
+    tf.dispose([x, g, b]);
     assertEquals(tf.memory().numTensors, before, "no tensor leaks through the fused kernels");
   },
 });

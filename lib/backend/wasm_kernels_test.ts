@@ -54,3 +54,17 @@ Deno.test("wasm Sum over leading axes and others, UnsortedSegmentSum (embedding 
   );
   close(x, y);
 });
+
+Deno.test("wasm GatherV2: rows (the embedding lookup) and the other axes", async () => {
+  const ids = () => tf.tensor2d([[3, 0, 4], [4, 4, 1]], [2, 3], "int32");
+  for (
+    const f of [
+      () => tf.gather(rand([5, 7], 5), ids()),
+      () => tf.gather(rand([5, 2, 3], 6), tf.tensor1d([1, 1, 0, 4], "int32")),
+      () => tf.gather(rand([4, 5], 7), tf.tensor1d([4, 0], "int32"), 1),
+    ]
+  ) {
+    const [x, y] = await onBoth(f);
+    close(x, y);
+  }
+});
