@@ -200,6 +200,12 @@ export function stashedEntries(): number {
   return stash.size;
 }
 
+let ones = new Float32Array(0);
+function onesOf(n: number): Float32Array {
+  if (ones.length < n) ones = new Float32Array(n).fill(1);
+  return ones.subarray(0, n);
+}
+
 function linearKernel(blas: Blas) {
   return ({ inputs, backend }: KernelArgs<{ x: TensorInfo; w: TensorInfo; b: TensorInfo }>) => {
     const { x, w, b } = inputs;
@@ -239,14 +245,10 @@ function linearGradKernel(blas: Blas) {
       blas.gemm(true, false, K, N, M, 1, xv!, K, dyv!, N, 0, dwv!, N); // dw = xᵀ · dy
       return dw;
     }
+    // db = dyᵀ · 1 (column sums) as an sgemm against a ones vector
     const db = backend.makeOutput([N], "float32");
     const [dyv, dbv] = views(backend, [dy, db]);
-    const acc = new Float64Array(N);
-    for (let r = 0; r < M; r++) {
-      const base = r * N;
-      for (let c = 0; c < N; c++) acc[c]! += dyv![base + c]!;
-    }
-    dbv!.set(acc);
+    blas.gemm(true, false, N, 1, M, 1, dyv!, N, onesOf(M), 1, 0, dbv!, 1);
     return db;
   };
 }
