@@ -10,7 +10,13 @@ import { runMain } from "../shared/cli.ts";
 import { listCheckpoints } from "../../lib/train/mod.ts";
 import { basename, join } from "node:path";
 import { BENCHMARK_SUITES } from "../../lib/data/mod.ts";
-import { compareRuns, evaluateCheckpoint, readRunEvals, writePlots } from "../../lib/eval/mod.ts";
+import {
+  compareRuns,
+  evaluateCheckpoint,
+  readRunEvals,
+  readRunMetrics,
+  writePlots,
+} from "../../lib/eval/mod.ts";
 import { startProgress } from "../../lib/util/progress.ts";
 
 /** Evaluate one checkpoint of a run and store the result in the run's eval/ folder. */
@@ -76,7 +82,15 @@ export async function main(args: string[]): Promise<number> {
   if (command === "compare") {
     if (positionals.length < 1) throw new Error("compare needs run folders");
     const runs = await Promise.all(
-      positionals.map(async (dir) => ({ name: basename(dir), evals: await readRunEvals(dir) })),
+      positionals.map(async (dir) => {
+        const metrics = await readRunMetrics(dir);
+        return {
+          name: basename(dir),
+          evals: await readRunEvals(dir),
+          losses: metrics?.losses,
+          final: metrics?.final,
+        };
+      }),
     );
     const report = compareRuns(runs);
     const out = values.out ?? "out/compare";

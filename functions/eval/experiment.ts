@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { train, type TrainConfigInput } from "../../lib/train/mod.ts";
 import { BENCHMARK_SUITES, GENERATOR_VERSION, SUITES } from "../../lib/data/mod.ts";
-import { compareRuns, readRunEvals, writePlots } from "../../lib/eval/mod.ts";
+import { compareRuns, readRunEvals, readRunMetrics, writePlots } from "../../lib/eval/mod.ts";
 import { evalAndStore } from "./cli.ts";
 import { startProgress } from "../../lib/util/progress.ts";
 
@@ -100,19 +100,15 @@ export async function main(args: string[]): Promise<number> {
   const short = (name: string) =>
     name.replace(`-${tag}-${gen}`, "").replace(`-${f.model}-${f.labels}-${gen}`, ""); // "dvsft-s0"
   const loaded = await Promise.all(runs.map(async (r) => {
-    const text = await Deno.readTextFile(join(r.dir, "metrics.jsonl"));
-    const byStep = new Map<number, { textLoss: number; stepMs: number }>();
-    for (const line of text.split("\n")) {
-      if (line.trim()) byStep.set(JSON.parse(line).step, JSON.parse(line));
-    }
-    const steps = [...byStep].sort((x, y) => x[0] - y[0]);
-    // text loss as a 25-step moving average: single steps are noisy
-    const losses = steps.map(([step], i) => {
-      const w = steps.slice(Math.max(0, i - 24), i + 1);
-      return { step, loss: w.reduce((acc, [, m]) => acc + m.textLoss, 0) / w.length };
-    });
-    const trainMinutes = steps.reduce((acc, [, m]) => acc + m.stepMs, 0) / 60000;
-    return { name: short(r.name), evals: await readRunEvals(r.dir), losses, trainMinutes };
+    const metrics = await readRunMetrics(r.dir);
+    if (!metrics) throw new Error(`${r.dir}: no metrics.jsonl (the run has not trained)`);
+    return {
+      name: short(r.name),
+      evals: await readRunEvals(r.dir),
+      losses: metrics.losses,
+      final: metrics.final,
+      trainMinutes: metrics.trainMinutes,
+    };
   }));
   // all runs side by side (plots, probe, alignment efficiency), then DV-SFT − SFT per seed
   const report = compareRuns([

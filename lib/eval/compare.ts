@@ -23,6 +23,54 @@ export async function readRunEvals(runDir: string): Promise<EvalResult[]> {
   return out.sort((a, b) => a.checkpoint.step - b.checkpoint.step);
 }
 
+/** A run's training curve and end-of-run losses, from `<run>/metrics.jsonl` (null when absent). */
+export interface RunMetrics {
+  /** Text loss as a 25-step moving average (single steps are noisy), per step. */
+  losses: Array<{ step: number; loss: number }>;
+  /** Means over the last 10 % of steps. */
+  final: { steps: number; from: number; text: number; vision: number | null };
+  /** Minutes spent in training steps. */
+  trainMinutes: number;
+}
+
+export async function readRunMetrics(runDir: string): Promise<RunMetrics | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(join(runDir, "metrics.jsonl"));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+  // a resumed run may repeat steps: the last record of a step wins
+  const byStep = new Map<number, { textLoss: number; visionLoss: number; stepMs: number }>();
+  for (const line of text.split("\n")) {
+    if (line.trim()) {
+      const m = JSON.parse(line);
+      byStep.set(m.step, m);
+    }
+  }
+  const steps = [...byStep].sort((x, y) => x[0] - y[0]);
+  if (!steps.length) return null;
+  const losses = steps.map(([step], i) => {
+    const w = steps.slice(Math.max(0, i - 24), i + 1);
+    return { step, loss: w.reduce((acc, [, m]) => acc + m.textLoss, 0) / w.length };
+  });
+  const tail = steps.slice(Math.floor(steps.length * 0.9));
+  const mean = (f: (m: { textLoss: number; visionLoss: number }) => number) =>
+    tail.reduce((acc, [, m]) => acc + f(m), 0) / tail.length;
+  const vision = mean((m) => m.visionLoss);
+  return {
+    losses,
+    final: {
+      steps: steps.at(-1)![0],
+      from: tail[0]![0],
+      text: mean((m) => m.textLoss),
+      vision: vision > 0 ? vision : null, // SFT has no vision labels
+    },
+    trainMinutes: steps.reduce((acc, [, m]) => acc + m.stepMs, 0) / 60000,
+  };
+}
+
 export interface CompareReport {
   markdown: string;
   plots: Array<{ name: string; svg: string }>;
@@ -33,7 +81,12 @@ const pct = (x: number) => (x * 100).toFixed(1);
 /** Compare runs (names → their evaluations), the first run being the baseline. */
 export function compareRuns(
   runs: Array<
-    { name: string; evals: EvalResult[]; losses?: Array<{ step: number; loss: number }> }
+    {
+      name: string;
+      evals: EvalResult[];
+      losses?: Array<{ step: number; loss: number }>;
+      final?: RunMetrics["final"];
+    }
   >,
   threshold = 0.5,
 ): CompareReport {
@@ -95,6 +148,19 @@ export function compareRuns(
       runs.map((r, i) => `${r.name} ${eff[i] ?? "not reached"}`).join(", ")
     }.`,
   );
+  const trained = runs.filter((r) => r.final);
+  if (trained.length) {
+    lines.push(
+      "",
+      "| run | steps | text loss (mean of the last 10 % of steps) | vision loss (same steps) |",
+      "|---|---|---|---|",
+      ...trained.map((r) =>
+        `| ${r.name} | ${r.final!.steps} | ${r.final!.text.toFixed(3)} | ${
+          r.final!.vision === null ? "—" : r.final!.vision.toFixed(3)
+        } |`
+      ),
+    );
+  }
   const plots = [
     {
       name: "scores",

@@ -8,6 +8,7 @@ import {
   type EvalResult,
   greedyDecode,
   modelFromCheckpoint,
+  readRunMetrics,
   visualProbe,
 } from "./mod.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
@@ -90,4 +91,28 @@ Deno.test("compare: deltas with bootstrap intervals, alignment efficiency, plots
   assert(r.markdown.includes("sft not reached, dvsft 100"), r.markdown);
   assertEquals(r.plots.map((p) => p.name), ["scores", "score-vs-step"]);
   assert(r.plots.every((p) => p.svg.startsWith("<svg")));
+});
+
+Deno.test("compare: training losses from metrics.jsonl (last 10 % of steps, resumed steps counted once)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const line = (step: number, textLoss: number, visionLoss: number) =>
+      JSON.stringify({ step, textLoss, visionLoss, stepMs: 600 });
+    // 20 steps; step 19 written twice (a resume): the second record wins
+    const lines = Array.from({ length: 20 }, (_, i) => line(i + 1, 5 - i * 0.1, i >= 18 ? 2 : 4));
+    lines.splice(18, 0, line(19, 99, 99));
+    await Deno.writeTextFile(join(dir, "metrics.jsonl"), lines.join("\n") + "\n");
+    const m = (await readRunMetrics(dir))!;
+    assertEquals(m.final.steps, 20);
+    assertEquals(m.final.from, 19); // the last 10 % of 20 steps
+    assert(Math.abs(m.final.text - (3.2 + 3.1) / 2) < 1e-9, String(m.final.text));
+    assertEquals(m.final.vision, 2);
+    assertEquals(m.losses.length, 20);
+    assert(Math.abs(m.trainMinutes - 0.2) < 1e-9);
+    assertEquals(await readRunMetrics(join(dir, "missing")), null);
+    const r = compareRuns([{ name: "a", evals: [], final: m.final }]);
+    assert(r.markdown.includes("| a | 20 | 3.150 | 2.000 |"), r.markdown);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
