@@ -11,7 +11,7 @@ import { inkBox } from "../render/page.ts";
 import { WORDS } from "../render/words.ts";
 import { Rng } from "../util/rng.ts";
 
-export const GENERATOR_VERSION = 3; // 2: keystone perspective; 3: tone/noise on half the mild samples
+export const GENERATOR_VERSION = 4; // 2: keystone perspective; 3: tone/noise on half the mild samples; 4: seeded shuffles (items independent of the process history)
 
 export type Layout = "lines" | "paragraph" | "form" | "table" | "chart" | "scene";
 export type Metric = "em" | "anls" | "vqa" | "relaxed";
@@ -78,7 +78,7 @@ const STRONG: Augment = {
 /** The suites: the training distribution and seven benchmarks (3 in-domain, 4 out-of-domain). */
 export const SUITES: Record<string, SuiteSpec> = {
   train: {
-    id: "dvsft/train@3",
+    id: "dvsft/train@4",
     domain: "train",
     layouts: ["lines", "paragraph", "form", "table", "scene"],
     fonts: TRAIN_FONTS,
@@ -89,7 +89,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 20000,
   },
   "text-reading": {
-    id: "dvsft/text-reading@3",
+    id: "dvsft/text-reading@4",
     domain: "in",
     layouts: ["lines"],
     fonts: TRAIN_FONTS,
@@ -100,7 +100,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "doc-kv": {
-    id: "dvsft/doc-kv@3",
+    id: "dvsft/doc-kv@4",
     domain: "in",
     layouts: ["form"],
     fonts: TRAIN_FONTS,
@@ -111,7 +111,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "table-lookup": {
-    id: "dvsft/table-lookup@3",
+    id: "dvsft/table-lookup@4",
     domain: "in",
     layouts: ["table"],
     fonts: TRAIN_FONTS,
@@ -122,7 +122,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "heldout-fonts": {
-    id: "dvsft/heldout-fonts@3",
+    id: "dvsft/heldout-fonts@4",
     domain: "out",
     layouts: ["lines", "form", "table"],
     fonts: HELD_OUT_FONTS,
@@ -133,7 +133,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   degraded: {
-    id: "dvsft/degraded@3",
+    id: "dvsft/degraded@4",
     domain: "out",
     layouts: ["lines", "form"],
     fonts: TRAIN_FONTS,
@@ -144,7 +144,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   charts: {
-    id: "dvsft/charts@3",
+    id: "dvsft/charts@4",
     domain: "out",
     layouts: ["chart"],
     fonts: TRAIN_FONTS,
@@ -155,7 +155,7 @@ export const SUITES: Record<string, SuiteSpec> = {
     n: 500,
   },
   "dense-text": {
-    id: "dvsft/dense-text@3",
+    id: "dvsft/dense-text@4",
     domain: "out",
     layouts: ["paragraph"],
     fonts: TRAIN_FONTS,
@@ -375,10 +375,24 @@ function drawParagraph(w: Writer, rng: Rng, S: number): Drawn {
   };
 }
 
+/**
+ * A seeded Fisher–Yates shuffle. (`sort(() => rng.next() - 0.5)`, used before generator v4, asks
+ * the engine's sort to order by an inconsistent comparator: the result depended on the process's
+ * history, so a suite's items were not a function of (suite, index) alone.)
+ */
+function shuffled<T>(rng: Rng, xs: readonly T[]): T[] {
+  const a = [...xs];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rng.next() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
+
 function drawForm(w: Writer, rng: Rng, S: number): Drawn {
   const m = S * 0.07, pitch = w.size * 1.7;
   const n = Math.min(rng.int(3, 5), Math.floor((S - 2 * m) / pitch));
-  const fields = [...FIELDS].sort(() => rng.next() - 0.5).slice(0, n);
+  const fields = shuffled(rng, FIELDS).slice(0, n);
   const title = rng.pick(["INVOICE", "RECEIPT", "ID CARD", "ORDER"]);
   w.text(title, m, m + w.size, "#223");
   const values: Record<string, string> = {};
@@ -397,7 +411,7 @@ function drawForm(w: Writer, rng: Rng, S: number): Drawn {
 function drawTable(w: Writer, rng: Rng, S: number): Drawn {
   const m = S * 0.06, pitch = w.size * 1.8;
   const rows = Math.min(rng.int(2, 4), Math.floor((S - 2 * m) / pitch) - 1);
-  const items = [...ITEMS].sort(() => rng.next() - 0.5).slice(0, rows);
+  const items = shuffled(rng, ITEMS).slice(0, rows);
   const cols = [m, m + (S - 2 * m) * 0.45, m + (S - 2 * m) * 0.7];
   const header = ["Item", "Qty", "Price"];
   header.forEach((h, c) => w.text(h, cols[c]!, m + w.size, "#223"));
@@ -432,7 +446,7 @@ function drawTable(w: Writer, rng: Rng, S: number): Drawn {
 function drawChart(w: Writer, rng: Rng, S: number): Drawn {
   const m = S * 0.08;
   const n = rng.int(3, 4);
-  const labels = [...ITEMS].sort(() => rng.next() - 0.5).slice(0, n);
+  const labels = shuffled(rng, ITEMS).slice(0, n);
   const values = labels.map(() => rng.int(5, 95));
   const { ctx } = w;
   const base = S - m - w.size * 1.6, top = m + w.size * 1.6;
