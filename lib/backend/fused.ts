@@ -410,21 +410,8 @@ function probabilities(
     for (let h = 0; h < H; h++) {
       const off = bi * T * C + h * hd, so = (bi * H + h) * TT;
       const sView = sv!.subarray(so, so + TT);
-      blas.gemm(
-        false,
-        true,
-        T,
-        T,
-        hd,
-        scale,
-        qv!.subarray(off),
-        C,
-        kv!.subarray(off),
-        C,
-        0,
-        sView,
-        T,
-      );
+      const qh = qv!.subarray(off), kh = kv!.subarray(off);
+      blas.gemm(false, true, T, T, hd, scale, qh, C, kh, C, 0, sView, T);
       if (causal) { for (let i = 0; i < T - 1; i++) sView.fill(-1e9, i * T + i + 1, (i + 1) * T); }
     }
   }
@@ -450,21 +437,8 @@ function attentionKernel(blas: Blas, softmax: tf.KernelFunc) {
     for (let bi = 0; bi < B; bi++) {
       for (let h = 0; h < H; h++) {
         const off = bi * T * C + h * hd, po = (bi * H + h) * TT;
-        blas.gemm(
-          false,
-          false,
-          T,
-          hd,
-          T,
-          1,
-          pv!.subarray(po, po + TT),
-          T,
-          vv!.subarray(off),
-          C,
-          0,
-          yv!.subarray(off),
-          C,
-        );
+        const ph = pv!.subarray(po, po + TT), vh = vv!.subarray(off);
+        blas.gemm(false, false, T, hd, T, 1, ph, T, vh, C, 0, yv!.subarray(off), C);
       }
     }
     if (attrs.save) keep(backend, y, { heap: [p] });
@@ -526,36 +500,9 @@ function attentionGradKernel(blas: Blas, softmax: tf.KernelFunc) {
           for (let j = 0; j < T; j++) dS[r + j] = P[r + j]! * (dS[r + j]! - d);
         }
         // dQ = scale·dS·K; dK = scale·dSᵀ·Q
-        blas.gemm(
-          false,
-          false,
-          T,
-          hd,
-          T,
-          scale,
-          dS,
-          T,
-          kv!.subarray(off),
-          C,
-          0,
-          dqv!.subarray(off),
-          C,
-        );
-        blas.gemm(
-          true,
-          false,
-          T,
-          hd,
-          T,
-          scale,
-          dS,
-          T,
-          qv!.subarray(off),
-          C,
-          0,
-          dkv!.subarray(off),
-          C,
-        );
+        const kh = kv!.subarray(off), qh = qv!.subarray(off);
+        blas.gemm(false, false, T, hd, T, scale, dS, T, kh, C, 0, dqv!.subarray(off), C);
+        blas.gemm(true, false, T, hd, T, scale, dS, T, qh, C, 0, dkv!.subarray(off), C);
       }
     }
     backend.disposeData(p.dataId);
