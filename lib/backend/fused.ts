@@ -1,5 +1,6 @@
 /**
- * Fused transformer ops: `linear`, `layerNorm`, `gelu` and multi-head `attention`, each one
+ * Fused transformer ops: `linear`, `layerNorm`, `gelu`, multi-head `attention` and the
+ * per-token cross-entropy, each one
  * kernel forward and one kernel backward on the `wasm` backend (JS over the wasm heap, BLAS
  * sgemm through FFI on strided views, wasm's own Sigmoid/Softmax for the transcendental
  * parts), and the composed tfjs ops everywhere else.
@@ -75,6 +76,14 @@ function composedLinear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
   ]);
 }
 
+function composedCrossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Tensor {
+  const V = logits.shape.at(-1)!;
+  const valid = tf.cast(tf.greaterEqual(targets, 0), "float32");
+  const safe = tf.cast(tf.mul(targets, tf.cast(valid, "int32")), "int32");
+  const picked = tf.sum(tf.mul(tf.logSoftmax(logits), tf.oneHot(safe, V)), -1);
+  return tf.mul(tf.neg(picked), valid);
+}
+
 /** Additive causal masks [T, T] (0 on and below the diagonal, -1e9 above), cached per T. */
 const masks = new Map<string, tf.Tensor>();
 function causalMask(T: number): tf.Tensor {
@@ -146,6 +155,15 @@ export function attention(
     causal,
     ...saveAttr(),
   } as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/**
+ * Per-position cross-entropy: logits [..., V], targets [...] int32 → −log softmax(logits)[target],
+ * 0 where the target is negative (-100: not supervised).
+ */
+export function tokenCrossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Tensor {
+  if (!fusedActive()) return composedCrossEntropy(logits, targets);
+  return tf.engine().runKernel("DvsftCrossEntropy", { logits, targets }, saveAttr()) as tf.Tensor;
 }
 
 /** `save`: the forward kernel keeps what its backward needs (only while gradients are recorded). */
@@ -510,6 +528,87 @@ function attentionGradKernel(blas: Blas, softmax: tf.KernelFunc) {
   };
 }
 
+/**
+ * Cross-entropy forward: wasm's Softmax over the vocabulary, then −log p[target] per row (a row
+ * whose p[target] underflows float32 is recomputed exactly as logsumexp − logit). P is kept for
+ * the backward when recording.
+ */
+function crossEntropyKernel(softmax: tf.KernelFunc) {
+  return (
+    { inputs, backend, attrs }: KernelArgs<
+      { logits: TensorInfo; targets: TensorInfo },
+      { save: boolean }
+    >,
+  ) => {
+    const { logits, targets } = inputs;
+    const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
+    const p = softmax({
+      inputs: { logits },
+      backend,
+      attrs: { dim: logits.shape.length - 1 },
+    }) as TensorInfo;
+    const out = backend.makeOutput(targets.shape, "float32");
+    const [lv, pv, ov] = views(backend, [logits, p, out]);
+    const tv = backend.typedArrayFromHeap(targets) as Int32Array;
+    for (let r = 0; r < R; r++) {
+      const t = tv[r]!, base = r * V;
+      if (t < 0) {
+        ov![r] = 0;
+        continue;
+      }
+      if (t >= V) {
+        backend.disposeData(p.dataId);
+        backend.disposeData(out.dataId);
+        throw new RangeError(`cross-entropy: target ${t} is outside the vocabulary (${V})`);
+      }
+      const q = pv![base + t]!;
+      if (q > 1e-30) {
+        ov![r] = -Math.log(q);
+        continue;
+      }
+      let m = -Infinity, z = 0;
+      for (let j = 0; j < V; j++) m = Math.max(m, lv![base + j]!);
+      for (let j = 0; j < V; j++) z += Math.exp(lv![base + j]! - m);
+      ov![r] = m + Math.log(z) - lv![base + t]!;
+    }
+    if (attrs.save) keep(backend, out, { heap: [p] });
+    else backend.disposeData(p.dataId);
+    return out;
+  };
+}
+
+/** Cross-entropy backward: dlogits = dy·(P − onehot(target)); rows without a target get 0. */
+function crossEntropyGradKernel(softmax: tf.KernelFunc) {
+  return (
+    { inputs, backend }: KernelArgs<
+      { dy: TensorInfo; logits: TensorInfo; targets: TensorInfo; y: TensorInfo }
+    >,
+  ) => {
+    const { dy, logits, targets, y } = inputs;
+    const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
+    const p = take(y)?.heap[0] ??
+      softmax({
+        inputs: { logits },
+        backend,
+        attrs: { dim: logits.shape.length - 1 },
+      }) as TensorInfo;
+    const dx = backend.makeOutput(logits.shape, "float32");
+    const [dyv, pv, dxv] = views(backend, [dy, p, dx]);
+    const tv = backend.typedArrayFromHeap(targets) as Int32Array;
+    for (let r = 0; r < R; r++) {
+      const t = tv[r]!, base = r * V, g = dyv![r]!;
+      if (t < 0 || g === 0) {
+        dxv!.fill(0, base, base + V);
+        continue;
+      }
+      for (let j = 0; j < V; j++) dxv![base + j] = g * pv![base + j]!;
+      dxv![base + t] = dxv![base + t]! - g;
+    }
+    backend.disposeData(p.dataId);
+    return dx;
+  };
+}
+
 /** Register the fused kernels and their gradients on `wasm` (needs BLAS; idempotent). */
 export function registerFusedKernels(): boolean {
   if (fusedReady) return true;
@@ -527,6 +626,8 @@ export function registerFusedKernels(): boolean {
   reg("DvsftGeluGrad", geluGradKernel(sigmoid));
   reg("DvsftAttention", attentionKernel(blas, softmax));
   reg("DvsftAttentionGrad", attentionGradKernel(blas, softmax));
+  reg("DvsftCrossEntropy", crossEntropyKernel(softmax));
+  reg("DvsftCrossEntropyGrad", crossEntropyGradKernel(softmax));
 
   // A gradient function runs once per node. Layer norm's and attention's backward kernels
   // return every input's gradient in one call (they share a pass), so they run eagerly and each
@@ -579,6 +680,24 @@ export function registerFusedKernels(): boolean {
         attrs as tf.NamedAttrMap,
       ) as tf.Tensor[];
       return { q: () => dq!, k: () => dk!, v: () => dv! };
+    },
+  });
+  tf.registerGradient({
+    kernelName: "DvsftCrossEntropy",
+    inputsToSave: ["logits", "targets"],
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => {
+      const [logits, targets, y] = saved as tf.Tensor[];
+      return {
+        logits: () =>
+          run("DvsftCrossEntropyGrad", {
+            dy: dy as tf.Tensor,
+            logits: logits!,
+            targets: targets!,
+            y: y!,
+          }) as tf.Tensor,
+        targets: () => tf.zerosLike(targets!),
+      };
     },
   });
   fusedReady = true;

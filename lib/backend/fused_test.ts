@@ -9,6 +9,7 @@ import {
   setStashEnabled,
   stashedEntries,
   tf,
+  tokenCrossEntropy,
   useBackend,
 } from "./mod.ts";
 import { loadBlas } from "./blas.ts";
@@ -70,6 +71,19 @@ Deno.test({
         [rand([2, 6, 8], 11), rand([2, 6, 8], 12), rand([2, 6, 8], 13)],
       );
     }
+    // cross-entropy: ignored targets, and a row whose target probability underflows float32
+    const logitsValues = Array.from({ length: 2 * 5 * 7 }, (_, i) => Math.sin(i) * 3);
+    logitsValues.splice(7, 7, 200, -200, 0, 0, 0, 0, 0); // row 1: target 1 has p ≈ e^-400
+    const targets = tf.tensor2d([[3, 1, -100, 0, 6], [2, -100, 5, 5, 4]], [2, 5], "int32");
+    await compare(
+      "cross-entropy",
+      (l) => tokenCrossEntropy(l!, targets),
+      [tf.tensor3d(logitsValues, [2, 5, 7])],
+    );
+    setFusedEnabled(true);
+    const ce = await tokenCrossEntropy(tf.tensor3d(logitsValues, [2, 5, 7]), targets).data();
+    assert(Math.abs(ce[1]! - 400) < 1e-3, `underflowed row computed exactly: ${ce[1]}`);
+    assertEquals([ce[2], ce[6]], [0, 0]);
     // the backward kernels' recompute path (nothing kept from the forward)
     setStashEnabled(false);
     try {

@@ -8,7 +8,7 @@
  * -100. `align: "self"` (ablation) supervises visual position p with its own logits.
  */
 import { z } from "zod";
-import { tf } from "../backend/mod.ts";
+import { tf, tokenCrossEntropy } from "../backend/mod.ts";
 
 export const LossOptionsSchema = z.strictObject({
   lambda: z.number().min(0).max(100).default(1),
@@ -23,15 +23,16 @@ export interface JointLoss {
   vision: tf.Scalar;
 }
 
-/** Negative log-likelihood of `labels` under `logits` per position, 0 where the label is -100. */
-function nll(logits: tf.Tensor3D, labels: tf.Tensor2D): { loss: tf.Tensor2D; valid: tf.Tensor2D } {
-  const V = logits.shape[2];
-  const valid = tf.cast(tf.greaterEqual(labels, 0), "float32") as tf.Tensor2D;
-  const safe = tf.cast(tf.mul(labels, tf.cast(valid, "int32")), "int32");
-  const logp = tf.logSoftmax(logits);
-  const picked = tf.sum(tf.mul(logp, tf.oneHot(safe, V)), -1);
-  return { loss: tf.mul(tf.neg(picked), valid) as tf.Tensor2D, valid };
+/**
+ * Negative log-likelihood of `targets` under `logits` per position, 0 where the target is -100
+ * (one fused kernel on wasm, tfjs ops elsewhere).
+ */
+function nll(logits: tf.Tensor3D, targets: tf.Tensor2D): { loss: tf.Tensor2D; valid: tf.Tensor2D } {
+  const valid = tf.cast(tf.greaterEqual(targets, 0), "float32") as tf.Tensor2D;
+  return { loss: tokenCrossEntropy(logits, targets) as tf.Tensor2D, valid };
 }
+
+const IGNORE = -100;
 
 function maskedMean(loss: tf.Tensor, mask: tf.Tensor): tf.Scalar {
   return tf.div(tf.sum(tf.mul(loss, mask)), tf.maximum(tf.sum(mask), 1)) as tf.Scalar;
@@ -53,28 +54,37 @@ export function jointNextTokenLoss(
   vision: [number, number],
   options: LossOptions = { lambda: 1, align: "next" },
 ): JointLoss {
-  const [B, T, V] = logits.shape;
+  const [B, T] = logits.shape;
   const [v0, v1] = vision;
   if (!(0 <= v0 && v0 <= v1 && v1 <= T)) {
     throw new RangeError(`Cannot compute loss: vision range [${v0}, ${v1}) is outside [0, ${T})`);
   }
-  // shifted: logits[:, p] vs labels[:, p + 1], p = 0 … T-2
-  const shifted = nll(
-    tf.slice(logits, [0, 0, 0], [B, T - 1, V]),
+  // shifted: logits[:, p] vs labels[:, p + 1], p = 0 … T-2; the last position has no target
+  // (the targets move, not the [B, T, V] logits: no copy of the largest tensor)
+  const targets = tf.concat([
     tf.slice(labels, [0, 1], [B, T - 1]),
-  );
-  const targetIsVision = new Float32Array(T - 1);
+    tf.fill([B, 1], IGNORE, "int32"),
+  ], 1) as tf.Tensor2D;
+  const shifted = nll(logits, targets);
+  const targetIsVision = new Float32Array(T);
   for (let p = 0; p < T - 1; p++) targetIsVision[p] = p + 1 >= v0 && p + 1 < v1 ? 1 : 0;
-  const visT = tf.tensor2d(targetIsVision, [1, T - 1]);
+  const visT = tf.tensor2d(targetIsVision, [1, T]);
   const textMask = tf.mul(shifted.valid, tf.sub(1, visT));
   const text = maskedMean(shifted.loss, textMask);
   let visionLoss: tf.Scalar;
   if (options.align === "next") {
     visionLoss = maskedMean(shifted.loss, tf.mul(shifted.valid, visT));
   } else {
+    // visual position p supervised by its own label: targets = labels inside [v0, v1), else none
+    const inBlock = new Int32Array(T);
+    inBlock.fill(1, v0, v1);
     const own = nll(
-      tf.slice(logits, [0, v0, 0], [B, v1 - v0, V]),
-      tf.slice(labels, [0, v0], [B, v1 - v0]),
+      logits,
+      tf.where(
+        tf.cast(tf.tensor2d(inBlock, [1, T], "int32"), "bool"),
+        labels,
+        tf.fill([B, T], IGNORE, "int32"),
+      ) as tf.Tensor2D,
     );
     visionLoss = maskedMean(own.loss, own.valid);
   }
