@@ -83,7 +83,18 @@ console.log(
   })`,
 );
 
-async function stepTime(c: ModelConfig, B: number, steps: number): Promise<number> {
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+/**
+ * Median step time of each variant, the variants' steps interleaved on one model (this shared
+ * machine drifts by ±20 % within a minute: interleaving keeps the ratio between variants honest).
+ */
+async function stepTimes(
+  c: ModelConfig,
+  B: number,
+  steps: number,
+  variants: Array<() => void>,
+): Promise<number[]> {
   const model = new SmallVLM(c, undefined, 0);
   const opt = new AdamW(OptimizerConfigSchema.parse({}), model.weights);
   const S = c.imageSize, T = sequenceLength(c), N = numVisualTokens(c);
@@ -98,18 +109,19 @@ async function stepTime(c: ModelConfig, B: number, steps: number): Promise<numbe
     await value.data();
     tf.dispose([value, n, ...Object.values(grads)]);
   };
-  for (let i = 0; i < 2; i++) await one();
-  // the median step: this shared machine's timings drift ±20 % over a minute
-  const times: number[] = [];
-  for (let i = 0; i < steps; i++) {
-    const t0 = performance.now();
-    await one();
-    times.push(performance.now() - t0);
+  const times = variants.map(() => [] as number[]);
+  for (let i = -2; i < steps; i++) { // 2 warm-up rounds
+    for (const [v, use] of variants.entries()) {
+      use();
+      const t0 = performance.now();
+      await one();
+      if (i >= 0) times[v]!.push(performance.now() - t0);
+    }
   }
   tf.dispose([pixels, ids, labels]);
   opt.dispose();
   model.dispose();
-  return times.sort((a, b) => a - b)[times.length >> 1]!;
+  return times.map(median);
 }
 
 const present = await availableBackends();
@@ -135,23 +147,31 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
   const B = BATCH[preset];
   const flops = trainStepFlops(c, B);
   // PyTorch on one thread (wasm's own kernels are single-threaded; BLAS uses every core) and
-  // on every core; the faster of the two is the peer a user would pick
-  const torchRuns = [];
-  for (const threads of [1, navigator.hardwareConcurrency]) {
-    const out = await python([
-      new URL("./torch_step.py", import.meta.url).pathname,
-      "--config",
-      JSON.stringify(c),
-      "--batch",
-      String(B),
-      "--steps",
-      String(flags.steps),
-      "--threads",
-      String(threads),
-    ]);
-    if (out) torchRuns.push({ threads, ...JSON.parse(out) as { stepMs: number; torch: string } });
-  }
-  const torchMs = torchRuns.length ? Math.min(...torchRuns.map((r) => r.stepMs)) : null;
+  // on every core, run before and after the tfjs backends; the faster setting's median over both
+  // runs is the peer a user would pick
+  const torchArgs = (threads: number) => [
+    new URL("./torch_step.py", import.meta.url).pathname,
+    "--config",
+    JSON.stringify(c),
+    "--batch",
+    String(B),
+    "--steps",
+    String(flags.steps),
+    "--threads",
+    String(threads),
+  ];
+  const torchSteps = new Map<number, { torch: string; steps: number[] }>();
+  const runTorch = async () => {
+    for (const threads of [1, navigator.hardwareConcurrency]) {
+      const out = await python(torchArgs(threads));
+      if (!out) continue;
+      const r = JSON.parse(out) as { torch: string; stepsMs: number[] };
+      const e = torchSteps.get(threads) ?? { torch: r.torch, steps: [] };
+      e.steps.push(...r.stepsMs);
+      torchSteps.set(threads, e);
+    }
+  };
+  await runTorch();
   const add = (backend: string, ms: number) =>
     rows.push([
       preset,
@@ -163,23 +183,35 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
       `${((flops / (ms / 1000) / 1e9 / peak) * 100).toFixed(1)}%`,
       torchMs ? `${(torchMs / ms).toFixed(2)}x` : "n/a",
     ]);
+  const measured: Array<[string, number]> = [];
   for (const backend of present.filter((b) => wanted.includes(b))) {
     // the pure-JS reference and software Vulkan take minutes per small step: tiny only
     if (preset === "small" && (backend === "cpu" || (backend === "webgpu" && softwareGpu))) {
       continue;
     }
     await useBackend(backend);
-    add(backend, await stepTime(c, B, flags.steps));
     if (fusedActive()) {
-      // the reference: the same step from tfjs's primitive ops (what wasm ran before the fused kernels)
-      setFusedEnabled(false);
-      add(`${backend}, composed tfjs ops`, await stepTime(c, B, flags.steps));
+      // the reference: the same step from tfjs's primitive ops (what wasm ran before the fused
+      // kernels), interleaved step by step with the fused one
+      const [fused, composed] = await stepTimes(c, B, flags.steps, [
+        () => setFusedEnabled(true),
+        () => setFusedEnabled(false),
+      ]);
       setFusedEnabled(true);
+      measured.push([backend, fused!], [`${backend}, composed tfjs ops`, composed!]);
+    } else {
+      measured.push([backend, (await stepTimes(c, B, flags.steps, [() => {}]))[0]!]);
     }
   }
-  for (const r of torchRuns) {
-    add(`pytorch ${r.torch} cpu (${r.threads} thread${r.threads > 1 ? "s" : ""})`, r.stepMs);
-  }
+  await runTorch();
+  const torchRows = [...torchSteps].map(([threads, r]) =>
+    [
+      `pytorch ${r.torch} cpu (${threads} thread${threads > 1 ? "s" : ""})`,
+      median(r.steps),
+    ] as const
+  );
+  const torchMs = torchRows.length ? Math.min(...torchRows.map(([, ms]) => ms)) : null;
+  for (const [name, ms] of [...measured, ...torchRows]) add(name, ms);
 }
 const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
 for (const r of rows) console.log(r.map((x, i) => x.padEnd(widths[i]!)).join("  "));
