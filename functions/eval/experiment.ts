@@ -14,7 +14,13 @@ import { join } from "node:path";
 import { z } from "zod";
 import { train, type TrainConfigInput } from "../../lib/train/mod.ts";
 import { BENCHMARK_SUITES, GENERATOR_VERSION, SUITES } from "../../lib/data/mod.ts";
-import { compareRuns, readRunEvals, readRunMetrics, writePlots } from "../../lib/eval/mod.ts";
+import {
+  compareRuns,
+  readRunEvals,
+  readRunMetrics,
+  type SuiteResult,
+  writePlots,
+} from "../../lib/eval/mod.ts";
 import { evalAndStore } from "./cli.ts";
 import { startProgress } from "../../lib/util/progress.ts";
 
@@ -126,13 +132,19 @@ export async function main(args: string[]): Promise<number> {
   const pngs = await writePlots(f.out, report.plots, `${stem}-`);
   // per-objective means over seeds, per suite
   const mean = (xs: number[]) => xs.reduce((acc, x) => acc + x, 0) / Math.max(1, xs.length);
-  const finalScore = (name: string, suite: string) =>
-    loaded.find((r) => r.name === name)!.evals.at(-1)?.suites.find((x) => x.suite === suite)
-      ?.score ?? NaN;
+  const finalOf = (name: string, suite: string) =>
+    loaded.find((r) => r.name === name)!.evals.at(-1)?.suites.find((x) => x.suite === suite);
   const rows = suites.map((suite) => {
-    const sft = mean(seeds.map((x) => finalScore(`sft-s${x}`, suite)));
-    const dv = mean(seeds.map((x) => finalScore(`dvsft-s${x}`, suite)));
-    return { suite, domain: SUITES[suite]!.domain, sft, dv };
+    const over = (objective: string, f: (s: SuiteResult | undefined) => number | undefined) =>
+      mean(seeds.map((x) => f(finalOf(`${objective}-s${x}`, suite)) ?? NaN));
+    return {
+      suite,
+      domain: SUITES[suite]!.domain,
+      sft: over("sft", (s) => s?.score),
+      dv: over("dvsft", (s) => s?.score),
+      sftNll: over("sft", (s) => s?.answerNll),
+      dvNll: over("dvsft", (s) => s?.answerNll),
+    };
   });
   const wins = rows.filter((r) => r.dv > r.sft).length,
     ties = rows.filter((r) => r.dv === r.sft).length;
@@ -156,15 +168,19 @@ export async function main(args: string[]): Promise<number> {
     "",
     "## Mean over seeds (final checkpoints)",
     "",
-    "| suite | domain | SFT | DV-SFT | DV-SFT − SFT |",
-    "|---|---|---|---|---|",
+    "| suite | domain | SFT | DV-SFT | DV-SFT − SFT | answer NLL SFT | answer NLL DV-SFT | Δ NLL |",
+    "|---|---|---|---|---|---|---|---|",
     ...rows.map((r) =>
       `| ${r.suite} | ${r.domain} | ${(r.sft * 100).toFixed(1)} | ${(r.dv * 100).toFixed(1)} | ${
         ((r.dv - r.sft) * 100).toFixed(1)
-      } |`
+      } | ${r.sftNll.toFixed(3)} | ${r.dvNll.toFixed(3)} | ${(r.dvNll - r.sftNll).toFixed(3)} |`
     ),
     "",
-    `DV-SFT is above SFT on ${wins} of ${rows.length} suites (ties: ${ties}).`,
+    "Scores in %; answer NLL = teacher-forced negative log-likelihood of the reference answer's tokens (nats per token, lower is better; NaN where an evaluation predates it).",
+    "",
+    `DV-SFT is above SFT on ${wins} of ${rows.length} suites (ties: ${ties}); its answer NLL is lower on ${
+      rows.filter((r) => r.dvNll < r.sftNll).length
+    } of ${rows.length}.`,
     "",
     ...(notes ? ["## Findings", "", notes.trim(), ""] : []),
     "## DV-SFT − SFT per seed (final checkpoints; paired bootstrap 95% CI over items)",

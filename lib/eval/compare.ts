@@ -122,6 +122,39 @@ export function compareRuns(
     }
     lines.push(`| ${row.join(" | ")} |`);
   }
+  // teacher-forced answer NLL: moves long before greedy answers come out right
+  const nllSuites = suites.filter((suite) =>
+    finals.every((f) => f?.suites.find((s) => s.suite === suite)?.answerNll !== undefined)
+  );
+  const nllLines: string[] = [];
+  if (nllSuites.length) {
+    nllLines.push(
+      "",
+      "Answer NLL (teacher-forced, nats per answer token, lower is better; Δ with a paired bootstrap 95% CI over items):",
+      "",
+      `| suite | ${runs.map((r) => r.name).join(" | ")} | ${
+        runs.slice(1).map((r) => `Δ ${r.name}`).join(" | ")
+      } |`,
+      `|---|${runs.map(() => "---").join("|")}|${runs.slice(1).map(() => "---").join("|")}|`,
+    );
+    for (const suite of nllSuites) {
+      const res = finals.map((f) => f!.suites.find((s) => s.suite === suite)!);
+      const row = [suite, ...res.map((r) => r.answerNll!.toFixed(3))];
+      for (let i = 1; i < runs.length; i++) {
+        const a = res[0]!.items, b = res[i]!.items;
+        if (
+          a.length !== b.length || a.some((x, k) => x.nll === undefined || b[k]!.nll === undefined)
+        ) {
+          row.push("—");
+          continue;
+        }
+        const bs = pairedBootstrap(a.map((x) => x.nll!), b.map((x) => x.nll!), new Rng(7));
+        const f = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(3)}`;
+        row.push(`${f(bs.delta)} [${f(bs.lo)}, ${f(bs.hi)}]`);
+      }
+      nllLines.push(`| ${row.join(" | ")} |`);
+    }
+  }
   // probe row
   const probe = finals.map((f) => {
     const ps = f?.suites.filter((s) => s.probeTop1 !== null) ?? [];
@@ -132,6 +165,7 @@ export function compareRuns(
       probe.map((p) => (p === null ? "—" : pct(p))).join(" | ")
     } |${runs.slice(1).map(() => " |").join("")}`,
   );
+  lines.push(...nllLines);
   // alignment efficiency: first step reaching `threshold` of the final best mean score
   const meanAt = (e: EvalResult) =>
     e.suites.reduce((s, x) => s + x.score, 0) / Math.max(1, e.suites.length);

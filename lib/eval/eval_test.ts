@@ -12,6 +12,7 @@ import {
   visualProbe,
 } from "./mod.ts";
 import { latestCheckpoint } from "../train/checkpoint.ts";
+import { SmallVLM } from "../model/mod.ts";
 
 Deno.test("eval: after overfitting 4 samples, greedy decoding writes their answers and the DV-SFT probe names their words", async () => {
   const outDir = await Deno.makeTempDir({ prefix: "dvsft-eval-" });
@@ -44,6 +45,13 @@ Deno.test("eval: after overfitting 4 samples, greedy decoding writes their answe
       const pa = await visualProbe(a.model, samples, "next");
       const pb = await visualProbe(b.model, samples, "next");
       assertGreater(pa.n, 0);
+      // the memorized answers are near-certain under teacher forcing; an untrained model is not
+      assertEquals(pa.answerNll.length, 4);
+      assert(pa.answerNll.every((x) => x < 0.3), `answer NLL after overfitting ${pa.answerNll}`);
+      const fresh = new SmallVLM(a.config, undefined, 1);
+      const pf = await visualProbe(fresh, samples, "next");
+      fresh.dispose();
+      assert(pf.answerNll.every((x) => x > 3), `untrained answer NLL ${pf.answerNll}`);
       // under next-token alignment the first visual token's label is predicted from
       // [vision_start] alone, so the probe cannot reach 1; it must clearly beat SFT's
       assertGreater(pa.top1, 0.4, `dvsft probe ${pa.top1}`);
@@ -74,12 +82,14 @@ Deno.test("compare: deltas with bootstrap intervals, alignment efficiency, plots
       score: scores.reduce((s, x) => s + x, 0) / scores.length,
       probeTop1: 0.5,
       probeTop5: 0.7,
+      answerNll: 2 - scores.reduce((s, x) => s + x, 0) / scores.length,
       items: scores.map((score, index) => ({
         index,
         question: "q",
         answer: "a",
         prediction: "p",
         score,
+        nll: 2 - score,
       })),
     }],
   });
@@ -89,6 +99,8 @@ Deno.test("compare: deltas with bootstrap intervals, alignment efficiency, plots
   ]);
   assert(r.markdown.includes("| text-reading | anls | 25.0 | 75.0 | +50.0 ["), r.markdown);
   assert(r.markdown.includes("sft not reached, dvsft 100"), r.markdown);
+  // answer NLL per suite, lower for the run that answers: 1.75 vs 1.25, Δ −0.5
+  assert(r.markdown.includes("| text-reading | 1.750 | 1.250 | -0.500 ["), r.markdown);
   assertEquals(r.plots.map((p) => p.name), ["scores", "score-vs-step"]);
   assert(r.plots.every((p) => p.svg.startsWith("<svg")));
 });

@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { type BackendName, tf, useBackend } from "../backend/mod.ts";
+import { type BackendName, tf, tokenCrossEntropy, useBackend } from "../backend/mod.ts";
 import { type Sample, SUITES, suiteSamples } from "../data/mod.ts";
 import {
   type ModelConfig,
@@ -40,6 +40,8 @@ export interface ItemResult {
   answer: string;
   prediction: string;
   score: number;
+  /** Teacher-forced NLL of the answer's tokens (and EOS), nats per token (absent in results from before it was measured). */
+  nll?: number;
 }
 
 export interface SuiteResult {
@@ -51,6 +53,8 @@ export interface SuiteResult {
   score: number;
   probeTop1: number | null;
   probeTop5: number | null;
+  /** Mean over items of the teacher-forced answer NLL (nats per token; lower is better). */
+  answerNll?: number;
   items: ItemResult[];
 }
 
@@ -143,7 +147,7 @@ export async function visualProbe(
   model: SmallVLM,
   samples: Sample[],
   align: "next" | "self",
-): Promise<{ top1: number; top5: number; n: number }> {
+): Promise<{ top1: number; top5: number; n: number; answerNll: number[] }> {
   const c = model.config;
   const B = samples.length, T = sequenceLength(c), S = c.imageSize, N = numVisualTokens(c);
   const px = new Float32Array(B * S * S * 3), ids = new Int32Array(B * T);
@@ -152,12 +156,30 @@ export async function visualProbe(
     ids.set(s.inputIds, b * T);
   });
   const off = align === "next" ? 1 : 0; // logits at p − 1 predict the label at p
-  const top = tf.tidy(() => {
-    const logits = model.apply(tf.tensor4d(px, [B, S, S, 3]), tf.tensor2d(ids, [B, T], "int32"));
-    return tf.topk(tf.slice(logits, [0, 1 - off, 0], [B, N, c.vocabSize]), 5).indices; // [B, N, 5]
+  // the answer's tokens (and EOS), teacher-forced: logits at p − 1 predict the label at p
+  const targets = new Int32Array(B * T).fill(IGNORE_INDEX);
+  samples.forEach((s, b) => {
+    for (let p = N + 2; p < T; p++) targets[b * T + p - 1] = s.labels[p]!;
   });
-  const idx = await top.data();
-  top.dispose();
+  const [top, nll] = tf.tidy(() => {
+    const logits = model.apply(tf.tensor4d(px, [B, S, S, 3]), tf.tensor2d(ids, [B, T], "int32"));
+    return [
+      tf.topk(tf.slice(logits, [0, 1 - off, 0], [B, N, c.vocabSize]), 5).indices, // [B, N, 5]
+      tokenCrossEntropy(logits, tf.tensor2d(targets, [B, T], "int32")), // [B, T]
+    ];
+  });
+  const idx = await top!.data(), nv = await nll!.data();
+  tf.dispose([top!, nll!]);
+  const answerNll = samples.map((_, b) => {
+    let sum = 0, count = 0;
+    for (let p = 0; p < T; p++) {
+      if (targets[b * T + p] !== IGNORE_INDEX) {
+        sum += nv[b * T + p]!;
+        count++;
+      }
+    }
+    return count ? sum / count : NaN;
+  });
   let n = 0, t1 = 0, t5 = 0;
   samples.forEach((s, b) => {
     for (let v = 0; v < N; v++) {
@@ -169,7 +191,7 @@ export async function visualProbe(
       for (let j = 0; j < 5; j++) if (idx[k + j] === label) t5++;
     }
   });
-  return { top1: n ? t1 / n : 0, top5: n ? t5 / n : 0, n };
+  return { top1: n ? t1 / n : 0, top5: n ? t5 / n : 0, n, answerNll };
 }
 
 async function suiteItems(
@@ -203,6 +225,7 @@ export async function evaluateSuite(
   for (let i = 0; i < samples.length; i += o.batchSize) {
     const batch = samples.slice(i, i + o.batchSize);
     const gen = await greedyDecode(model, batch, o.maxNewTokens);
+    const probe = await visualProbe(model, batch, o.align);
     batch.forEach((s, b) => {
       const prediction = tokenizer.decode(gen[b]!);
       // the model writes decoded text: compare with the reference as the tokenizer decodes it
@@ -213,9 +236,9 @@ export async function evaluateSuite(
         answer: s.answer,
         prediction,
         score: METRICS[spec.metric](prediction, [reference]),
+        nll: probe.answerNll[b]!,
       });
     });
-    const probe = await visualProbe(model, batch, o.align);
     p1 += probe.top1 * probe.n;
     p5 += probe.top5 * probe.n;
     pn += probe.n;
@@ -230,6 +253,7 @@ export async function evaluateSuite(
     score: items.reduce((s, x) => s + x.score, 0) / Math.max(1, items.length),
     probeTop1: pn ? p1 / pn : null,
     probeTop5: pn ? p5 / pn : null,
+    answerNll: items.reduce((acc, x) => acc + x.nll!, 0) / Math.max(1, items.length),
     items,
   };
 }
@@ -267,7 +291,8 @@ export async function evaluateCheckpoint(
     for (const suite of o.suites) {
       const spec = SUITES[suite]!;
       const key = await sha256Hex(
-        JSON.stringify([weightsSha256, spec.id, o.n, o.maxNewTokens, align]),
+        // "v2": results carry the answer NLL (older cached results do not)
+        JSON.stringify(["v2", weightsSha256, spec.id, o.n, o.maxNewTokens, align]),
       );
       const cached = join(cacheDir, `${key}.json`);
       try {
