@@ -528,6 +528,15 @@ function attentionGradKernel(blas: Blas, softmax: tf.KernelFunc) {
   };
 }
 
+/** Softmax over the last axis by wasm's kernel (a new heap tensor the caller disposes). */
+function lastAxisSoftmax(softmax: tf.KernelFunc, backend: WasmBackend, x: TensorInfo): TensorInfo {
+  return softmax({
+    inputs: { logits: x },
+    backend,
+    attrs: { dim: x.shape.length - 1 },
+  }) as TensorInfo;
+}
+
 /**
  * Cross-entropy forward: wasm's Softmax over the vocabulary, then −log p[target] per row (a row
  * whose p[target] underflows float32 is recomputed exactly as logsumexp − logit). P is kept for
@@ -542,11 +551,7 @@ function crossEntropyKernel(softmax: tf.KernelFunc) {
   ) => {
     const { logits, targets } = inputs;
     const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
-    const p = softmax({
-      inputs: { logits },
-      backend,
-      attrs: { dim: logits.shape.length - 1 },
-    }) as TensorInfo;
+    const p = lastAxisSoftmax(softmax, backend, logits);
     const out = backend.makeOutput(targets.shape, "float32");
     const [lv, pv, ov] = views(backend, [logits, p, out]);
     const tv = backend.typedArrayFromHeap(targets) as Int32Array;
@@ -586,12 +591,7 @@ function crossEntropyGradKernel(softmax: tf.KernelFunc) {
   ) => {
     const { dy, logits, targets, y } = inputs;
     const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
-    const p = take(y)?.heap[0] ??
-      softmax({
-        inputs: { logits },
-        backend,
-        attrs: { dim: logits.shape.length - 1 },
-      }) as TensorInfo;
+    const p = take(y)?.heap[0] ?? lastAxisSoftmax(softmax, backend, logits);
     const dx = backend.makeOutput(logits.shape, "float32");
     const [dyv, pv, dxv] = views(backend, [dy, p, dx]);
     const tv = backend.typedArrayFromHeap(targets) as Int32Array;
