@@ -82,42 +82,28 @@ export function loadBlas(): Blas | null {
     try {
       const lib = Deno.dlopen(library, SYMBOLS);
       const f = lib.symbols.cblas_sgemm;
+      const gemm: Blas["gemm"] = (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
+        f(
+          ROW_MAJOR,
+          transA ? TRANS : NO_TRANS,
+          transB ? TRANS : NO_TRANS,
+          m,
+          n,
+          k,
+          alpha,
+          a,
+          lda,
+          b,
+          ldb,
+          beta,
+          c,
+          ldc,
+        );
       cached = {
         library,
+        gemm,
         sgemm: (transA, transB, m, n, k, a, lda, b, ldb, c) =>
-          f(
-            ROW_MAJOR,
-            transA ? TRANS : NO_TRANS,
-            transB ? TRANS : NO_TRANS,
-            m,
-            n,
-            k,
-            1,
-            a,
-            lda,
-            b,
-            ldb,
-            0,
-            c,
-            n,
-          ),
-        gemm: (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
-          f(
-            ROW_MAJOR,
-            transA ? TRANS : NO_TRANS,
-            transB ? TRANS : NO_TRANS,
-            m,
-            n,
-            k,
-            alpha,
-            a,
-            lda,
-            b,
-            ldb,
-            beta,
-            c,
-            ldc,
-          ),
+          gemm(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, n),
       };
       return cached;
     } catch { /* next candidate */ }

@@ -76,12 +76,11 @@ export function jointNextTokenLoss(
     visionLoss = maskedMean(shifted.loss, tf.mul(shifted.valid, visT));
   } else {
     // visual position p supervised by its own label: targets = labels inside [v0, v1), else none
-    const inBlock = new Int32Array(T);
-    inBlock.fill(1, v0, v1);
+    const inBlock = new Uint8Array(T).fill(1, v0, v1);
     const own = nll(
       logits,
       tf.where(
-        tf.cast(tf.tensor2d(inBlock, [1, T], "int32"), "bool"),
+        tf.tensor2d(inBlock, [1, T], "bool"),
         labels,
         tf.fill([B, T], IGNORE, "int32"),
       ) as tf.Tensor2D,
