@@ -5,6 +5,7 @@ import { z } from "zod";
 import { tf } from "./tf.ts";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 import { registerFusedKernels } from "./fused.ts";
+import { compileSimd } from "./simd.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
 export const BackendNameSchema = z.enum(BACKENDS);
@@ -22,6 +23,7 @@ async function initWasm(): Promise<void> {
     new URL("../wasm-out/", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href,
   );
   registerWasmTrainingKernels();
+  await compileSimd(); // the SIMD elementwise kernels the fused ops use
   registerFusedKernels(); // fused transformer ops (needs BLAS; otherwise the composed ops run)
 }
 

@@ -1,9 +1,9 @@
 /**
  * Fused transformer ops: `linear`, `layerNorm`, `gelu`, multi-head `attention` and the
- * per-token cross-entropy, each one
- * kernel forward and one kernel backward on the `wasm` backend (JS over the wasm heap, BLAS
- * sgemm through FFI on strided views, wasm's own Sigmoid/Softmax for the transcendental
- * parts), and the composed tfjs ops everywhere else.
+ * per-token cross-entropy, each one kernel forward and one kernel backward on the `wasm`
+ * backend (BLAS sgemm through FFI on strided views of the wasm heap, the SIMD kernels of
+ * `simd.ts` for layer norm, GELU and the attention softmax, wasm's Softmax for the vocabulary),
+ * and the composed tfjs ops everywhere else.
  *
  * Why: a `small` training step built from tfjs's primitive ops is ≈ 4 600 kernels, most of
  * them elementwise passes (Multiply, Add, Sum, Cast…) plus tape bookkeeping for each one;
@@ -15,6 +15,7 @@
  */
 import { tf } from "./tf.ts";
 import { type Blas, loadBlas } from "./blas.ts";
+import { GELU_A, GELU_C, LN_EPS, type Simd, simdCompiled, simdFor } from "./simd.ts";
 
 // deno-lint-ignore no-explicit-any
 type WasmBackend = any;
@@ -32,9 +33,6 @@ interface KernelArgs<I, A = Record<string, never>> {
 }
 
 const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
-const LN_EPS = 1e-5;
-const GELU_C = Math.sqrt(2 / Math.PI);
-const GELU_A = 0.044715;
 
 let fusedReady = false;
 /** Set by tests and benchmarks to compare the fused and composed paths on one backend. */
@@ -179,21 +177,43 @@ export function setStashEnabled(on: boolean): void {
 // ---------------------------------------------------------------------------------------------
 // wasm kernels
 
+/** Heap byte offsets of tensors (what the SIMD kernels take). */
+function ptrs<T extends TensorInfo[]>(
+  backend: WasmBackend,
+  infos: [...T],
+): { [K in keyof T]: number } {
+  return infos.map((i) => ptrOf(backend, i)) as { [K in keyof T]: number };
+}
+function ptrOf(backend: WasmBackend, info: TensorInfo): number {
+  return backend.dataIdMap.get(info.dataId).memoryOffset as number;
+}
+
+/** The SIMD kernels bound to this backend's memory. */
+function simdOf(backend: WasmBackend): Simd {
+  return simdFor(backend.wasm.asm.memory as WebAssembly.Memory);
+}
+
+/** SIMD kernels over the current wasm backend's heap (the in-place optimizer uses them). */
+export function wasmSimd(): { simd: Simd; ptr(x: tf.Tensor): number } | null {
+  if (!fusedActive()) return null;
+  const backend = tf.backend() as WasmBackend;
+  return { simd: simdOf(backend), ptr: (x) => ptrOf(backend, x) };
+}
+
 function views(backend: WasmBackend, infos: TensorInfo[]): Float32Array[] {
   // take views only after every makeOutput: an allocation can grow (and detach) the heap
   return infos.map((i) => backend.typedArrayFromHeap(i) as Float32Array);
 }
 
 /**
- * What a forward kernel keeps for its backward kernel (attention probabilities, the GELU gate,
- * layer-norm statistics), keyed by the forward output's buffer: tfjs saves that output for the
+ * What a forward kernel keeps for its backward kernel (attention and cross-entropy
+ * probabilities), keyed by the forward output's buffer: tfjs saves that output for the
  * gradient (a clone sharing the buffer), so the backward kernel finds its entry through it.
  * Entries whose output is gone (no backward ran) are swept at the next save; a backward kernel
  * that finds no entry recomputes.
  */
 interface Stashed {
   heap: TensorInfo[];
-  stats?: { mean: Float64Array; rstd: Float64Array };
 }
 const stash = new Map<object, Stashed>();
 
@@ -271,134 +291,43 @@ function linearGradKernel(blas: Blas) {
   };
 }
 
-/** Per-row mean and 1/σ of x [R, C] (the variance about the mean; two accumulators a pass). */
-function rowStats(xv: Float32Array, R: number, C: number) {
-  const mean = new Float64Array(R), rstd = new Float64Array(R);
-  for (let r = 0; r < R; r++) {
-    const base = r * C;
-    let s0 = 0, s1 = 0, c = 0;
-    for (; c + 1 < C; c += 2) {
-      s0 += xv[base + c]!;
-      s1 += xv[base + c + 1]!;
-    }
-    if (c < C) s0 += xv[base + c]!;
-    const m = (s0 + s1) / C;
-    let q0 = 0, q1 = 0;
-    for (c = 0; c + 1 < C; c += 2) {
-      const d0 = xv[base + c]! - m, d1 = xv[base + c + 1]! - m;
-      q0 += d0 * d0;
-      q1 += d1 * d1;
-    }
-    if (c < C) q0 += (xv[base + c]! - m) ** 2;
-    mean[r] = m;
-    rstd[r] = 1 / Math.sqrt((q0 + q1) / C + LN_EPS);
-  }
-  return { mean, rstd };
-}
-
 function layerNormKernel(
-  { inputs, backend, attrs }: KernelArgs<
-    { x: TensorInfo; g: TensorInfo; b: TensorInfo },
-    { save: boolean }
-  >,
+  { inputs, backend }: KernelArgs<{ x: TensorInfo; g: TensorInfo; b: TensorInfo }>,
 ) {
   const { x, g, b } = inputs;
   const C = x.shape.at(-1)!, R = prod(x.shape) / C;
   const out = backend.makeOutput(x.shape, "float32");
-  const [xv, gv, bv, ov] = views(backend, [x, g, b, out]);
-  const stats = rowStats(xv!, R, C);
-  const { mean, rstd } = stats;
-  for (let r = 0; r < R; r++) {
-    const base = r * C, m = mean[r]!, s = rstd[r]!;
-    for (let c = 0; c < C; c++) ov![base + c] = (xv![base + c]! - m) * s * gv![c]! + bv![c]!;
-  }
-  if (attrs.save) keep(backend, out, { heap: [], stats });
+  simdOf(backend).layerNormForward(...ptrs(backend, [x, g, b, out]), R, C);
   return out;
 }
 
-/** Layer-norm backward (the statistics from the forward, or recomputed). */
+/** Layer-norm backward (row statistics recomputed: two passes over x, cheaper than keeping them). */
 function layerNormGradKernel(
-  { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; g: TensorInfo; y: TensorInfo }>,
+  { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; g: TensorInfo }>,
 ) {
-  const { dy, x, g, y } = inputs;
+  const { dy, x, g } = inputs;
   const C = x.shape.at(-1)!, R = prod(x.shape) / C;
   const dx = backend.makeOutput(x.shape, "float32");
   const dg = backend.makeOutput([C], "float32");
   const db = backend.makeOutput([C], "float32");
-  const [dyv, xv, gv, dxv, dgv, dbv] = views(backend, [dy, x, g, dx, dg, db]);
-  const { mean, rstd } = take(y)?.stats ?? rowStats(xv!, R, C);
-  const accG = new Float64Array(C), accB = new Float64Array(C), xh = new Float64Array(C);
-  for (let r = 0; r < R; r++) {
-    const base = r * C, m = mean[r]!, s = rstd[r]!;
-    // dx = s·(dŷ − mean(dŷ) − x̂·mean(dŷ·x̂)), dŷ = dy·g
-    let sumD = 0, sumDX = 0;
-    for (let c = 0; c < C; c++) {
-      const d = dyv![base + c]!, h = (xv![base + c]! - m) * s;
-      const dh = d * gv![c]!;
-      xh[c] = h;
-      sumD += dh;
-      sumDX += dh * h;
-      accG[c]! += d * h;
-      accB[c]! += d;
-    }
-    const mD = sumD / C, mDX = sumDX / C;
-    for (let c = 0; c < C; c++) {
-      dxv![base + c] = s * (dyv![base + c]! * gv![c]! - mD - xh[c]! * mDX);
-    }
-  }
-  dgv!.set(accG);
-  dbv!.set(accB);
+  simdOf(backend).layerNormBackward(...ptrs(backend, [dy, x, g, dx, dg, db]), R, C);
   return [dx, dg, db];
 }
 
-/** σ(2u) of x by wasm's Sigmoid kernel (a new heap tensor the caller disposes). */
-function geluGate(backend: WasmBackend, sigmoid: tf.KernelFunc, x: TensorInfo): TensorInfo {
-  const n = prod(x.shape);
-  const z = backend.makeOutput(x.shape, "float32");
-  const [xv, zv] = views(backend, [x, z]);
-  for (let i = 0; i < n; i++) {
-    const a = xv![i]!;
-    zv![i] = 2 * GELU_C * (a + GELU_A * a * a * a);
-  }
-  const s = sigmoid({ inputs: { x: z }, backend, attrs: {} }) as TensorInfo;
-  backend.disposeData(z.dataId);
-  return s;
+/** GELU forward: y = x·σ(2u) (GPT-2's tanh form). */
+function geluKernel({ inputs, backend }: KernelArgs<{ x: TensorInfo }>) {
+  const { x } = inputs;
+  const y = backend.makeOutput(x.shape, "float32");
+  simdOf(backend).geluForward(...ptrs(backend, [x, y]), prod(x.shape));
+  return y;
 }
 
-/** GELU forward: y = x·σ(2u); the gate σ(2u) is kept for the backward when recording. */
-function geluKernel(sigmoid: tf.KernelFunc) {
-  return ({ inputs, backend, attrs }: KernelArgs<{ x: TensorInfo }, { save: boolean }>) => {
-    const { x } = inputs;
-    const n = prod(x.shape);
-    const s = geluGate(backend, sigmoid, x);
-    const y = backend.makeOutput(x.shape, "float32");
-    const [xv, sv, yv] = views(backend, [x, s, y]);
-    for (let i = 0; i < n; i++) yv![i] = xv![i]! * sv![i]!;
-    if (attrs.save) keep(backend, y, { heap: [s] });
-    else backend.disposeData(s.dataId);
-    return y;
-  };
-}
-
-/** GELU backward (the gate from the forward, or recomputed). */
-function geluGradKernel(sigmoid: tf.KernelFunc) {
-  return (
-    { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; y: TensorInfo }>,
-  ) => {
-    const { dy, x, y } = inputs;
-    const n = prod(x.shape);
-    const s = take(y)?.heap[0] ?? geluGate(backend, sigmoid, x);
-    const dx = backend.makeOutput(x.shape, "float32");
-    const [dyv, xv, sv, dxv] = views(backend, [dy, x, s, dx]);
-    for (let i = 0; i < n; i++) {
-      // d/dx x·σ(2u) = σ + x·σ(1−σ)·2u', u' = c(1 + 3a·x²)
-      const a = xv![i]!, sg = sv![i]!;
-      const du = 2 * GELU_C * (1 + 3 * GELU_A * a * a);
-      dxv![i] = dyv![i]! * (sg + a * sg * (1 - sg) * du);
-    }
-    backend.disposeData(s.dataId);
-    return dx;
-  };
+/** GELU backward (the gate recomputed: one exp an element, cheaper than keeping it). */
+function geluGradKernel({ inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo }>) {
+  const { dy, x } = inputs;
+  const dx = backend.makeOutput(x.shape, "float32");
+  simdOf(backend).geluBackward(...ptrs(backend, [dy, x, dx]), prod(x.shape));
+  return dx;
 }
 
 interface AttentionAttrs {
@@ -409,12 +338,12 @@ interface AttentionAttrs {
 
 /**
  * P = softmax(QKᵀ/√d + mask) [B, H, T, T] for q, k [B, T, C]: per (batch, head) one sgemm on
- * strided views of the [T, C] activations (no head transposes), then wasm's Softmax over all
- * rows at once. A new heap tensor the caller disposes.
+ * strided views of the [T, C] activations (no head transposes), then the SIMD row softmax over
+ * all rows at once (causal: each row over its first i + 1 entries, the rest 0). A new heap
+ * tensor the caller disposes.
  */
 function probabilities(
   blas: Blas,
-  softmax: tf.KernelFunc,
   backend: WasmBackend,
   q: TensorInfo,
   k: TensorInfo,
@@ -428,18 +357,29 @@ function probabilities(
     for (let h = 0; h < H; h++) {
       const off = bi * T * C + h * hd, so = (bi * H + h) * TT;
       const sView = sv!.subarray(so, so + TT);
-      const qh = qv!.subarray(off), kh = kv!.subarray(off);
-      blas.gemm(false, true, T, T, hd, scale, qh, C, kh, C, 0, sView, T);
-      if (causal) { for (let i = 0; i < T - 1; i++) sView.fill(-1e9, i * T + i + 1, (i + 1) * T); }
+      blas.gemm(
+        false,
+        true,
+        T,
+        T,
+        hd,
+        scale,
+        qv!.subarray(off),
+        C,
+        kv!.subarray(off),
+        C,
+        0,
+        sView,
+        T,
+      );
     }
   }
-  const p = softmax({ inputs: { logits: s }, backend, attrs: { dim: 3 } }) as TensorInfo;
-  backend.disposeData(s.dataId);
-  return p;
+  simdOf(backend).softmaxRows(ptrOf(backend, s), B * H * T, T, causal ? 1 : 0);
+  return s;
 }
 
 /** Attention forward: P, then Y = P·V written straight into the merged [B, T, C] output. */
-function attentionKernel(blas: Blas, softmax: tf.KernelFunc) {
+function attentionKernel(blas: Blas) {
   return (
     { inputs, backend, attrs }: KernelArgs<
       { q: TensorInfo; k: TensorInfo; v: TensorInfo },
@@ -449,7 +389,7 @@ function attentionKernel(blas: Blas, softmax: tf.KernelFunc) {
     const { q, k, v } = inputs;
     const [B, T, C] = q.shape as [number, number, number];
     const H = attrs.heads, hd = C / H, TT = T * T;
-    const p = probabilities(blas, softmax, backend, q, k, attrs);
+    const p = probabilities(blas, backend, q, k, attrs);
     const y = backend.makeOutput([B, T, C], "float32");
     const [pv, vv, yv] = views(backend, [p, v, y]);
     for (let bi = 0; bi < B; bi++) {
@@ -470,7 +410,7 @@ function attentionKernel(blas: Blas, softmax: tf.KernelFunc) {
  * term Σⱼ dPᵢⱼ·Pᵢⱼ equals dYᵢ·Yᵢ (flash-attention's identity, as Yᵢ = Σⱼ Pᵢⱼ·Vⱼ): a dot over
  * the head width instead of a pass over [T, T].
  */
-function attentionGradKernel(blas: Blas, softmax: tf.KernelFunc) {
+function attentionGradKernel(blas: Blas) {
   return (
     { inputs, backend, attrs }: KernelArgs<
       { dy: TensorInfo; q: TensorInfo; k: TensorInfo; v: TensorInfo; y: TensorInfo },
@@ -481,42 +421,36 @@ function attentionGradKernel(blas: Blas, softmax: tf.KernelFunc) {
     const H = attrs.heads;
     const [B, T, C] = q.shape as [number, number, number];
     const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T;
-    const p = take(y)?.heap[0] ?? probabilities(blas, softmax, backend, q, k, attrs);
+    const simd = simdOf(backend);
+    const p = take(y)?.heap[0] ?? probabilities(blas, backend, q, k, attrs);
     const dq = backend.makeOutput(q.shape, "float32");
     const dk = backend.makeOutput(k.shape, "float32");
     const dv = backend.makeOutput(v.shape, "float32");
-    const [dyv, qv, kv, vv, yv, pv, dqv, dkv, dvv] = views(backend, [
+    const scratch = backend.makeOutput([TT + T], "float32"); // dS [T, T], then the row dots [T]
+    const [dyv, qv, kv, vv, pv, dqv, dkv, dvv, scv] = views(backend, [
       dy,
       q,
       k,
       v,
-      y,
       p,
       dq,
       dk,
       dv,
+      scratch,
     ]);
-    const dS = new Float32Array(TT);
-    const rowDot = new Float64Array(T);
+    const [dyPtr, yPtr, pPtr, dsPtr] = ptrs(backend, [dy, y, p, scratch]);
+    const dS = scv!.subarray(0, TT), dotPtr = dsPtr + 4 * TT;
     for (let bi = 0; bi < B; bi++) {
       for (let h = 0; h < H; h++) {
         const off = bi * T * C + h * hd, po = (bi * H + h) * TT;
         const P = pv!.subarray(po, po + TT);
         const dyh = dyv!.subarray(off);
-        for (let i = 0; i < T; i++) {
-          const o = off + i * C;
-          let d = 0;
-          for (let c = 0; c < hd; c++) d += dyv![o + c]! * yv![o + c]!;
-          rowDot[i] = d;
-        }
+        simd.rowDots(dyPtr + 4 * off, yPtr + 4 * off, dotPtr, T, C, hd);
         // dV = Pᵀ·dY; dP = dY·Vᵀ
         blas.gemm(true, false, T, hd, T, 1, P, T, dyh, C, 0, dvv!.subarray(off), C);
         blas.gemm(false, true, T, T, hd, 1, dyh, C, vv!.subarray(off), C, 0, dS, T);
         // dS = P ⊙ (dP − dYᵢ·Yᵢ); masked entries have P = 0
-        for (let i = 0; i < T; i++) {
-          const r = i * T, d = rowDot[i]!;
-          for (let j = 0; j < T; j++) dS[r + j] = P[r + j]! * (dS[r + j]! - d);
-        }
+        simd.softmaxBackwardRows(pPtr + 4 * po, dsPtr, dotPtr, T, T);
         // dQ = scale·dS·K; dK = scale·dSᵀ·Q
         const kh = kv!.subarray(off), qh = qv!.subarray(off);
         blas.gemm(false, false, T, hd, T, scale, dS, T, kh, C, 0, dqv!.subarray(off), C);
@@ -524,6 +458,7 @@ function attentionGradKernel(blas: Blas, softmax: tf.KernelFunc) {
       }
     }
     backend.disposeData(p.dataId);
+    backend.disposeData(scratch.dataId);
     return [dq, dk, dv];
   };
 }
@@ -613,19 +548,18 @@ function crossEntropyGradKernel(softmax: tf.KernelFunc) {
 export function registerFusedKernels(): boolean {
   if (fusedReady) return true;
   const blas = loadBlas();
-  const sigmoid = tf.getKernel("Sigmoid", "wasm")?.kernelFunc;
   const softmax = tf.getKernel("Softmax", "wasm")?.kernelFunc;
-  if (!blas || !sigmoid || !softmax) return false;
+  if (!blas || !softmax || !simdCompiled()) return false;
   const reg = (kernelName: string, kernelFunc: unknown) =>
     tf.registerKernel({ kernelName, backendName: "wasm", kernelFunc: kernelFunc as tf.KernelFunc });
   reg("DvsftLinear", linearKernel(blas));
   reg("DvsftLinearGrad", linearGradKernel(blas));
   reg("DvsftLayerNorm", layerNormKernel);
   reg("DvsftLayerNormGrad", layerNormGradKernel);
-  reg("DvsftGelu", geluKernel(sigmoid));
-  reg("DvsftGeluGrad", geluGradKernel(sigmoid));
-  reg("DvsftAttention", attentionKernel(blas, softmax));
-  reg("DvsftAttentionGrad", attentionGradKernel(blas, softmax));
+  reg("DvsftGelu", geluKernel);
+  reg("DvsftGeluGrad", geluGradKernel);
+  reg("DvsftAttention", attentionKernel(blas));
+  reg("DvsftAttentionGrad", attentionGradKernel(blas));
   reg("DvsftCrossEntropy", crossEntropyKernel(softmax));
   reg("DvsftCrossEntropyGrad", crossEntropyGradKernel(softmax));
 
@@ -647,14 +581,12 @@ export function registerFusedKernels(): boolean {
   tf.registerGradient({
     kernelName: "DvsftLayerNorm",
     inputsToSave: ["x", "g"],
-    outputsToSave: [true],
     gradFunc: (dy, saved) => {
-      const [x, g, y] = saved as tf.Tensor[];
+      const [x, g] = saved as tf.Tensor[];
       const [dx, dg, db] = run("DvsftLayerNormGrad", {
         dy: dy as tf.Tensor,
         x: x!,
         g: g!,
-        y: y!,
       }) as tf.Tensor[];
       return { x: () => dx!, g: () => dg!, b: () => db! };
     },
@@ -662,10 +594,9 @@ export function registerFusedKernels(): boolean {
   tf.registerGradient({
     kernelName: "DvsftGelu",
     inputsToSave: ["x"],
-    outputsToSave: [true],
     gradFunc: (dy, saved) => {
-      const [x, y] = saved as tf.Tensor[];
-      return { x: () => run("DvsftGeluGrad", { dy: dy as tf.Tensor, x: x!, y: y! }) as tf.Tensor };
+      const [x] = saved as tf.Tensor[];
+      return { x: () => run("DvsftGeluGrad", { dy: dy as tf.Tensor, x: x! }) as tf.Tensor };
     },
   });
   tf.registerGradient({

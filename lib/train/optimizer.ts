@@ -3,7 +3,7 @@
  * gradient clipping. State lives in tf.Variables owned by the optimizer (`dispose()`).
  */
 import { z } from "zod";
-import { fusedActive, tf } from "../backend/mod.ts";
+import { fusedActive, tf, wasmSimd } from "../backend/mod.ts";
 
 export const OptimizerConfigSchema = z.strictObject({
   lr: z.number().positive().max(1).default(3e-3),
@@ -74,10 +74,10 @@ export class AdamW {
   }
 
   /**
-   * The same update as the tensor path, as two passes over the wasm heap: the global norm, then
-   * w, m and v updated in place (≈ 2 000 elementwise kernels a `small` step become none).
-   * Only on `wasm` with the fused kernels on; float64 arithmetic, so it differs from the tensor
-   * path in the last float32 bits.
+   * The same update as the tensor path, as two SIMD passes over the wasm heap (`simd.ts`): the
+   * global norm, then w, m and v updated in place (≈ 2 000 elementwise kernels a `small` step
+   * become none). Only on `wasm` with the fused kernels on; float32 arithmetic in another order,
+   * so it differs from the tensor path in the last bits.
    */
   #applyInPlace(grads: Record<string, tf.Tensor>, lr: number): tf.Scalar {
     const c = this.config;
@@ -91,31 +91,37 @@ export class AdamW {
         x.assign(fresh);
         fresh.dispose();
       }
-      return view(x);
     };
+    const { simd, ptr } = wasmSimd()!;
     const names = [...this.weights.keys()].filter((n) => grads[this.weights.get(n)!.name]);
     let sq = 0;
     for (const n of names) {
-      const g = view(grads[this.weights.get(n)!.name]!);
-      for (let i = 0; i < g.length; i++) sq += g[i]! * g[i]!;
+      const g = grads[this.weights.get(n)!.name]!;
+      sq += simd.sumSquares(ptr(g), g.size);
     }
     const norm = Math.sqrt(sq);
     const scale = c.clip > 0 ? Math.min(1, c.clip / (norm + 1e-6)) : 1;
     const bc1 = 1 - c.beta1 ** this.t, bc2 = 1 - c.beta2 ** this.t;
-    const { beta1: b1, beta2: b2, eps } = c;
     for (const name of names) {
       const w = this.weights.get(name)!;
       const decay = w.rank >= 2 ? c.weightDecay : 0;
-      const wv = own(w), m = own(this.m.get(name)!), v = own(this.v.get(name)!);
-      const g = view(grads[w.name]!);
-      for (let i = 0; i < wv.length; i++) {
-        const gi = g[i]! * scale;
-        const mi = b1 * m[i]! + (1 - b1) * gi;
-        const vi = b2 * v[i]! + (1 - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        wv[i] = wv[i]! - lr * (mi / bc1 / (Math.sqrt(vi / bc2) + eps) + decay * wv[i]!);
-      }
+      const m = this.m.get(name)!, v = this.v.get(name)!;
+      for (const x of [w, m, v]) own(x);
+      simd.adamw(
+        ptr(w),
+        ptr(m),
+        ptr(v),
+        ptr(grads[w.name]!),
+        w.size,
+        scale,
+        lr,
+        c.beta1,
+        c.beta2,
+        bc1,
+        bc2,
+        c.eps,
+        decay,
+      );
     }
     return tf.scalar(norm);
   }
