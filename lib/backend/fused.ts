@@ -337,10 +337,11 @@ interface AttentionAttrs {
 }
 
 /**
- * P = softmax(QKᵀ/√d + mask) [B, H, T, T] for q, k [B, T, C]: per (batch, head) one sgemm on
- * strided views of the [T, C] activations (no head transposes), then the SIMD row softmax over
- * all rows at once (causal: each row over its first i + 1 entries, the rest 0). A new heap
- * tensor the caller disposes.
+ * P = softmax(QKᵀ/√d + mask) [B, H, T, T] for q, k [B, T, C], head by head: one sgemm on
+ * strided views of the [T, C] activations (no head transposes), then the SIMD row softmax of
+ * that head's [T, T] block while it is still in cache (causal: row i over its first i + 1
+ * entries, the rest 0), then `each(bi, h, P)` (the forward's P·V on the same block). A new
+ * heap tensor the caller disposes.
  */
 function probabilities(
   blas: Blas,
@@ -348,37 +349,26 @@ function probabilities(
   q: TensorInfo,
   k: TensorInfo,
   { heads: H, causal }: AttentionAttrs,
+  each?: (bi: number, h: number, P: Float32Array) => void,
 ): TensorInfo {
   const [B, T, C] = q.shape as [number, number, number];
   const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T;
   const s = backend.makeOutput([B, H, T, T], "float32");
   const [qv, kv, sv] = views(backend, [q, k, s]);
+  const simd = simdOf(backend), sPtr = ptrOf(backend, s);
   for (let bi = 0; bi < B; bi++) {
     for (let h = 0; h < H; h++) {
       const off = bi * T * C + h * hd, so = (bi * H + h) * TT;
-      const sView = sv!.subarray(so, so + TT);
-      blas.gemm(
-        false,
-        true,
-        T,
-        T,
-        hd,
-        scale,
-        qv!.subarray(off),
-        C,
-        kv!.subarray(off),
-        C,
-        0,
-        sView,
-        T,
-      );
+      const P = sv!.subarray(so, so + TT);
+      blas.gemm(false, true, T, T, hd, scale, qv!.subarray(off), C, kv!.subarray(off), C, 0, P, T);
+      simd.softmaxRows(sPtr + 4 * so, T, T, causal ? 1 : 0);
+      each?.(bi, h, P);
     }
   }
-  simdOf(backend).softmaxRows(ptrOf(backend, s), B * H * T, T, causal ? 1 : 0);
   return s;
 }
 
-/** Attention forward: P, then Y = P·V written straight into the merged [B, T, C] output. */
+/** Attention forward: per head P, then Y = P·V written straight into the merged [B, T, C] output. */
 function attentionKernel(blas: Blas) {
   return (
     { inputs, backend, attrs }: KernelArgs<
@@ -388,17 +378,15 @@ function attentionKernel(blas: Blas) {
   ) => {
     const { q, k, v } = inputs;
     const [B, T, C] = q.shape as [number, number, number];
-    const H = attrs.heads, hd = C / H, TT = T * T;
-    const p = probabilities(blas, backend, q, k, attrs);
+    const hd = C / attrs.heads;
     const y = backend.makeOutput([B, T, C], "float32");
-    const [pv, vv, yv] = views(backend, [p, v, y]);
-    for (let bi = 0; bi < B; bi++) {
-      for (let h = 0; h < H; h++) {
-        const off = bi * T * C + h * hd, po = (bi * H + h) * TT;
-        const ph = pv!.subarray(po, po + TT), vh = vv!.subarray(off);
-        blas.gemm(false, false, T, hd, T, 1, ph, T, vh, C, 0, yv!.subarray(off), C);
-      }
-    }
+    let vv: Float32Array | undefined, yv: Float32Array | undefined;
+    const p = probabilities(blas, backend, q, k, attrs, (bi, h, P) => {
+      // views taken after every allocation (the heap may have grown)
+      if (!vv) [vv, yv] = views(backend, [v, y]);
+      const off = bi * T * C + h * hd;
+      blas.gemm(false, false, T, hd, T, 1, P, T, vv!.subarray(off), C, 0, yv!.subarray(off), C);
+    });
     if (attrs.save) keep(backend, y, { heap: [p] });
     else backend.disposeData(p.dataId);
     return y;
