@@ -2,8 +2,7 @@
  * Fused transformer ops: `linear`, `layerNorm`, `gelu`, multi-head `attention` and the
  * per-token cross-entropy, each one kernel forward and one kernel backward on the `wasm`
  * backend (BLAS sgemm through FFI on strided views of the wasm heap, the SIMD kernels of
- * `simd.ts` for layer norm, GELU and the attention softmax, wasm's Softmax for the vocabulary),
- * and the composed tfjs ops everywhere else.
+ * `simd.ts` for the rest), and the composed tfjs ops everywhere else.
  *
  * Why: a `small` training step built from tfjs's primitive ops is ≈ 4 600 kernels, most of
  * them elementwise passes (Multiply, Add, Sum, Cast…) plus tape bookkeeping for each one;
@@ -451,13 +450,14 @@ function attentionGradKernel(blas: Blas) {
   };
 }
 
-/** Softmax over the last axis by wasm's kernel (a new heap tensor the caller disposes). */
-function lastAxisSoftmax(softmax: tf.KernelFunc, backend: WasmBackend, x: TensorInfo): TensorInfo {
-  return softmax({
-    inputs: { logits: x },
-    backend,
-    attrs: { dim: x.shape.length - 1 },
-  }) as TensorInfo;
+/** Softmax over the last axis by the SIMD kernel (a new heap tensor the caller disposes). */
+function lastAxisSoftmax(backend: WasmBackend, x: TensorInfo): TensorInfo {
+  const V = x.shape.at(-1)!, n = prod(x.shape);
+  const p = backend.makeOutput(x.shape, "float32");
+  const [xPtr, pPtr] = ptrs(backend, [x, p]);
+  (backend.wasm.HEAPU8 as Uint8Array).copyWithin(pPtr, xPtr, xPtr + 4 * n);
+  simdOf(backend).softmaxRows(pPtr, n / V, V, 0);
+  return p;
 }
 
 /**
@@ -465,7 +465,7 @@ function lastAxisSoftmax(softmax: tf.KernelFunc, backend: WasmBackend, x: Tensor
  * whose p[target] underflows float32 is recomputed exactly as logsumexp − logit). P is kept for
  * the backward when recording.
  */
-function crossEntropyKernel(softmax: tf.KernelFunc) {
+function crossEntropyKernel() {
   return (
     { inputs, backend, attrs }: KernelArgs<
       { logits: TensorInfo; targets: TensorInfo },
@@ -474,7 +474,7 @@ function crossEntropyKernel(softmax: tf.KernelFunc) {
   ) => {
     const { logits, targets } = inputs;
     const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
-    const p = lastAxisSoftmax(softmax, backend, logits);
+    const p = lastAxisSoftmax(backend, logits);
     const out = backend.makeOutput(targets.shape, "float32");
     const [lv, pv, ov] = views(backend, [logits, p, out]);
     const tv = backend.typedArrayFromHeap(targets) as Int32Array;
@@ -506,7 +506,7 @@ function crossEntropyKernel(softmax: tf.KernelFunc) {
 }
 
 /** Cross-entropy backward: dlogits = dy·(P − onehot(target)); rows without a target get 0. */
-function crossEntropyGradKernel(softmax: tf.KernelFunc) {
+function crossEntropyGradKernel() {
   return (
     { inputs, backend }: KernelArgs<
       { dy: TensorInfo; logits: TensorInfo; targets: TensorInfo; y: TensorInfo }
@@ -514,20 +514,19 @@ function crossEntropyGradKernel(softmax: tf.KernelFunc) {
   ) => {
     const { dy, logits, targets, y } = inputs;
     const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
-    const p = take(y)?.heap[0] ?? lastAxisSoftmax(softmax, backend, logits);
+    const p = take(y)?.heap[0] ?? lastAxisSoftmax(backend, logits);
     const dx = backend.makeOutput(logits.shape, "float32");
-    const [dyv, pv, dxv] = views(backend, [dy, p, dx]);
+    const scales = backend.makeOutput([R], "float32");
+    const [dyv, dxv, sv] = views(backend, [dy, dx, scales]);
     const tv = backend.typedArrayFromHeap(targets) as Int32Array;
+    for (let r = 0; r < R; r++) sv![r] = tv[r]! < 0 ? 0 : dyv![r]!;
+    simdOf(backend).scaleRows(...ptrs(backend, [p, dx, scales]), R, V);
     for (let r = 0; r < R; r++) {
-      const t = tv[r]!, base = r * V, g = dyv![r]!;
-      if (t < 0 || g === 0) {
-        dxv!.fill(0, base, base + V);
-        continue;
-      }
-      for (let j = 0; j < V; j++) dxv![base + j] = g * pv![base + j]!;
-      dxv![base + t] = dxv![base + t]! - g;
+      const t = tv[r]!;
+      if (t >= 0) dxv![r * V + t] = dxv![r * V + t]! - sv![r]!;
     }
     backend.disposeData(p.dataId);
+    backend.disposeData(scales.dataId);
     return dx;
   };
 }
@@ -536,8 +535,7 @@ function crossEntropyGradKernel(softmax: tf.KernelFunc) {
 export function registerFusedKernels(): boolean {
   if (fusedReady) return true;
   const blas = loadBlas();
-  const softmax = tf.getKernel("Softmax", "wasm")?.kernelFunc;
-  if (!blas || !softmax || !simdCompiled()) return false;
+  if (!blas || !simdCompiled()) return false;
   const reg = (kernelName: string, kernelFunc: unknown) =>
     tf.registerKernel({ kernelName, backendName: "wasm", kernelFunc: kernelFunc as tf.KernelFunc });
   reg("DvsftLinear", linearKernel(blas));
@@ -548,8 +546,8 @@ export function registerFusedKernels(): boolean {
   reg("DvsftGeluGrad", geluGradKernel);
   reg("DvsftAttention", attentionKernel(blas));
   reg("DvsftAttentionGrad", attentionGradKernel(blas));
-  reg("DvsftCrossEntropy", crossEntropyKernel(softmax));
-  reg("DvsftCrossEntropyGrad", crossEntropyGradKernel(softmax));
+  reg("DvsftCrossEntropy", crossEntropyKernel());
+  reg("DvsftCrossEntropyGrad", crossEntropyGradKernel());
 
   // A gradient function runs once per node. Layer norm's and attention's backward kernels
   // return every input's gradient in one call (they share a pass), so they run eagerly and each

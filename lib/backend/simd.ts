@@ -393,6 +393,20 @@ function source(): string {
     )
   })
 
+  ;; dst[r, :] = scale[r]·src[r, :] over R rows of C (the cross-entropy backward)
+  (func (export "scaleRows") (param $src i32) (param $dst i32) (param $scale i32) (param $R i32)
+    (param $C i32) ${LOCALS}
+    ${
+    rows(
+      p("R"),
+      `
+      (local.set $sb (f32.load ${p("scale")})) (local.set $vb (f32x4.splat ${p("sb")}))
+      ${each(p("C"), (L, at) => L.store(at("dst"), L.op("mul", L.load(at("src")), L.get("b"))))}
+      ${advance(bytes(p("C")), "src", "dst")}
+      ${advance("(i32.const 4)", "scale")}`,
+    )
+  })
+
   ;; Σ g² (f32 lanes, per tensor)
   (func (export "sumSquares") (param $g i32) (param $n i32) (result f32) ${LOCALS}
     ${zero("a")}
@@ -485,6 +499,7 @@ export interface Simd {
   softmaxRows(s: number, R: number, T: number, causal: number): void;
   rowDots(dy: number, y: number, dot: number, T: number, C: number, hd: number): void;
   softmaxBackwardRows(P: number, ds: number, dot: number, R: number, T: number): void;
+  scaleRows(src: number, dst: number, scale: number, R: number, C: number): void;
   sumSquares(g: number, n: number): number;
   adamw(
     w: number,
