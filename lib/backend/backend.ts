@@ -23,8 +23,12 @@ async function initWasm(): Promise<void> {
     new URL("../wasm-out/", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href,
   );
   registerWasmTrainingKernels();
-  await compileSimd(); // the SIMD elementwise kernels the fused ops use
-  registerFusedKernels(); // fused transformer ops (needs BLAS; otherwise the composed ops run)
+  try {
+    await compileSimd(); // the SIMD kernels the fused ops use
+  } catch (e) {
+    console.warn(`dvsft: SIMD kernels unavailable (${e}); wasm runs the composed tfjs ops`);
+  }
+  registerFusedKernels(); // fused transformer ops: need BLAS and the SIMD kernels, else composed
 }
 
 /** The Vulkan loader wants XDG_RUNTIME_DIR (and prints an error per adapter request without it). */
