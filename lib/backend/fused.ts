@@ -206,7 +206,7 @@ function views(backend: WasmBackend, infos: TensorInfo[]): Float32Array[] {
 
 /**
  * What a forward kernel keeps for its backward kernel (attention and cross-entropy
- * probabilities), keyed by the forward output's buffer: tfjs saves that output for the
+ * probabilities, the GELU gate), keyed by the forward output's buffer: tfjs saves that output for the
  * gradient (a clone sharing the buffer), so the backward kernel finds its entry through it.
  * Entries whose output is gone (no backward ran) are swept at the next save; a backward kernel
  * that finds no entry recomputes.
@@ -313,19 +313,33 @@ function layerNormGradKernel(
   return [dx, dg, db];
 }
 
-/** GELU forward: y = x·σ(2u) (GPT-2's tanh form). */
-function geluKernel({ inputs, backend }: KernelArgs<{ x: TensorInfo }>) {
+/** GELU forward: y = x·σ(2u) (GPT-2's tanh form); the gate σ(2u) is kept when recording. */
+function geluKernel({ inputs, backend, attrs }: KernelArgs<{ x: TensorInfo }, { save: boolean }>) {
   const { x } = inputs;
+  const n = prod(x.shape), simd = simdOf(backend);
   const y = backend.makeOutput(x.shape, "float32");
-  simdOf(backend).geluForward(...ptrs(backend, [x, y]), prod(x.shape));
+  if (!attrs.save) {
+    simd.geluForward(...ptrs(backend, [x, y]), n);
+    return y;
+  }
+  const gate = backend.makeOutput(x.shape, "float32");
+  simd.geluForwardKeep(...ptrs(backend, [x, y, gate]), n);
+  keep(backend, y, { heap: [gate] });
   return y;
 }
 
-/** GELU backward (the gate recomputed: one exp an element, cheaper than keeping it). */
-function geluGradKernel({ inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo }>) {
-  const { dy, x } = inputs;
+/** GELU backward (the gate from the forward, or recomputed: one exp an element). */
+function geluGradKernel(
+  { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; y: TensorInfo }>,
+) {
+  const { dy, x, y } = inputs;
+  const n = prod(x.shape), simd = simdOf(backend);
   const dx = backend.makeOutput(x.shape, "float32");
-  simdOf(backend).geluBackward(...ptrs(backend, [dy, x, dx]), prod(x.shape));
+  const gate = take(y)?.heap[0];
+  if (gate) {
+    simd.geluBackwardKept(...ptrs(backend, [dy, x, gate, dx]), n);
+    backend.disposeData(gate.dataId);
+  } else simd.geluBackward(...ptrs(backend, [dy, x, dx]), n);
   return dx;
 }
 
@@ -580,9 +594,10 @@ export function registerFusedKernels(): boolean {
   tf.registerGradient({
     kernelName: "DvsftGelu",
     inputsToSave: ["x"],
+    outputsToSave: [true],
     gradFunc: (dy, saved) => {
-      const [x] = saved as tf.Tensor[];
-      return { x: () => run("DvsftGeluGrad", { dy: dy as tf.Tensor, x: x! }) as tf.Tensor };
+      const [x, y] = saved as tf.Tensor[];
+      return { x: () => run("DvsftGeluGrad", { dy: dy as tf.Tensor, x: x!, y: y! }) as tf.Tensor };
     },
   });
   tf.registerGradient({

@@ -99,6 +99,7 @@ Deno.test({
     // the backward kernels' recompute path (nothing kept from the forward)
     setStashEnabled(false);
     try {
+      await compare("gelu, recomputed", gelu, [rand([4, 9], 16, 2)]);
       await compare(
         "attention, recomputed",
         (q, k, v) => attention(q!, k!, v!, 2, true),

@@ -186,6 +186,16 @@ const geluGate = (L: Lane, a: string) =>
     ),
   );
 
+/** dx = dy·(σ + x·σ·(1−σ)·2u′) for x in $va, σ given. */
+const geluBackwardBody = (L: Lane, at: (p: string) => string, gate: string) => `
+  ${L.set("a", L.load(at("x")))}
+  ${L.set("b", gate)}
+  ${
+  L.set("c", L.fma(L.op("mul", L.get("a"), L.get("a")), L.k(6 * GELU_C * GELU_A), L.k(2 * GELU_C)))
+}
+  ${L.set("d", L.op("mul", L.op("mul", L.get("a"), L.get("b")), L.op("sub", L.k(1), L.get("b"))))}
+  ${L.store(at("dx"), L.op("mul", L.load(at("dy")), L.fma(L.get("d"), L.get("c"), L.get("b"))))}`;
+
 /** Row statistics of the row at $x (C floats) into $sm (mean) and $ss (1/σ); uses $va/$sa. */
 const rowStats = () => `
   ${zero("a")}
@@ -218,25 +228,25 @@ function source(): string {
       ${L.store(at("y"), L.op("mul", L.get("a"), geluGate(L, L.get("a"))))}`)
   })
 
-  ;; dx = dy·(σ + x·σ·(1−σ)·2u′), σ recomputed
-  (func (export "geluBackward") (param $dy i32) (param $x i32) (param $dx i32) (param $n i32) ${LOCALS}
+  ;; the same, keeping the gate σ(2u) for the backward
+  (func (export "geluForwardKeep") (param $x i32) (param $y i32) (param $gate i32) (param $n i32)
+    ${LOCALS}
     ${
     each(p("n"), (L, at) => `
       ${L.set("a", L.load(at("x")))}
       ${L.set("b", geluGate(L, L.get("a")))}
-      ${
-      L.set(
-        "c",
-        L.fma(L.op("mul", L.get("a"), L.get("a")), L.k(6 * GELU_C * GELU_A), L.k(2 * GELU_C)),
-      )
-    }
-      ${
-      L.set("d", L.op("mul", L.op("mul", L.get("a"), L.get("b")), L.op("sub", L.k(1), L.get("b"))))
-    }
-      ${
-      L.store(at("dx"), L.op("mul", L.load(at("dy")), L.fma(L.get("d"), L.get("c"), L.get("b"))))
-    }`)
+      ${L.store(at("gate"), L.get("b"))}
+      ${L.store(at("y"), L.op("mul", L.get("a"), L.get("b")))}`)
   })
+
+  ;; dx = dy·(σ + x·σ·(1−σ)·2u′), σ recomputed
+  (func (export "geluBackward") (param $dy i32) (param $x i32) (param $dx i32) (param $n i32) ${LOCALS}
+    ${each(p("n"), (L, at) => geluBackwardBody(L, at, geluGate(L, L.get("a"))))})
+
+  ;; the same with σ kept by the forward
+  (func (export "geluBackwardKept") (param $dy i32) (param $x i32) (param $gate i32) (param $dx i32)
+    (param $n i32) ${LOCALS}
+    ${each(p("n"), (L, at) => geluBackwardBody(L, at, L.load(at("gate"))))})
 
   ;; y = (x − mean)·rstd·g + b per row of C
   (func (export "layerNormForward") (param $x i32) (param $g i32) (param $b i32) (param $y i32)
@@ -480,7 +490,9 @@ function source(): string {
 /** The kernels, called with byte offsets into tfjs-backend-wasm's heap. */
 export interface Simd {
   geluForward(x: number, y: number, n: number): void;
+  geluForwardKeep(x: number, y: number, gate: number, n: number): void;
   geluBackward(dy: number, x: number, dx: number, n: number): void;
+  geluBackwardKept(dy: number, x: number, gate: number, dx: number, n: number): void;
   layerNormForward(x: number, g: number, b: number, y: number, R: number, C: number): void;
   layerNormBackward(
     dy: number,
