@@ -5,6 +5,9 @@
  * the same shapes with the same optimizer (tests/bench/torch_step.py) when it is installed.
  *
  *   --steps N (timed steps, default 5)   --presets tiny,small   --backends wasm,cpu,webgpu
+ *   --rounds R (default 1): R rounds of PyTorch → tfjs → PyTorch; the table pools them and each
+ *   round's own ratio against PyTorch is printed (the spread a single ratio hides on a shared
+ *   machine)
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
@@ -32,12 +35,18 @@ import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { steps: { type: "string" }, presets: { type: "string" }, backends: { type: "string" } },
+  options: {
+    steps: { type: "string" },
+    presets: { type: "string" },
+    backends: { type: "string" },
+    rounds: { type: "string" },
+  },
 });
 const flags = z.strictObject({
   steps: z.coerce.number().int().min(1).default(5),
   presets: z.string().default("tiny,small"),
   backends: z.string().optional(),
+  rounds: z.coerce.number().int().min(1).max(50).default(1),
 }).parse(values);
 const BATCH = { tiny: 8, small: 16 } as const;
 const vocabSize = Object.keys((buildSmallTokenizerJson().model as { vocab: object }).vocab).length;
@@ -143,6 +152,7 @@ const header = [
   "vs PyTorch",
 ];
 const rows: string[][] = [header];
+const roundLines: string[] = [];
 for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESETS>) {
   const c = ModelConfigSchema.parse({ ...MODEL_PRESETS[preset], vocabSize });
   const B = BATCH[preset];
@@ -162,7 +172,7 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
     String(threads),
   ];
   const torchSteps = new Map<number, { torch: string; steps: number[] }>();
-  const runTorch = async () => {
+  const runTorch = async (round: Map<number, number[]>) => {
     for (const threads of [1, navigator.hardwareConcurrency]) {
       const out = await python(torchArgs(threads));
       if (!out) continue;
@@ -170,9 +180,52 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
       const e = torchSteps.get(threads) ?? { torch: r.torch, steps: [] };
       e.steps.push(...r.stepsMs);
       torchSteps.set(threads, e);
+      round.set(threads, [...(round.get(threads) ?? []), ...r.stepsMs]);
     }
   };
-  await runTorch();
+  /** The faster PyTorch setting's median step, from per-thread-count step lists. */
+  const bestTorch = (steps: Iterable<number[]>) => {
+    const medians = [...steps].map(median);
+    return medians.length ? Math.min(...medians) : null;
+  };
+  const measured = new Map<string, number[]>(); // backend → per-round median step
+  const ratios: number[] = []; // per round: PyTorch's best / the default backend's step
+  for (let round = 0; round < flags.rounds; round++) {
+    const torchRound = new Map<number, number[]>();
+    await runTorch(torchRound);
+    const thisRound: Array<[string, number]> = [];
+    for (const backend of present.filter((b) => wanted.includes(b))) {
+      // the pure-JS reference and software Vulkan take minutes per small step: tiny only
+      if (preset === "small" && (backend === "cpu" || (backend === "webgpu" && softwareGpu))) {
+        continue;
+      }
+      await useBackend(backend);
+      if (fusedActive()) {
+        // the reference: the same step from tfjs's primitive ops (what wasm ran before the fused
+        // kernels), interleaved step by step with the fused one
+        const [fused, composed] = await stepTimes(c, B, flags.steps, [
+          () => setFusedEnabled(true),
+          () => setFusedEnabled(false),
+        ]);
+        setFusedEnabled(true);
+        thisRound.push([backend, fused!], [`${backend}, composed tfjs ops`, composed!]);
+      } else {
+        thisRound.push([backend, (await stepTimes(c, B, flags.steps, [() => {}]))[0]!]);
+      }
+    }
+    await runTorch(torchRound);
+    for (const [name, ms] of thisRound) measured.set(name, [...(measured.get(name) ?? []), ms]);
+    const torchMs = bestTorch(torchRound.values());
+    const main = thisRound.find(([name]) => name === "wasm") ?? thisRound[0];
+    if (torchMs && main) ratios.push(torchMs / main[1]);
+  }
+  const torchRows = [...torchSteps].map(([threads, r]) =>
+    [
+      `pytorch ${r.torch} cpu (${threads} thread${threads > 1 ? "s" : ""})`,
+      median(r.steps),
+    ] as const
+  );
+  const torchMs = bestTorch([...torchSteps.values()].map((r) => r.steps));
   const add = (backend: string, ms: number) =>
     rows.push([
       preset,
@@ -184,38 +237,22 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
       `${((flops / (ms / 1000) / 1e9 / peak) * 100).toFixed(1)}%`,
       torchMs ? `${(torchMs / ms).toFixed(2)}x` : "n/a",
     ]);
-  const measured: Array<[string, number]> = [];
-  for (const backend of present.filter((b) => wanted.includes(b))) {
-    // the pure-JS reference and software Vulkan take minutes per small step: tiny only
-    if (preset === "small" && (backend === "cpu" || (backend === "webgpu" && softwareGpu))) {
-      continue;
-    }
-    await useBackend(backend);
-    if (fusedActive()) {
-      // the reference: the same step from tfjs's primitive ops (what wasm ran before the fused
-      // kernels), interleaved step by step with the fused one
-      const [fused, composed] = await stepTimes(c, B, flags.steps, [
-        () => setFusedEnabled(true),
-        () => setFusedEnabled(false),
-      ]);
-      setFusedEnabled(true);
-      measured.push([backend, fused!], [`${backend}, composed tfjs ops`, composed!]);
-    } else {
-      measured.push([backend, (await stepTimes(c, B, flags.steps, [() => {}]))[0]!]);
-    }
+  for (const [name, ms] of [...measured].map(([n, xs]) => [n, median(xs)] as const)) add(name, ms);
+  for (const [name, ms] of torchRows) add(name, ms);
+  if (flags.rounds > 1 && ratios.length) {
+    const sorted = [...ratios].sort((a, b) => a - b);
+    roundLines.push(
+      `${preset}: vs PyTorch per round ${ratios.map((r) => `${r.toFixed(2)}x`).join(", ")}; ` +
+        `median ${median(sorted).toFixed(2)}x, faster in ${
+          ratios.filter((r) => r > 1).length
+        } of ${ratios.length}`,
+    );
   }
-  await runTorch();
-  const torchRows = [...torchSteps].map(([threads, r]) =>
-    [
-      `pytorch ${r.torch} cpu (${threads} thread${threads > 1 ? "s" : ""})`,
-      median(r.steps),
-    ] as const
-  );
-  const torchMs = torchRows.length ? Math.min(...torchRows.map(([, ms]) => ms)) : null;
-  for (const [name, ms] of [...measured, ...torchRows]) add(name, ms);
 }
 const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
 for (const r of rows) console.log(r.map((x, i) => x.padEnd(widths[i]!)).join("  "));
 console.log(
-  `\nmodel FLOPs per step: 3 × forward matmul FLOPs (lib/model/flops.ts); "vs PyTorch" > 1 means faster than PyTorch (the faster of its 1-thread and all-core runs); step ms is the median of --steps steps`,
+  `${
+    roundLines.length ? `\n${roundLines.join("\n")}\n` : ""
+  }\nmodel FLOPs per step: 3 × forward matmul FLOPs (lib/model/flops.ts); "vs PyTorch" > 1 means faster than PyTorch (the faster of its 1-thread and all-core runs); step ms is the median of --steps steps (with --rounds, the median of the rounds' medians; PyTorch pools every step)`,
 );
