@@ -3,7 +3,11 @@ stepped by PyTorch. Prints one JSON line. Used by `deno task bench:train` (CPU) 
 GPU check (CUDA). Synthetic inputs: the timing depends only on the shapes.
 
 usage: torch_step.py --config '<ModelConfig JSON>' --batch 16 --steps 10 --device cpu|cuda
+       torch_step.py --config … --serve   (after warm-up prints {"ready": …}, then times one step
+       per "step" line on stdin and prints its milliseconds; the benchmark interleaves these steps
+       with its own, so both see the same machine)
 """
+import sys
 import argparse, json, math, time
 import torch
 import torch.nn as nn
@@ -16,6 +20,7 @@ p.add_argument("--steps", type=int, default=10)
 p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--device", default="cpu")
 p.add_argument("--threads", type=int, default=0)
+p.add_argument("--serve", action="store_true")
 a = p.parse_args()
 c = json.loads(a.config)
 if a.threads:
@@ -99,6 +104,15 @@ for _ in range(a.warmup):
     step().item()
 if dev.type == "cuda":
     torch.cuda.synchronize()
+if a.serve:
+    print(json.dumps({"ready": True, "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "step":
+            break
+        t0 = time.perf_counter()
+        step().item()
+        print((time.perf_counter() - t0) * 1000, flush=True)
+    sys.exit(0)
 times = []
 for _ in range(a.steps):
     t0 = time.perf_counter()

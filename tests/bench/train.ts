@@ -95,15 +95,85 @@ console.log(
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
+/** A PyTorch process that times one step per request (`torch_step.py --serve`). */
+interface TorchPeer {
+  torch: string;
+  threads: number;
+  step(): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Lines of a byte stream, one per call (null at the end). */
+function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string | null> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  return async () => {
+    for (;;) {
+      const i = buffered.indexOf("\n");
+      if (i >= 0) {
+        const line = buffered.slice(0, i);
+        buffered = buffered.slice(i + 1);
+        return line;
+      }
+      const { value, done } = await reader.read();
+      if (done) return null;
+      buffered += value;
+    }
+  };
+}
+
+async function startTorchPeer(args: string[]): Promise<TorchPeer | null> {
+  for (const py of ["/usr/bin/python3", "python3"]) {
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(py, {
+        args: [...args, "--serve"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "null",
+      }).spawn();
+    } catch {
+      continue; // no such interpreter
+    }
+    const next = lineReader(child.stdout);
+    const first = await next();
+    if (first === null) { // no torch in this interpreter
+      await child.stdin.close().catch(() => {});
+      await child.status;
+      continue;
+    }
+    const ready = JSON.parse(first) as { torch: string; threads: number };
+    const writer = child.stdin.getWriter();
+    const encoder = new TextEncoder();
+    return {
+      ...ready,
+      step: async () => {
+        await writer.write(encoder.encode("step\n"));
+        const line = await next();
+        if (line === null) throw new Error("the PyTorch peer exited");
+        return Number(line);
+      },
+      close: async () => {
+        await writer.write(encoder.encode("quit\n")).catch(() => {});
+        await writer.close().catch(() => {});
+        await child.status;
+      },
+    };
+  }
+  return null;
+}
+
 /**
  * Median step time of each variant, the variants' steps interleaved on one model (this shared
- * machine drifts by ±20 % within a minute: interleaving keeps the ratio between variants honest).
+ * machine drifts by ±20 % within a minute: interleaving keeps the ratio between variants honest),
+ * and, with a PyTorch peer, its steps interleaved with them too (its median last).
  */
 async function stepTimes(
   c: ModelConfig,
   B: number,
   steps: number,
   variants: Array<() => void>,
+  peer?: TorchPeer | null,
 ): Promise<number[]> {
   const model = new SmallVLM(c, undefined, 0);
   const opt = new AdamW(OptimizerConfigSchema.parse({}), model.weights);
@@ -120,6 +190,7 @@ async function stepTimes(
     tf.dispose([value, n, ...Object.values(grads)]);
   };
   const times = variants.map(() => [] as number[]);
+  const peerTimes: number[] = [];
   for (let i = -2; i < steps; i++) { // 2 warm-up rounds
     for (const [v, use] of variants.entries()) {
       use();
@@ -127,11 +198,15 @@ async function stepTimes(
       await one();
       if (i >= 0) times[v]!.push(performance.now() - t0);
     }
+    if (peer) {
+      const ms = await peer.step();
+      if (i >= 0) peerTimes.push(ms);
+    }
   }
   tf.dispose([pixels, ids, labels]);
   opt.dispose();
   model.dispose();
-  return times.map(median);
+  return [...times, ...(peer ? [peerTimes] : [])].map(median);
 }
 
 const present = await availableBackends();
@@ -190,8 +265,11 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
   };
   const measured = new Map<string, number[]>(); // backend → per-round median step
   const ratios: number[] = []; // per round: PyTorch's best / the default backend's step
+  const interleaved: number[] = []; // per round: the interleaved PyTorch peer's median step
+  let interleavedName = "";
   for (let round = 0; round < flags.rounds; round++) {
     const torchRound = new Map<number, number[]>();
+    let interleavedRound: number | null = null;
     await runTorch(torchRound);
     const thisRound: Array<[string, number]> = [];
     for (const backend of present.filter((b) => wanted.includes(b))) {
@@ -202,30 +280,50 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
       await useBackend(backend);
       if (fusedActive()) {
         // the reference: the same step from tfjs's primitive ops (what wasm ran before the fused
-        // kernels), interleaved step by step with the fused one
-        const [fused, composed] = await stepTimes(c, B, flags.steps, [
-          () => setFusedEnabled(true),
-          () => setFusedEnabled(false),
-        ]);
-        setFusedEnabled(true);
-        thisRound.push([backend, fused!], [`${backend}, composed tfjs ops`, composed!]);
+        // kernels), interleaved step by step with the fused one, and PyTorch's step on one thread
+        // interleaved with both (one thread: its faster setting for `small` here, and no OpenMP
+        // team spinning against our BLAS threads between its steps)
+        const peer = torchRound.size ? await startTorchPeer(torchArgs(1)) : null;
+        try {
+          const [fused, composed, torch] = await stepTimes(c, B, flags.steps, [
+            () => setFusedEnabled(true),
+            () => setFusedEnabled(false),
+          ], peer);
+          thisRound.push([backend, fused!], [`${backend}, composed tfjs ops`, composed!]);
+          if (peer && torch) {
+            interleavedName = `pytorch ${peer.torch} cpu (${peer.threads} thread${
+              peer.threads > 1 ? "s" : ""
+            }), interleaved with ${backend}`;
+            interleaved.push(torch);
+            interleavedRound = torch;
+          }
+        } finally {
+          setFusedEnabled(true);
+          await peer?.close();
+        }
       } else {
         thisRound.push([backend, (await stepTimes(c, B, flags.steps, [() => {}]))[0]!]);
       }
     }
     await runTorch(torchRound);
     for (const [name, ms] of thisRound) measured.set(name, [...(measured.get(name) ?? []), ms]);
-    const torchMs = bestTorch(torchRound.values());
+    // the round's peer: PyTorch interleaved step by step when it ran, else its runs around
+    const torchMs = interleavedRound ?? bestTorch(torchRound.values());
     const main = thisRound.find(([name]) => name === "wasm") ?? thisRound[0];
     if (torchMs && main) ratios.push(torchMs / main[1]);
   }
-  const torchRows = [...torchSteps].map(([threads, r]) =>
+  const torchRows: Array<readonly [string, number]> = [...torchSteps].map(([threads, r]) =>
     [
       `pytorch ${r.torch} cpu (${threads} thread${threads > 1 ? "s" : ""})`,
       median(r.steps),
     ] as const
   );
-  const torchMs = bestTorch([...torchSteps.values()].map((r) => r.steps));
+  // the peer in the "vs PyTorch" column: the interleaved PyTorch steps where they ran (the same
+  // minutes as the tfjs steps), else the faster of PyTorch's runs before and after
+  const torchMs = interleaved.length
+    ? median(interleaved)
+    : bestTorch([...torchSteps.values()].map((r) => r.steps));
+  if (interleaved.length) torchRows.push([interleavedName, median(interleaved)]);
   const add = (backend: string, ms: number) =>
     rows.push([
       preset,
@@ -254,5 +352,5 @@ for (const r of rows) console.log(r.map((x, i) => x.padEnd(widths[i]!)).join("  
 console.log(
   `${
     roundLines.length ? `\n${roundLines.join("\n")}\n` : ""
-  }\nmodel FLOPs per step: 3 × forward matmul FLOPs (lib/model/flops.ts); "vs PyTorch" > 1 means faster than PyTorch (the faster of its 1-thread and all-core runs); step ms is the median of --steps steps (with --rounds, the median of the rounds' medians; PyTorch pools every step)`,
+  }\nmodel FLOPs per step: 3 × forward matmul FLOPs (lib/model/flops.ts); "vs PyTorch" > 1 means faster than PyTorch (on one thread, its steps interleaved with the wasm steps, when both ran; else the faster of its 1-thread and all-core runs before and after); step ms is the median of --steps steps (with --rounds, the median of the rounds' medians; PyTorch pools every step)`,
 );
