@@ -46,7 +46,26 @@ export function setFusedEnabled(on: boolean): boolean {
 
 /** True when the current backend runs the fused kernels. */
 export function fusedActive(): boolean {
-  return fusedReady && !fusedDisabled && tf.getBackend() === "wasm";
+  return fusedReady && !fusedDisabled && tf.getBackend() === "wasm" && heapReachable();
+}
+
+let reachable: boolean | undefined;
+/** The wasm backend's memory is where the SIMD kernels expect it (checked once, warned once). */
+function heapReachable(): boolean {
+  if (reachable === undefined) {
+    reachable = heapMemory(tf.backend() as WasmBackend) !== null;
+    if (!reachable) {
+      console.warn("dvsft: tfjs-backend-wasm's memory is not reachable; the composed ops run");
+    }
+  }
+  return reachable;
+}
+
+/** tfjs-backend-wasm's WebAssembly.Memory (emscripten keeps it on the module's exports). */
+function heapMemory(backend: WasmBackend): WebAssembly.Memory | null {
+  const m = backend?.wasm;
+  const memory = m?.asm?.memory ?? m?.wasmExports?.memory ?? m?.wasmMemory;
+  return memory instanceof WebAssembly.Memory ? memory : null;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,7 +208,7 @@ function ptrOf(backend: WasmBackend, info: TensorInfo): number {
 
 /** The SIMD kernels bound to this backend's memory. */
 function simdOf(backend: WasmBackend): Simd {
-  return simdFor(backend.wasm.asm.memory as WebAssembly.Memory);
+  return simdFor(heapMemory(backend)!);
 }
 
 /** SIMD kernels over the current wasm backend's heap (the in-place optimizer uses them). */
