@@ -494,7 +494,7 @@ function lastAxisSoftmax(backend: WasmBackend, x: TensorInfo): TensorInfo {
 }
 
 /**
- * Cross-entropy forward: wasm's Softmax over the vocabulary, then −log p[target] per row (a row
+ * Cross-entropy forward: the SIMD softmax over the vocabulary, then −log p[target] per row (a row
  * whose p[target] underflows float32 is recomputed exactly as logsumexp − logit). P is kept for
  * the backward when recording.
  */
