@@ -142,7 +142,7 @@ export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
 /** Layer norm over the last axis (ε = 1e-5, biased variance). */
 export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor {
   if (!fusedActive()) return composedLayerNorm(x, g, b);
-  return tf.engine().runKernel("DvsftLayerNorm", { x, g, b }, saveAttr()) as tf.Tensor;
+  return tf.engine().runKernel("DvsftLayerNorm", { x, g, b }) as tf.Tensor;
 }
 
 /** GELU, tanh approximation. */
@@ -225,8 +225,8 @@ function views(backend: WasmBackend, infos: TensorInfo[]): Float32Array[] {
 
 /**
  * What a forward kernel keeps for its backward kernel (attention and cross-entropy
- * probabilities, the GELU gate), keyed by the forward output's buffer: tfjs saves that output for the
- * gradient (a clone sharing the buffer), so the backward kernel finds its entry through it.
+ * probabilities, the GELU gate), keyed by the forward output's buffer: tfjs saves that output
+ * for the gradient (a clone sharing the buffer), so the backward kernel finds its entry through it.
  * Entries whose output is gone (no backward ran) are swept at the next save; a backward kernel
  * that finds no entry recomputes.
  */
