@@ -561,11 +561,6 @@ export function simdFor(memory: WebAssembly.Memory): Simd {
   return simd;
 }
 
-/** The WAT text (tests, and anyone reading what runs). */
-export function simdSource(): string {
-  return source();
-}
-
 /** True once `compileSimd` has run in this process. */
 export function simdCompiled(): boolean {
   return compiled !== undefined;
