@@ -10,15 +10,8 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { tf, useBackend } from "../../lib/backend/mod.ts";
 import { loadBlas } from "../../lib/backend/blas.ts";
-import { jointNextTokenLoss } from "../../lib/loss/mod.ts";
-import {
-  MODEL_PRESETS,
-  ModelConfigSchema,
-  numVisualTokens,
-  sequenceLength,
-  SmallVLM,
-} from "../../lib/model/mod.ts";
-import { AdamW, OptimizerConfigSchema } from "../../lib/train/optimizer.ts";
+import { MODEL_PRESETS, ModelConfigSchema } from "../../lib/model/mod.ts";
+import { syntheticStep } from "./synthetic_step.ts";
 import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
 
 const { values } = parseArgs({
@@ -69,24 +62,15 @@ for (const kernel of tf.getKernelsForBackend("wasm")) {
 
 const vocabSize = Object.keys((buildSmallTokenizerJson().model as { vocab: object }).vocab).length;
 const c = ModelConfigSchema.parse({ ...MODEL_PRESETS.small, vocabSize });
-const B = flags.batch, S = c.imageSize, T = sequenceLength(c), N = numVisualTokens(c);
-const model = new SmallVLM(c, undefined, 0);
-const opt = new AdamW(OptimizerConfigSchema.parse({}), model.weights);
-const pixels = tf.randomUniform([B, S, S, 3], 0, 1, "float32", 1) as tf.Tensor4D;
-const ids = tf.randomUniform([B, T], 6, vocabSize - 1, "int32", 2) as tf.Tensor2D;
-const labels = tf.randomUniform([B, T], 6, vocabSize - 1, "int32", 3) as tf.Tensor2D;
+const { step: run, dispose } = syntheticStep(c, flags.batch);
 let optMs = 0;
-const step = async () => {
-  const { value, grads } = tf.variableGrads(() =>
-    jointNextTokenLoss(model.apply(pixels, ids), labels, [1, N + 1]).total
-  );
-  const t0 = performance.now(), k0 = kernelTotal;
-  const norm = opt.apply(grads, 1e-3);
-  optMs += performance.now() - t0 - (kernelTotal - k0); // its kernels count as kernels
-  await value.data();
-  tf.dispose([value, norm, ...Object.values(grads)]);
-};
-
+const step = () =>
+  run((update) => {
+    const t0 = performance.now(), k0 = kernelTotal;
+    const norm = update();
+    optMs += performance.now() - t0 - (kernelTotal - k0); // its kernels count as kernels
+    return norm;
+  });
 for (let i = 0; i < 3; i++) await step();
 timing = true;
 optMs = 0;
@@ -98,7 +82,7 @@ const stepMs = per(performance.now() - t0);
 let kernelMs = 0;
 for (const e of stats.values()) kernelMs += e.ms;
 console.log(
-  `small, batch ${B}, ${flags.steps} steps: ${stepMs.toFixed(0)} ms a step — kernels ${
+  `small, batch ${flags.batch}, ${flags.steps} steps: ${stepMs.toFixed(0)} ms a step — kernels ${
     per(kernelMs).toFixed(0)
   } ms (sgemm ${per(gemmMs).toFixed(0)} ms), optimizer outside kernels ${
     per(optMs).toFixed(0)
@@ -113,6 +97,4 @@ for (const [name, e] of [...stats].sort((a, b) => b[1].ms - a[1].ms).slice(0, fl
     }  ${per(e.gemm).toFixed(1).padStart(14)}`,
   );
 }
-tf.dispose([pixels, ids, labels]);
-opt.dispose();
-model.dispose();
+dispose();

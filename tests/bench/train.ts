@@ -15,23 +15,19 @@ import {
   availableBackends,
   fusedActive,
   setFusedEnabled,
-  tf,
   useBackend,
   webgpuAdapterDescription,
 } from "../../lib/backend/mod.ts";
 import { loadBlas } from "../../lib/backend/blas.ts";
-import { jointNextTokenLoss } from "../../lib/loss/mod.ts";
 import {
   MODEL_PRESETS,
   type ModelConfig,
   ModelConfigSchema,
-  numVisualTokens,
   sequenceLength,
-  SmallVLM,
   trainStepFlops,
 } from "../../lib/model/mod.ts";
-import { AdamW, OptimizerConfigSchema } from "../../lib/train/optimizer.ts";
 import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
+import { syntheticStep } from "./synthetic_step.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -175,20 +171,7 @@ async function stepTimes(
   variants: Array<() => void>,
   peer?: TorchPeer | null,
 ): Promise<number[]> {
-  const model = new SmallVLM(c, undefined, 0);
-  const opt = new AdamW(OptimizerConfigSchema.parse({}), model.weights);
-  const S = c.imageSize, T = sequenceLength(c), N = numVisualTokens(c);
-  const pixels = tf.randomUniform([B, S, S, 3], 0, 1, "float32", 1) as tf.Tensor4D;
-  const ids = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 2) as tf.Tensor2D;
-  const labels = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 3) as tf.Tensor2D;
-  const one = async () => {
-    const { value, grads } = tf.variableGrads(() =>
-      jointNextTokenLoss(model.apply(pixels, ids), labels, [1, N + 1]).total
-    );
-    const n = opt.apply(grads, 1e-3);
-    await value.data();
-    tf.dispose([value, n, ...Object.values(grads)]);
-  };
+  const { step: one, dispose } = syntheticStep(c, B);
   const times = variants.map(() => [] as number[]);
   const peerTimes: number[] = [];
   for (let i = -2; i < steps; i++) { // 2 warm-up rounds
@@ -203,9 +186,7 @@ async function stepTimes(
       if (i >= 0) peerTimes.push(ms);
     }
   }
-  tf.dispose([pixels, ids, labels]);
-  opt.dispose();
-  model.dispose();
+  dispose();
   return [...times, ...(peer ? [peerTimes] : [])].map(median);
 }
 
