@@ -3,7 +3,7 @@
  * result — the same job machinery as training (Deno KV, workers, SSE).
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { join } from "node:path";
+import { dataRootPaths, hasCheckpoint, readEvaluation } from "../../lib/runs/mod.ts";
 import { JobSchema } from "../../lib/jobs/mod.ts";
 import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
 import { ApiError } from "../../lib/http/mod.ts";
@@ -76,19 +76,19 @@ export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) 
   const app = new OpenAPIHono<AppEnv>();
   app.openapi(createJob, async (c) => {
     const config = c.req.valid("json");
-    const runDir = await resolveInside(join(ctx.dataRoot, "runs"), config.run).catch(() => {
+    const root = dataRootPaths(ctx.dataRoot);
+    const runDir = await resolveInside(root.runs, config.run).catch(() => {
       throw new ApiError(404, "not_found", `No training run '${config.run}'`);
     });
-    try {
-      await Deno.stat(join(runDir, "checkpoints", "latest.json"));
-    } catch {
+    if (!(await hasCheckpoint(runDir))) {
       throw new ApiError(409, "conflict", `Run '${config.run}' has no checkpoint yet`);
     }
     const { store, runner } = await deps();
+    // the evaluation is stored with the run, where `deno task eval` stores it
     const job = await store.create(
       "eval",
       config,
-      (id) => join("evals", id),
+      () => root.runRel(config.run),
       config.suites.length * config.n,
     );
     runner.enqueue(job.id);
@@ -104,9 +104,15 @@ export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) 
     if (job.state !== "succeeded") {
       throw new ApiError(409, "conflict", `Job '${job.id}' is ${job.state}`);
     }
-    return c.body(await Deno.readTextFile(join(ctx.dataRoot, job.runDir, "result.json")), 200, {
-      "content-type": "application/json",
-    });
+    const step = (job.lastMetrics as { checkpointStep?: number } | null)?.checkpointStep;
+    const runDir = await resolveInside(ctx.dataRoot, job.runDir);
+    const stored = step === undefined ? null : await readEvaluation(runDir, step);
+    if (!stored) {
+      throw new ApiError(404, "not_found", `The evaluation of job '${job.id}' is no longer stored`);
+    }
+    // the run's evaluation of that checkpoint may hold more suites (other jobs, the CLI)
+    const { suites } = job.config as { suites: string[] };
+    return c.json({ ...stored, suites: stored.suites.filter((s) => suites.includes(s.suite)) });
   });
   app.get("/v1/eval/jobs/:id/events", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;

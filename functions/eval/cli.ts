@@ -2,25 +2,25 @@
  * `deno task eval --checkpoint out/runs/X [--suites a,b] [--n 100] [--all-checkpoints]`
  * `deno task compare out/runs/A out/runs/B … [--out out/compare]`
  *
- * eval writes `<run>/eval/step-NNNNNN.json` (scores, probe, per-item predictions) and
- * `<run>/eval/step-NNNNNN.predictions.jsonl`.
+ * eval stores each checkpoint's evaluation with the run (lib/runs: scores, probe, per-item
+ * predictions), where HTTP evaluation jobs store theirs.
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { runMain } from "../shared/cli.ts";
-import { listCheckpoints } from "../../lib/train/mod.ts";
+import { listCheckpoints } from "../../lib/runs/mod.ts";
 import { basename, join } from "node:path";
 import { BENCHMARK_SUITES } from "../../lib/data/mod.ts";
 import {
   compareRuns,
-  evaluateCheckpoint,
+  evaluateAndStore,
   readRunEvals,
   readRunMetrics,
   writePlots,
 } from "../../lib/eval/mod.ts";
 import { startProgress } from "../../lib/util/progress.ts";
 
-/** Evaluate one checkpoint of a run and store the result in the run's eval/ folder. */
+/** Evaluate one checkpoint of a run with a progress bar and store it with the run. */
 export async function evalAndStore(
   runDir: string,
   checkpoint: string,
@@ -32,19 +32,13 @@ export async function evalAndStore(
     ? null
     : startProgress(`eval ${basename(runDir)} ${basename(checkpoint)}`, suites.length * n, []);
   let shown = 0;
-  const r = await evaluateCheckpoint(checkpoint, { suites, n }, (done) => {
-    for (; shown < done; shown++) bar?.tick(); // progress comes a batch at a time
+  const r = await evaluateAndStore(runDir, { suites, n }, {
+    checkpoint,
+    onProgress: (done) => {
+      for (; shown < done; shown++) bar?.tick(); // progress comes a batch at a time
+    },
   });
   bar?.stop();
-  const step = String(r.checkpoint.step).padStart(6, "0");
-  await Deno.mkdir(join(runDir, "eval"), { recursive: true });
-  await Deno.writeTextFile(join(runDir, "eval", `step-${step}.json`), JSON.stringify(r));
-  await Deno.writeTextFile(
-    join(runDir, "eval", `step-${step}.predictions.jsonl`),
-    r.suites.flatMap((s) => s.items.map((i) => JSON.stringify({ suite: s.suite, ...i }))).join(
-      "\n",
-    ) + "\n",
-  );
   return r;
 }
 

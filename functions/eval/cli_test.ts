@@ -32,7 +32,19 @@ async function fakeRun(dir: string, scores: number[], textLoss: number) {
   );
   const lines = Array.from(
     { length: 10 },
-    (_, i) => JSON.stringify({ step: i + 1, textLoss, visionLoss: 0, stepMs: 100 }),
+    (_, i) =>
+      JSON.stringify({
+        step: i + 1,
+        lr: 0,
+        loss: textLoss,
+        textLoss,
+        visionLoss: 0,
+        gradNorm: 0,
+        tokensPerSecond: 0,
+        stepMs: 100,
+        numTensors: 0,
+        heapMB: 0,
+      }),
   );
   await Deno.writeTextFile(join(dir, "metrics.jsonl"), lines.join("\n") + "\n");
 }

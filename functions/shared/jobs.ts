@@ -4,7 +4,7 @@
  */
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
-import { join } from "node:path";
+import { dataRootPaths } from "../../lib/runs/mod.ts";
 import { type Job, JobRunner, type JobRunnerOptions, JobStore } from "../../lib/jobs/mod.ts";
 import { ApiError } from "../../lib/http/mod.ts";
 
@@ -20,7 +20,7 @@ export function openJobs(dataRoot: string): JobsContext {
   let store: JobStore | null = null;
   const ready = (async () => {
     await Deno.mkdir(dataRoot, { recursive: true });
-    store = await JobStore.open(join(dataRoot, "jobs.kv"));
+    store = await JobStore.open(dataRootPaths(dataRoot).jobStore);
     return store;
   })();
   return {

@@ -3,7 +3,7 @@
  * server-sent events, cancel, resume, artifacts. Jobs live in Deno KV; runs in workers.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { join, relative } from "node:path";
+import { dataRootPaths, listRunFiles, runFilePath } from "../../lib/runs/mod.ts";
 import { resolveInside } from "../../lib/util/paths.ts";
 import { JobSchema } from "../../lib/jobs/mod.ts";
 import { TrainConfigSchema } from "../../lib/train/mod.ts";
@@ -121,19 +121,6 @@ const listArtifacts = createRoute({
   },
 });
 
-async function walk(
-  dir: string,
-  root: string,
-  out: Array<{ path: string; bytes: number }>,
-): Promise<void> {
-  for await (const e of Deno.readDir(dir)) {
-    if (e.name.startsWith(".")) continue; // temporary checkpoint folders
-    const p = join(dir, e.name);
-    if (e.isDirectory) await walk(p, root, out);
-    else if (e.isFile) out.push({ path: relative(root, p), bytes: (await Deno.stat(p)).size });
-  }
-}
-
 /** Build the training sub-app on a job store; `close()` stops its runner (checkpointing jobs). */
 export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext) {
   const { trainConcurrency = 1, maxQueuedJobs = 16 } = options;
@@ -163,7 +150,7 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
         { "Retry-After": "30" },
       );
     }
-    const job = await store.create("train", config, (id) => join("runs", id), config.steps);
+    const job = await store.create("train", config, dataRootPaths(dataRoot).runRel, config.steps);
     runner.enqueue(job.id);
     return c.json(job, 202);
   });
@@ -194,19 +181,15 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
   });
   app.openapi(listArtifacts, async (c) => {
     const job = await mustGet(c.req.valid("param").id);
-    const root = join(dataRoot, job.runDir);
-    const artifacts: Array<{ path: string; bytes: number }> = [];
-    await walk(root, root, artifacts).catch(() => {});
-    return c.json({ artifacts: artifacts.sort((a, b) => a.path.localeCompare(b.path)) }, 200);
+    const runDir = await resolveInside(dataRoot, job.runDir).catch(() => null);
+    return c.json({ artifacts: runDir ? await listRunFiles(runDir) : [] }, 200);
   });
   // a file download and an event stream are not JSON: plain routes (documented in the README)
   app.get("/v1/train/jobs/:id/artifacts/:path{.+}", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;
     const job = await mustGet(id);
-    const file = await resolveInside(
-      join(dataRoot, job.runDir),
-      decodeURIComponent(c.req.param("path")),
-    );
+    const runDir = await resolveInside(dataRoot, job.runDir);
+    const file = await runFilePath(runDir, c.req.param("path"));
     const f = await Deno.open(file);
     return new Response(f.readable, { headers: { "content-type": "application/octet-stream" } });
   });

@@ -6,22 +6,10 @@ import { join } from "node:path";
 import { barChartSvg, lineChartSvg, svgToPng } from "../plot/mod.ts";
 import { pairedBootstrap } from "../metrics/mod.ts";
 import { Rng } from "../util/rng.ts";
-import type { EvalResult } from "./evaluate.ts";
+import { type EvalResult, readEvaluations, readMetrics } from "../runs/mod.ts";
 
-/** A run's evaluations by step, read from `<run>/eval/step-*.json`. */
-export async function readRunEvals(runDir: string): Promise<EvalResult[]> {
-  const out: EvalResult[] = [];
-  try {
-    for await (const e of Deno.readDir(join(runDir, "eval"))) {
-      if (/^step-\d+\.json$/.test(e.name)) {
-        out.push(JSON.parse(await Deno.readTextFile(join(runDir, "eval", e.name))));
-      }
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  return out.sort((a, b) => a.checkpoint.step - b.checkpoint.step);
-}
+/** A run's evaluations by step (`readEvaluations`). */
+export const readRunEvals = readEvaluations;
 
 /** A run's training curve and end-of-run losses, from `<run>/metrics.jsonl` (null when absent). */
 export interface RunMetrics {
@@ -34,22 +22,9 @@ export interface RunMetrics {
 }
 
 export async function readRunMetrics(runDir: string): Promise<RunMetrics | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(join(runDir, "metrics.jsonl"));
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  // a resumed run may repeat steps: the last record of a step wins
-  const byStep = new Map<number, { textLoss: number; visionLoss: number; stepMs: number }>();
-  for (const line of text.split("\n")) {
-    if (line.trim()) {
-      const m = JSON.parse(line);
-      byStep.set(m.step, m);
-    }
-  }
-  const steps = [...byStep].sort((x, y) => x[0] - y[0]);
+  const records = await readMetrics(runDir);
+  if (!records) return null;
+  const steps = records.map((m) => [m.step, m] as const);
   if (!steps.length) return null;
   const losses = steps.map(([step], i) => {
     const w = steps.slice(Math.max(0, i - 24), i + 1);

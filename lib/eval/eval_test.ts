@@ -11,7 +11,7 @@ import {
   readRunMetrics,
   visualProbe,
 } from "./mod.ts";
-import { latestCheckpoint } from "../train/checkpoint.ts";
+import { latestCheckpoint } from "../runs/mod.ts";
 import { SmallVLM } from "../model/mod.ts";
 
 Deno.test("eval: after overfitting 4 samples, greedy decoding writes their answers and the DV-SFT probe names their words", async () => {
@@ -105,11 +105,14 @@ Deno.test("compare: deltas with bootstrap intervals, alignment efficiency, plots
   assert(r.plots.every((p) => p.svg.startsWith("<svg")));
 });
 
+/** The fields of a StepMetrics record these tests do not look at. */
+const STEP_DEFAULTS = { lr: 0, gradNorm: 0, tokensPerSecond: 0, numTensors: 0, heapMB: 0 };
+
 Deno.test("compare: training losses from metrics.jsonl (last 10 % of steps, resumed steps counted once)", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const line = (step: number, textLoss: number, visionLoss: number) =>
-      JSON.stringify({ step, textLoss, visionLoss, stepMs: 600 });
+      JSON.stringify({ ...STEP_DEFAULTS, step, loss: textLoss, textLoss, visionLoss, stepMs: 600 });
     // 20 steps; step 19 written twice (a resume): the second record wins
     const lines = Array.from({ length: 20 }, (_, i) => line(i + 1, 5 - i * 0.1, i >= 18 ? 2 : 4));
     lines.splice(18, 0, line(19, 99, 99));

@@ -4,7 +4,6 @@
  * supervised visual position names the word's token). Results are cached by
  * (checkpoint hash, suite id, item count, decoding options).
  */
-import { join } from "node:path";
 import { z } from "zod";
 import { type BackendName, tf, tokenCrossEntropy, useBackend } from "../backend/mod.ts";
 import { type Sample, SUITES, suiteSamples } from "../data/mod.ts";
@@ -17,7 +16,20 @@ import {
 } from "../model/mod.ts";
 import { getTokenizer, type WordTokenizer } from "../tokenizer/mod.ts";
 import { EOS_ID, PAD_ID, SMALL_TOKENIZER_NAME } from "../tokenizer/small.ts";
-import { latestCheckpoint, loadCheckpoint } from "../train/checkpoint.ts";
+import {
+  DEFAULT_EVAL_CACHE,
+  type EvalResult,
+  type ItemResult,
+  loadCheckpoint,
+  type PeriodicEval,
+  readCachedSuite,
+  resolveCheckpoint,
+  restoreVariables,
+  type SuiteResult,
+  writeCachedSuite,
+  writeEvaluation,
+} from "../runs/mod.ts";
+import type { PeriodicEvalHook } from "../train/mod.ts";
 import { IGNORE_INDEX } from "../labels/mod.ts";
 import { METRICS } from "../metrics/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
@@ -30,39 +42,11 @@ export const EvalOptionsSchema = z.strictObject({
   maxNewTokens: z.number().int().min(1).max(256).default(16),
   backend: z.enum(["auto", "tensorflow", "webgpu", "wasm", "cpu"]).default("auto"),
   /** Folder for cached results. */
-  cacheDir: z.string().default("out/eval-cache"),
+  cacheDir: z.string().default(DEFAULT_EVAL_CACHE),
 });
 export type EvalOptions = z.infer<typeof EvalOptionsSchema>;
 
-export interface ItemResult {
-  index: number;
-  question: string;
-  answer: string;
-  prediction: string;
-  score: number;
-  /** Teacher-forced NLL of the answer's tokens (and EOS), nats per token (absent in results from before it was measured). */
-  nll?: number;
-}
-
-export interface SuiteResult {
-  suite: string;
-  id: string;
-  domain: string;
-  metric: string;
-  n: number;
-  score: number;
-  probeTop1: number | null;
-  probeTop5: number | null;
-  /** Mean over items of the teacher-forced answer NLL (nats per token; lower is better). */
-  answerNll?: number;
-  items: ItemResult[];
-}
-
-export interface EvalResult {
-  checkpoint: { path: string; step: number; weightsSha256: string };
-  options: Omit<EvalOptions, "cacheDir" | "backend">;
-  suites: SuiteResult[];
-}
+export type { EvalResult, ItemResult, SuiteResult };
 
 /** A model with a checkpoint's weights, and its training config. */
 export async function modelFromCheckpoint(
@@ -80,12 +64,11 @@ export async function modelFromCheckpoint(
   const cfg = ck.manifest.config as { model: unknown; train: Record<string, unknown> };
   const config = ModelConfigSchema.parse(cfg.model);
   const model = new SmallVLM(config, undefined, 0);
-  for (const [name, w] of model.weights) {
-    const v = ck.weights.get(name);
-    if (!v || v.length !== w.size) {
-      throw new Error(`Checkpoint ${path} does not match the model at '${name}'`);
-    }
-    w.assign(tf.tensor(v, w.shape));
+  try {
+    restoreVariables(model.weights, ck.weights, path);
+  } catch (e) {
+    model.dispose();
+    throw e;
   }
   return {
     model,
@@ -273,8 +256,7 @@ export async function evaluateCheckpoint(
   onProgress?: (done: number, total: number) => void,
 ): Promise<EvalResult> {
   const o = EvalOptionsSchema.parse(input);
-  const ckpt = (await latestCheckpoint(join(path, "checkpoints"))) ??
-    (await latestCheckpoint(path)) ?? path;
+  const ckpt = await resolveCheckpoint(path);
   await useBackend(o.backend as BackendName);
   const { model, train, step, weightsSha256 } = await modelFromCheckpoint(ckpt);
   const tokenizer = await getTokenizer(SMALL_TOKENIZER_NAME);
@@ -294,13 +276,13 @@ export async function evaluateCheckpoint(
         // "v2": results carry the answer NLL (older cached results do not)
         JSON.stringify(["v2", weightsSha256, spec.id, o.n, o.maxNewTokens, align]),
       );
-      const cached = join(cacheDir, `${key}.json`);
-      try {
-        result.suites.push(JSON.parse(await Deno.readTextFile(cached)));
+      const cached = await readCachedSuite(cacheDir, key);
+      if (cached) {
+        result.suites.push(cached);
         done += o.n;
         onProgress?.(done, total);
         continue;
-      } catch { /* not cached */ }
+      }
       const r = await evaluateSuite(model, tokenizer, suite, {
         n: o.n,
         batchSize: o.batchSize,
@@ -310,12 +292,53 @@ export async function evaluateCheckpoint(
         onProgress?.(done + k, total);
       });
       done += o.n;
-      await Deno.mkdir(cacheDir, { recursive: true });
-      await Deno.writeTextFile(cached, JSON.stringify(r));
+      await writeCachedSuite(cacheDir, key, r);
       result.suites.push(r);
     }
     return result;
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * The hook `train()` calls every `evalEvery` steps: each of the config's `evalSuites` on its
+ * first `evalN` items, with the model as it is.
+ */
+export function periodicEvaluation(): PeriodicEvalHook {
+  return async function evaluateDuringTraining({ model, tokenizer, step, config }) {
+    const out: PeriodicEval[] = [];
+    for (const suite of config.evalSuites) {
+      const r = await evaluateSuite(model, tokenizer, suite, {
+        n: config.evalN,
+        batchSize: config.batchSize,
+        maxNewTokens: 16,
+        align: config.loss.align,
+      });
+      out.push({
+        step,
+        suite,
+        metric: r.metric,
+        score: r.score,
+        probeTop1: r.probeTop1,
+        probeTop5: r.probeTop5,
+        n: r.n,
+      });
+    }
+    return out;
+  };
+}
+
+/**
+ * Evaluate one checkpoint of a run (default: its latest) and store the result with the run
+ * (`writeEvaluation`): the CLI, the experiment and HTTP evaluation jobs all end here.
+ */
+export async function evaluateAndStore(
+  runDir: string,
+  input: z.input<typeof EvalOptionsSchema>,
+  o: { checkpoint?: string; onProgress?: (done: number, total: number) => void } = {},
+): Promise<EvalResult> {
+  const r = await evaluateCheckpoint(o.checkpoint ?? runDir, input, o.onProgress);
+  await writeEvaluation(runDir, r);
+  return r;
 }

@@ -1,2 +1,3 @@
 export * from "./evaluate.ts";
 export * from "./compare.ts";
+export * from "./experiment.ts";

@@ -1,2 +1,2 @@
-export * from "./store.ts";
+export * from "../runs/job_store.ts";
 export * from "./runner.ts";

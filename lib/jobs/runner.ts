@@ -3,8 +3,10 @@
  * a job whose process died (server restart, SIGKILL) is marked failed with the reason on the
  * next start, and can be resumed from its last checkpoint.
  */
-import { join } from "node:path";
-import type { Job, JobStore } from "./store.ts";
+import { basename, dirname, join } from "node:path";
+import { dataRootPaths } from "../runs/mod.ts";
+import { resolveInside } from "../util/paths.ts";
+import type { Job, JobStore } from "../runs/job_store.ts";
 
 export interface JobRunnerOptions {
   /** The kind of jobs this runner owns. @default "train" */
@@ -81,6 +83,24 @@ export class JobRunner {
   async #start(id: string, resume: boolean): Promise<void> {
     const job = await this.store.get(id);
     if (!job || job.state === "cancelled") return this.#pump();
+    let config: object;
+    try {
+      const root = dataRootPaths(this.options.dataRoot);
+      if (job.kind === "train") await Deno.mkdir(join(root.root, job.runDir), { recursive: true });
+      // the record's run folder, confined to the data root again at each start (not only at
+      // acceptance: a folder swapped for a symlink since is refused here)
+      const runDir = await resolveInside(root.root, job.runDir);
+      config = job.kind === "eval"
+        ? { ...(job.config as object), runDir, cacheDir: root.evalCache }
+        : { ...(job.config as object), outDir: dirname(runDir), name: basename(runDir) };
+    } catch (e) {
+      await this.store.update(id, {
+        state: "failed",
+        error: `cannot start: ${(e as Error).message}`,
+        finishedAt: new Date().toISOString(),
+      });
+      return this.#pump();
+    }
     const script = job.kind === "eval" ? "./eval_worker.ts" : "./train_worker.ts";
     const worker = new Worker(new URL(script, import.meta.url), { type: "module" });
     this.#running.set(id, worker);
@@ -138,14 +158,6 @@ export class JobRunner {
       e.preventDefault();
       chain = chain.then(() => finish({ state: "failed", error: `worker crashed: ${e.message}` }));
     };
-    const config = job.kind === "eval"
-      ? {
-        ...(job.config as { run: string }),
-        runDir: join(this.options.dataRoot, "runs", (job.config as { run: string }).run),
-        outDir: join(this.options.dataRoot, "evals"),
-        name: id,
-      }
-      : { ...(job.config as object), outDir: join(this.options.dataRoot, "runs"), name: id };
     worker.postMessage({ type: "start", config, resume });
   }
 

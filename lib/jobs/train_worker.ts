@@ -4,6 +4,7 @@
  * {cancel}. Messages out: {step, metrics}, {done, finalStep}, {error, message}.
  */
 import { train } from "../train/mod.ts";
+import { periodicEvaluation } from "../eval/mod.ts";
 
 const ac = new AbortController();
 self.onmessage = async (e: MessageEvent) => {
@@ -17,6 +18,7 @@ self.onmessage = async (e: MessageEvent) => {
     const r = await train(msg.config as never, {
       resume: msg.resume,
       signal: ac.signal,
+      evaluate: periodicEvaluation(),
       onStep: (m) => {
         // at most ~4 progress messages a second (each becomes a KV write)
         const now = performance.now();

@@ -1,4 +1,3 @@
 export * from "./config.ts";
 export * from "./optimizer.ts";
-export * from "./checkpoint.ts";
 export * from "./train.ts";

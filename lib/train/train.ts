@@ -3,6 +3,20 @@
  * (resume) → loop { batch, step, log, checkpoint }.
  */
 import { join } from "node:path";
+import {
+  appendPeriodicEval,
+  latestCheckpoint,
+  loadCheckpoint,
+  openMetricsLog,
+  type PeriodicEval,
+  readMetrics,
+  restoreVariables,
+  runPaths,
+  saveCheckpoint,
+  type StepMetrics,
+  writeFileAtomic,
+  writeRunConfig,
+} from "../runs/mod.ts";
 import { tf, useBackend } from "../backend/mod.ts";
 import {
   itemSample,
@@ -24,20 +38,12 @@ import { loadTokenizerFile, type WordTokenizer } from "../tokenizer/mod.ts";
 import { writeSmallTokenizer } from "../tokenizer/small.ts";
 import { IGNORE_INDEX } from "../labels/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
-import { latestCheckpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { type TrainConfig, type TrainConfigInput, TrainConfigSchema } from "./config.ts";
 import { lineChartSvg } from "../plot/mod.ts";
 
-/** Write `loss.svg` from the run's metrics.jsonl (the whole run, across resumes). */
+/** Write `loss.svg` from the run's metrics (the whole run, across resumes). */
 export async function writeLossPlot(runDir: string): Promise<void> {
-  const byStep = new Map<number, StepMetrics>();
-  const text = await Deno.readTextFile(join(runDir, "metrics.jsonl")).catch(() => "");
-  for (const line of text.split("\n")) {
-    if (!line.trim()) continue;
-    const m = JSON.parse(line) as StepMetrics;
-    byStep.set(m.step, m); // a step redone after a resume replaces its first record
-  }
-  const ms = [...byStep.values()].sort((a, b) => a.step - b.step);
+  const ms = (await readMetrics(runDir)) ?? [];
   if (ms.length === 0) return;
   const series = (name: string, f: (m: StepMetrics) => number) => ({
     name,
@@ -52,29 +58,32 @@ export async function writeLossPlot(runDir: string): Promise<void> {
     x: "step",
     y: "loss",
   });
-  await Deno.writeTextFile(join(runDir, "loss.svg"), svg);
+  await writeFileAtomic(runPaths(runDir).lossPlot, svg);
 }
 
-export interface StepMetrics {
+/** What a periodic evaluation hook gets: the model being trained, as it is at `step`. */
+export interface PeriodicEvalContext {
+  model: SmallVLM;
+  tokenizer: WordTokenizer;
   step: number;
-  lr: number;
-  loss: number;
-  textLoss: number;
-  visionLoss: number;
-  gradNorm: number;
-  tokensPerSecond: number;
-  stepMs: number;
-  numTensors: number;
-  heapMB: number;
+  config: TrainConfig;
 }
+
+/**
+ * Evaluates the model during training (every `evalEvery` steps); supplied by the caller
+ * (e.g. `periodicEvaluation` of lib/eval), so training does not depend on evaluation.
+ */
+export type PeriodicEvalHook = (ctx: PeriodicEvalContext) => Promise<PeriodicEval[]>;
 
 /** Options of {@linkcode train}. */
 export interface TrainOptions {
   /** Continue from the run's latest checkpoint when there is one. @default false */
   resume?: boolean;
   onStep?: (m: StepMetrics) => void;
+  /** Runs the evaluations of `evalEvery`; required when the config sets `evalEvery`. */
+  evaluate?: PeriodicEvalHook;
   /** Called with each evaluation of `evalEvery`. */
-  onEval?: (e: { step: number; suite: string; score: number; probeTop1: number | null }) => void;
+  onEval?: (e: PeriodicEval) => void;
   signal?: AbortSignal;
 }
 
@@ -167,13 +176,19 @@ export async function train(
 ): Promise<TrainResult> {
   // config
   const config = TrainConfigSchema.parse(input);
+  if (config.evalEvery > 0 && !options.evaluate) {
+    throw new TypeError(
+      "Cannot train: 'evalEvery' is set but no evaluation hook was given (options.evaluate)",
+    );
+  }
   const runDir = join(config.outDir, config.name);
-  const ckptDir = join(runDir, "checkpoints");
+  const paths = runPaths(runDir);
+  const ckptDir = paths.checkpoints;
   await Deno.mkdir(runDir, { recursive: true });
   const backend = await useBackend(config.backend);
 
   // tokenizer (saved with the run, an ordinary tokenizer.json)
-  const tokPath = join(runDir, "tokenizer.json");
+  const tokPath = paths.tokenizer;
   await writeSmallTokenizer(tokPath);
   const tokenizer: WordTokenizer = await loadTokenizerFile(tokPath, "dvsft-small");
 
@@ -189,25 +204,14 @@ export async function train(
     const latest = options.resume ? await latestCheckpoint(ckptDir) : null;
     if (latest) {
       const ck = await loadCheckpoint(latest);
-      for (const [name, w] of model.weights) {
-        const values = ck.weights.get(name);
-        if (!values || values.length !== w.size) {
-          throw new Error(`Checkpoint ${latest} does not match the model at '${name}'`);
-        }
-        w.assign(tf.tensor(values, w.shape));
-        optimizer.m.get(name)!.assign(tf.tensor(ck.optimizer.get(`${name}.m`)!, w.shape));
-        optimizer.v.get(name)!.assign(tf.tensor(ck.optimizer.get(`${name}.v`)!, w.shape));
-      }
+      restoreVariables(model.weights, ck.weights, latest);
+      restoreVariables(optimizer.m, ck.optimizer, latest, ".m");
+      restoreVariables(optimizer.v, ck.optimizer, latest, ".v");
       step = ck.manifest.step;
       dataPosition = ck.manifest.dataPosition;
       optimizer.t = ck.manifest.adamT;
-    } else {
-      await Deno.writeTextFile(join(runDir, "metrics.jsonl"), "");
     }
-    await Deno.writeTextFile(
-      join(runDir, "config.json"),
-      JSON.stringify({ ...config, resolvedModel: modelConfig, backend }, null, 2) + "\n",
-    );
+    await writeRunConfig(runDir, { ...config, resolvedModel: modelConfig, backend });
 
     const N = numVisualTokens(modelConfig);
     const T = sequenceLength(modelConfig);
@@ -224,7 +228,7 @@ export async function train(
       }, config.keepCheckpoints);
 
     const metrics: StepMetrics[] = [];
-    const log = await Deno.open(join(runDir, "metrics.jsonl"), { append: true, create: true });
+    const log = await openMetricsLog(runDir, !latest);
     try {
       while (step < config.steps) {
         if (options.signal?.aborted) {
@@ -279,35 +283,16 @@ export async function train(
           heapMB: Math.round(Deno.memoryUsage().rss / 1e6),
         };
         metrics.push(m);
-        await log.write(new TextEncoder().encode(JSON.stringify(m) + "\n"));
+        await log.append(m);
         options.onStep?.(m);
         if (
           (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) ||
           step === config.steps
         ) await checkpoint();
         if (config.evalEvery > 0 && (step % config.evalEvery === 0 || step === config.steps)) {
-          // loaded here: lib/eval reads checkpoints through this folder's modules
-          const { evaluateSuite } = await import("../eval/evaluate.ts");
-          for (const suite of config.evalSuites) {
-            const r = await evaluateSuite(model, tokenizer, suite, {
-              n: config.evalN,
-              batchSize: config.batchSize,
-              maxNewTokens: 16,
-              align: config.loss.align,
-            });
-            const line = {
-              step,
-              suite,
-              metric: r.metric,
-              score: r.score,
-              probeTop1: r.probeTop1,
-              probeTop5: r.probeTop5,
-              n: r.n,
-            };
-            await Deno.writeTextFile(join(runDir, "evals.jsonl"), JSON.stringify(line) + "\n", {
-              append: true,
-            });
-            options.onEval?.(line);
+          for (const e of await options.evaluate!({ model, tokenizer, step, config })) {
+            await appendPeriodicEval(runDir, e);
+            options.onEval?.(e);
           }
         }
       }

@@ -6,7 +6,9 @@ import { jointNextTokenLoss } from "../loss/mod.ts";
 import { MODEL_PRESETS, ModelConfigSchema, SmallVLM } from "../model/mod.ts";
 import { buildSmallTokenizerJson } from "../tokenizer/small.ts";
 import { loadTokenizerFile } from "../tokenizer/mod.ts";
-import { loadCheckpoint, makeBatch, NonFiniteLossError, train } from "./mod.ts";
+import { makeBatch, NonFiniteLossError, train } from "./mod.ts";
+import { loadCheckpoint, runPaths } from "../runs/mod.ts";
+import { periodicEvaluation } from "../eval/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
 
 const tmp = () => Deno.makeTempDir({ prefix: "dvsft-train-" });
@@ -35,9 +37,9 @@ Deno.test("train: overfits one batch, loss falls, no leaked tensors", async () =
     // tensors stay flat after the first step (weights, optimizer state, cached mask)
     const counts = new Set(r.metrics.slice(1).map((m) => m.numTensors));
     assertEquals(counts.size, 1, `numTensors varied: ${[...counts]}`);
-    const lines = (await Deno.readTextFile(join(r.runDir, "metrics.jsonl"))).trim().split("\n");
+    const lines = (await Deno.readTextFile(runPaths(r.runDir).metrics)).trim().split("\n");
     assertEquals(lines.length, 60);
-    const svg = await Deno.readTextFile(join(r.runDir, "loss.svg"));
+    const svg = await Deno.readTextFile(runPaths(r.runDir).lossPlot);
     assert(svg.startsWith("<svg") && svg.includes("vision"), "loss plot");
   } finally {
     await Deno.remove(outDir, { recursive: true });
@@ -274,12 +276,13 @@ Deno.test("train: evalEvery evaluates the model on named suites during training 
         evalSuites: ["text-reading", "charts"],
         evalN: 2,
       },
-      { onEval: (e) => seen.push(`${e.step}:${e.suite}`) },
+      { evaluate: periodicEvaluation(), onEval: (e) => seen.push(`${e.step}:${e.suite}`) },
     );
     assertEquals(seen, ["2:text-reading", "2:charts", "4:text-reading", "4:charts"]);
-    const lines = (await Deno.readTextFile(join(r.runDir, "evals.jsonl"))).trim().split("\n").map((
-      l,
-    ) => JSON.parse(l));
+    const lines = (await Deno.readTextFile(runPaths(r.runDir).periodicEvals)).trim().split("\n")
+      .map((
+        l,
+      ) => JSON.parse(l));
     assertEquals(lines.map((l) => [l.step, l.suite, l.n]), [
       [2, "text-reading", 2],
       [2, "charts", 2],

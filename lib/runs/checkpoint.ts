@@ -5,8 +5,10 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import type { tf } from "../backend/mod.ts";
+import { tf } from "../backend/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
+import { writeDirAtomic, writeFileAtomic, writeFileSynced } from "./atomic.ts";
+import { CHECKPOINT_DIR_PATTERN, runPaths, stepName } from "./layout.ts";
 
 const TensorEntrySchema = z.strictObject({
   name: z.string(),
@@ -47,18 +49,6 @@ async function pack(
   return { bytes: new Uint8Array(buf.buffer), entries };
 }
 
-async function writeFileSynced(path: string, data: Uint8Array | string): Promise<void> {
-  const f = await Deno.open(path, { write: true, create: true, truncate: true });
-  try {
-    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-    let written = 0;
-    while (written < bytes.length) written += await f.write(bytes.subarray(written));
-    await f.sync();
-  } finally {
-    f.close();
-  }
-}
-
 export interface CheckpointState {
   step: number;
   dataPosition: number;
@@ -72,10 +62,9 @@ export interface CheckpointState {
 /** Write `step-NNNNNN/` under `dir` and point `latest.json` at it. Returns its path. */
 export async function saveCheckpoint(dir: string, s: CheckpointState, keep = 3): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
-  const name = `step-${String(s.step).padStart(6, "0")}`;
-  const tmp = join(dir, `.tmp-${name}-${crypto.randomUUID().slice(0, 8)}`);
-  await Deno.mkdir(tmp);
-  try {
+  const name = stepName(s.step);
+  const final = join(dir, name);
+  await writeDirAtomic(final, async (tmp) => {
     const w = await pack([...s.weights]);
     const opt = await pack([
       ...[...s.m].map(([n, t]) => [`${n}.m`, t] as [string, tf.Tensor]),
@@ -96,31 +85,26 @@ export async function saveCheckpoint(dir: string, s: CheckpointState, keep = 3):
       },
     };
     await writeFileSynced(join(tmp, "manifest.json"), JSON.stringify(manifest, null, 1));
-    const final = join(dir, name);
-    await Deno.remove(final, { recursive: true }).catch(() => {});
-    await Deno.rename(tmp, final);
-    const latestTmp = join(dir, `.latest-${crypto.randomUUID().slice(0, 8)}.json`);
-    await writeFileSynced(latestTmp, JSON.stringify({ checkpoint: name, step: s.step }) + "\n");
-    await Deno.rename(latestTmp, join(dir, "latest.json"));
-    // keep the newest `keep` checkpoints
-    const all: string[] = [];
-    for await (const e of Deno.readDir(dir)) {
-      if (e.isDirectory && /^step-\d+$/.test(e.name)) all.push(e.name);
-    }
-    for (const old of all.sort().slice(0, Math.max(0, all.length - keep))) {
-      await Deno.remove(join(dir, old), { recursive: true });
-    }
-    return final;
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
+  });
+  await writeFileAtomic(
+    join(dir, "latest.json"),
+    JSON.stringify({ checkpoint: name, step: s.step }) + "\n",
+  );
+  // keep the newest `keep` checkpoints
+  const all: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isDirectory && CHECKPOINT_DIR_PATTERN.test(e.name)) all.push(e.name);
   }
+  for (const old of all.sort().slice(0, Math.max(0, all.length - keep))) {
+    await Deno.remove(join(dir, old), { recursive: true });
+  }
+  return final;
 }
 
 /** The newest complete checkpoint's path, or null when there is none. */
 export async function latestCheckpoint(dir: string): Promise<string | null> {
   try {
-    const latest = z.object({ checkpoint: z.string().regex(/^step-\d+$/) }).parse(
+    const latest = z.object({ checkpoint: z.string().regex(CHECKPOINT_DIR_PATTERN) }).parse(
       JSON.parse(await Deno.readTextFile(join(dir, "latest.json"))),
     );
     return join(dir, latest.checkpoint);
@@ -177,9 +161,45 @@ export async function loadCheckpoint(path: string): Promise<LoadedCheckpoint> {
 
 /** A run's complete checkpoint folders, oldest first. */
 export async function listCheckpoints(runDir: string): Promise<string[]> {
+  const dir = runPaths(runDir).checkpoints;
   const out: string[] = [];
-  for await (const e of Deno.readDir(join(runDir, "checkpoints"))) {
-    if (e.isDirectory && /^step-\d+$/.test(e.name)) out.push(join(runDir, "checkpoints", e.name));
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isDirectory && CHECKPOINT_DIR_PATTERN.test(e.name)) out.push(join(dir, e.name));
   }
   return out.sort();
+}
+
+/** Whether a run folder has a complete checkpoint. */
+export async function hasCheckpoint(runDir: string): Promise<boolean> {
+  return (await latestCheckpoint(runPaths(runDir).checkpoints)) !== null;
+}
+
+/**
+ * The checkpoint a path names: a run folder (its latest checkpoint), a checkpoints folder (its
+ * latest) or a checkpoint folder itself.
+ */
+export async function resolveCheckpoint(path: string): Promise<string> {
+  return (await latestCheckpoint(runPaths(path).checkpoints)) ?? (await latestCheckpoint(path)) ??
+    path;
+}
+
+/**
+ * Assign a checkpoint's arrays to variables of the same names and sizes (weights, or an
+ * optimizer's moments with `suffix` ".m"/".v"); a missing or mis-sized array is an error naming it.
+ */
+export function restoreVariables(
+  target: Map<string, tf.Variable>,
+  values: Map<string, Float32Array>,
+  source: string,
+  suffix = "",
+): void {
+  for (const [name, w] of target) {
+    const v = values.get(`${name}${suffix}`);
+    if (!v || v.length !== w.size) {
+      throw new CheckpointError(
+        `Checkpoint ${source} does not match the model at '${name}${suffix}'`,
+      );
+    }
+    w.assign(tf.tensor(v, w.shape));
+  }
 }

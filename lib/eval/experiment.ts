@@ -1,0 +1,276 @@
+/**
+ * The SFT vs DV-SFT experiment as plain steps: `planRuns` (which runs, with which configs),
+ * `runPlan` (train each, evaluate its checkpoints), `loadRuns` (read them back), `summarize`
+ * (per-suite means over seeds) and `renderReport` (markdown). Runs are records carrying their
+ * objective and seed, never recovered from their names.
+ */
+import { join } from "node:path";
+import { z } from "zod";
+import { BENCHMARK_SUITES, GENERATOR_VERSION, SUITES } from "../data/mod.ts";
+import {
+  type EvalResult,
+  listCheckpoints,
+  readEvaluations,
+  type SuiteResult,
+} from "../runs/mod.ts";
+import { train, type TrainConfigInput } from "../train/mod.ts";
+import type { StepMetrics } from "../runs/mod.ts";
+import { compareRuns, readRunMetrics, type RunMetrics } from "./compare.ts";
+import { evaluateAndStore } from "./evaluate.ts";
+
+export const ExperimentOptionsSchema = z.strictObject({
+  steps: z.number().int().min(1).default(600),
+  seeds: z.array(z.number().int()).min(1).default([0, 1]),
+  /** Items per suite and checkpoint. */
+  n: z.number().int().min(1).default(50),
+  model: z.enum(["tiny", "small"]).default("small"),
+  batch: z.number().int().min(1).default(16),
+  /** Checkpoints per run (each one evaluated). */
+  checkpoints: z.number().int().min(1).default(3),
+  lambda: z.number().min(0).default(1),
+  align: z.enum(["next", "self"]).default("next"),
+  labels: z.enum(["exact", "ocr"]).default("exact"),
+  /** A dataset with OCR labels (`deno task data generate --label-source ocr`), for labels "ocr". */
+  ocrData: z.string().optional(),
+  lr: z.number().positive().default(0.002),
+  /** Folder of the training runs. */
+  runs: z.string().default("out/experiment"),
+  suites: z.array(z.string().refine((s) => Object.hasOwn(SUITES, s), "unknown suite")).min(1)
+    .default(BENCHMARK_SUITES),
+  backend: z.enum(["auto", "tensorflow", "webgpu", "wasm", "cpu"]).default("auto"),
+  /** Evaluation cache folder (default: lib/runs' default). */
+  cacheDir: z.string().optional(),
+}).refine((o) => o.labels !== "ocr" || o.ocrData, {
+  message: "labels 'ocr' needs ocrData (a dataset with OCR labels)",
+});
+export type ExperimentOptions = z.infer<typeof ExperimentOptionsSchema>;
+
+export type Objective = "sft" | "dvsft";
+
+/** One training run of the experiment. */
+export interface PlannedRun {
+  objective: Objective;
+  seed: number;
+  /** Folder name: objective, ablation tag, generator version, seed. */
+  name: string;
+  dir: string;
+  config: TrainConfigInput;
+}
+
+/** `small-l1-next-exact`: what distinguishes a DV-SFT arm from another. */
+export const experimentTag = (o: ExperimentOptions) =>
+  `${o.model}-l${o.lambda}-${o.align}-${o.labels}`;
+
+/** Short name of a run in tables: `sft-s0`, `dvsft-s1`. */
+export const runLabel = (r: Pick<PlannedRun, "objective" | "seed">) => `${r.objective}-s${r.seed}`;
+
+/** SFT and DV-SFT from the same initialization, data order and steps, for each seed. */
+export function planRuns(o: ExperimentOptions): PlannedRun[] {
+  // run names carry the data generator's version: a run never mixes with one trained on other data
+  const gen = `g${GENERATOR_VERSION}`;
+  const runs: PlannedRun[] = [];
+  for (const seed of o.seeds) {
+    for (const objective of ["sft", "dvsft"] as const) {
+      // SFT does not depend on λ or the alignment: ablations share its runs
+      const name = objective === "sft"
+        ? `sft-${o.model}-${o.labels}-${gen}-s${seed}`
+        : `dvsft-${experimentTag(o)}-${gen}-s${seed}`;
+      const config: TrainConfigInput = {
+        name,
+        outDir: o.runs,
+        model: o.model,
+        objective,
+        loss: { lambda: o.lambda, align: o.align },
+        data: o.labels === "ocr"
+          ? { task: "dataset", path: o.ocrData! }
+          : { task: "suite", suite: "train" },
+        batchSize: o.batch,
+        steps: o.steps,
+        seed,
+        optimizer: { lr: o.lr, warmupSteps: Math.min(50, Math.floor(o.steps / 10)) },
+        checkpointEvery: Math.max(1, Math.ceil(o.steps / o.checkpoints)),
+        keepCheckpoints: o.checkpoints + 1,
+        backend: o.backend,
+      };
+      runs.push({ objective, seed, name, dir: join(o.runs, name), config });
+    }
+  }
+  return runs;
+}
+
+/** Progress callbacks of {@linkcode runPlan}. */
+export interface RunPlanHooks {
+  onTrainStart?: (run: PlannedRun) => void;
+  onStep?: (run: PlannedRun, m: StepMetrics) => void;
+  onTrainEnd?: (run: PlannedRun) => void;
+  onEvaluate?: (run: PlannedRun, checkpoint: string, done: number, total: number) => void;
+}
+
+/**
+ * Train every run (resuming: a killed experiment picks up where it stopped) and evaluate each
+ * of its checkpoints on the suites (cached, so a rerun only evaluates what is new).
+ */
+export async function runPlan(
+  plan: PlannedRun[],
+  o: ExperimentOptions,
+  hooks: RunPlanHooks = {},
+): Promise<void> {
+  for (const run of plan) {
+    hooks.onTrainStart?.(run);
+    await train(run.config, { resume: true, onStep: (m) => hooks.onStep?.(run, m) });
+    hooks.onTrainEnd?.(run);
+    for (const ck of await listCheckpoints(run.dir)) {
+      await evaluateAndStore(run.dir, {
+        suites: o.suites,
+        n: o.n,
+        backend: o.backend,
+        ...(o.cacheDir ? { cacheDir: o.cacheDir } : {}),
+      }, {
+        checkpoint: ck,
+        onProgress: (done, total) => hooks.onEvaluate?.(run, ck, done, total),
+      });
+    }
+  }
+}
+
+/** A planned run with what it left on disk. */
+export interface LoadedRun extends PlannedRun {
+  evals: EvalResult[];
+  metrics: RunMetrics;
+}
+
+export async function loadRuns(plan: PlannedRun[]): Promise<LoadedRun[]> {
+  return await Promise.all(plan.map(async (run) => {
+    const metrics = await readRunMetrics(run.dir);
+    if (!metrics) throw new Error(`${run.dir}: no training metrics (the run has not trained)`);
+    return { ...run, evals: await readEvaluations(run.dir), metrics };
+  }));
+}
+
+/** One suite's means over seeds, final checkpoints. */
+export interface SuiteSummary {
+  suite: string;
+  domain: string;
+  sft: number;
+  dvsft: number;
+  sftNll: number;
+  dvsftNll: number;
+}
+
+export interface ExperimentSummary {
+  rows: SuiteSummary[];
+  /** Suites where DV-SFT's mean score is above / equal to SFT's. */
+  wins: number;
+  ties: number;
+  /** Suites where DV-SFT's mean answer NLL is below SFT's. */
+  nllWins: number;
+  trainMinutes: number;
+  /** Data generator versions the evaluations saw (suite ids end in @version). */
+  generator: string;
+}
+
+const mean = (xs: number[]) => xs.reduce((acc, x) => acc + x, 0) / Math.max(1, xs.length);
+
+export function summarize(runs: LoadedRun[], o: ExperimentOptions): ExperimentSummary {
+  const finalOf = (objective: Objective, seed: number, suite: string) =>
+    runs.find((r) => r.objective === objective && r.seed === seed)?.evals.at(-1)?.suites.find((
+      x,
+    ) => x.suite === suite);
+  const rows = o.suites.map((suite) => {
+    const over = (objective: Objective, f: (s: SuiteResult | undefined) => number | undefined) =>
+      mean(o.seeds.map((seed) => f(finalOf(objective, seed, suite)) ?? NaN));
+    return {
+      suite,
+      domain: SUITES[suite]!.domain,
+      sft: over("sft", (s) => s?.score),
+      dvsft: over("dvsft", (s) => s?.score),
+      sftNll: over("sft", (s) => s?.answerNll),
+      dvsftNll: over("dvsft", (s) => s?.answerNll),
+    };
+  });
+  const ids = runs.flatMap((r) => r.evals.flatMap((e) => e.suites.map((x) => x.id)));
+  return {
+    rows,
+    wins: rows.filter((r) => r.dvsft > r.sft).length,
+    ties: rows.filter((r) => r.dvsft === r.sft).length,
+    nllWins: rows.filter((r) => r.dvsftNll < r.sftNll).length,
+    trainMinutes: runs.reduce((acc, r) => acc + r.metrics.trainMinutes, 0),
+    generator: [...new Set(ids.map((id) => id.split("@")[1]))].join(", ") ||
+      String(GENERATOR_VERSION),
+  };
+}
+
+/** The runs as `compareRuns` takes them, SFT first (the baseline of the Δ columns). */
+export function comparable(runs: LoadedRun[]) {
+  const order = (r: LoadedRun) => (r.objective === "sft" ? 0 : 1);
+  return [...runs].sort((a, b) => order(a) - order(b) || a.seed - b.seed).map((r) => ({
+    name: runLabel(r),
+    evals: r.evals,
+    losses: r.metrics.losses,
+    final: r.metrics.final,
+  }));
+}
+
+export interface ReportInput {
+  options: ExperimentOptions;
+  runs: LoadedRun[];
+  summary: ExperimentSummary;
+  /** The command that reproduces the experiment. */
+  command: string;
+  /** Findings written by a person, shown under their own heading. */
+  notes?: string;
+  /** Plot image files, linked at the end of the report. */
+  plots?: string[];
+}
+
+const pct = (x: number) => (x * 100).toFixed(1);
+
+/** The markdown report. */
+export function renderReport(r: ReportInput): string {
+  const { options: o, summary: s } = r;
+  const all = compareRuns(comparable(r.runs));
+  const pairs = o.seeds.map((seed) => {
+    const pair = comparable(r.runs.filter((x) => x.seed === seed));
+    return `### Seed ${seed}\n\n${compareRuns(pair).markdown}\n`;
+  });
+  return [
+    `# SFT vs DV-SFT (${experimentTag(o)})`,
+    "",
+    `Generated by \`${r.command}\` (data generator v${s.generator}); ${
+      s.trainMinutes.toFixed(1)
+    } min of training steps in all, plus evaluation.`,
+    "",
+    `Model \`${o.model}\` trained from the same initialization (per seed), the same data order (suite \`train\`, drawn on the fly, exact labels unless --labels ocr) and ${o.steps} steps of batch ${o.batch}; only the objective differs. ${o.checkpoints} checkpoints per run evaluated on ${o.suites.length} suites × ${o.n} items (greedy decoding).`,
+    "",
+    "## Mean over seeds (final checkpoints)",
+    "",
+    "| suite | domain | SFT | DV-SFT | DV-SFT − SFT | answer NLL SFT | answer NLL DV-SFT | Δ NLL |",
+    "|---|---|---|---|---|---|---|---|",
+    ...s.rows.map((x) =>
+      `| ${x.suite} | ${x.domain} | ${pct(x.sft)} | ${pct(x.dvsft)} | ${pct(x.dvsft - x.sft)} | ${
+        x.sftNll.toFixed(3)
+      } | ${x.dvsftNll.toFixed(3)} | ${(x.dvsftNll - x.sftNll).toFixed(3)} |`
+    ),
+    "",
+    "Scores in %; answer NLL = teacher-forced negative log-likelihood of the reference answer's tokens (nats per token, lower is better; NaN where an evaluation predates it).",
+    "",
+    `DV-SFT is above SFT on ${s.wins} of ${s.rows.length} suites (ties: ${s.ties}); its answer NLL is lower on ${s.nllWins} of ${s.rows.length}.`,
+    "",
+    ...(r.notes ? ["## Findings", "", r.notes.trim(), ""] : []),
+    "## DV-SFT − SFT per seed (final checkpoints; paired bootstrap 95% CI over items)",
+    "",
+    ...pairs,
+    "",
+    "## All runs",
+    "",
+    all.markdown,
+    "",
+    ...(r.plots ?? []).map((p) => `![${p}](${p})`),
+    "",
+    "## Configs",
+    "",
+    "```json",
+    JSON.stringify(r.runs.map((x) => x.config), null, 2),
+    "```",
+  ].join("\n") + "\n";
+}
