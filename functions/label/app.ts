@@ -6,17 +6,13 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { decodeBase64, encodeBase64 } from "../../lib/util/base64.ts";
 import { GEOMETRY_NAMES, GeometrySpecSchema } from "../../lib/geometry/mod.ts";
 import {
-  AssignOptionsSchema,
   drawOverlay,
-  type LabeledImage,
-  labelImage,
-  LabelOptionsSchema,
+  labelInput,
+  LabelRequestSchema,
   LabelSetSchema,
-  WordBoxSchema,
 } from "../../lib/labels/mod.ts";
 import { BUILTIN_TOKENIZERS, getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
-import { readPdf } from "../../lib/pdf/mod.ts";
 import { ApiError, ErrorBodySchema } from "../../lib/http/mod.ts";
 import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
 
@@ -34,19 +30,7 @@ export interface LabelAppOptions {
   maxPdfPages?: number;
 }
 
-export const LabelRequestOptionsSchema = z.strictObject({
-  source: z.enum(["ocr", "boxes", "pdf"]).default("ocr")
-    .describe(
-      "ocr: read words from the image; boxes: use `words`; pdf: the upload is a born-digital PDF",
-    ),
-  tokenizer: z.string().default("qwen2").describe(
-    `one of: ${Object.keys(BUILTIN_TOKENIZERS).join(", ")}`,
-  ),
-  geometry: GeometrySpecSchema.default({ name: "qwen2-vl", minPixels: 3136, maxPixels: 12845056 }),
-  policy: AssignOptionsSchema.default({ split: "span", minCellOverlap: 0.1, minWordOverlap: 0.5 }),
-  minConfidence: z.number().min(0).max(100).default(0),
-  words: z.array(WordBoxSchema).max(50_000).optional().describe("word boxes for source 'boxes'"),
-  dpi: z.number().int().min(36).max(600).default(150).describe("PDF rendering / OCR resolution"),
+export const LabelRequestOptionsSchema = LabelRequestSchema.extend({
   overlay: z.boolean().default(false).describe("include a base64 overlay PNG per item"),
 });
 export type LabelRequestOptions = z.infer<typeof LabelRequestOptionsSchema>;
@@ -172,70 +156,18 @@ export function createLabelApp(
     }
     const parsed = LabelRequestOptionsSchema.safeParse(raw);
     if (!parsed.success) throw parsed.error;
-    const o = parsed.data;
-    if (o.source === "boxes" && !o.words) {
-      throw new ApiError(400, "invalid_request", "Source 'boxes' needs 'words'");
-    }
-    if (o.source !== "boxes" && o.words) {
-      throw new ApiError(
-        400,
-        "invalid_request",
-        `Field 'words' is only for source 'boxes' (source is '${o.source}')`,
-      );
-    }
-    const tokenizer = await getTokenizer(o.tokenizer);
-    const labelOptions = LabelOptionsSchema.parse({
-      geometry: o.geometry,
-      policy: o.policy,
-      minConfidence: o.minConfidence,
+    const { overlay, ...o } = parsed.data;
+    const results = await labelInput(bytes, o, {
+      tokenizer: await getTokenizer(o.tokenizer),
+      ocr: getOcr,
+      limits: { maxPixels },
+      maxPdfPages,
     });
-    const limits = { maxPixels };
-    const results: Array<LabeledImage & { page?: number }> = [];
-    if (o.source === "pdf") {
-      if (!(bytes[0] === 0x25 && bytes[1] === 0x50 && bytes[2] === 0x44 && bytes[3] === 0x46)) {
-        throw new ApiError(
-          415,
-          "unsupported_pdf",
-          "Cannot read PDF: the upload does not start with %PDF",
-        );
-      }
-      const path = await Deno.makeTempFile({ suffix: ".pdf" });
-      try {
-        await Deno.writeFile(path, bytes);
-        const pages = await readPdf(path, { dpi: o.dpi, lastPage: maxPdfPages });
-        for (const p of pages) {
-          const r = await labelImage({
-            bytes: p.png,
-            source: "pdf",
-            words: p.words,
-            tokenizer,
-            options: labelOptions,
-            limits,
-          });
-          results.push({ ...r, page: p.page });
-        }
-      } finally {
-        await Deno.remove(path).catch(() => {});
-      }
-    } else {
-      results.push(
-        await labelImage({
-          bytes,
-          source: o.source,
-          words: o.words,
-          tokenizer,
-          options: labelOptions,
-          ocr: o.source === "ocr" ? await getOcr() : undefined,
-          dpi: o.dpi,
-          limits,
-        }),
-      );
-    }
     return c.json({
       items: results.map((r) => ({
         ...(r.page !== undefined ? { page: r.page } : {}),
         labelSet: r.labelSet,
-        ...(o.overlay ? { overlay: encodeBase64(drawOverlay(r.image.image, r.labelSet)) } : {}),
+        ...(overlay ? { overlay: encodeBase64(drawOverlay(r.image.image, r.labelSet)) } : {}),
       })),
       timing: {
         ocrMs: Math.round(results.reduce((s, r) => s + r.ocrMs, 0)),

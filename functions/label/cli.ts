@@ -9,18 +9,20 @@ import { runMain, ShardSchema } from "../shared/cli.ts";
 import { removeStale } from "../../lib/util/stale.ts";
 import { basename, extname, join } from "node:path";
 import { z } from "zod";
-import { GeometrySpecSchema } from "../../lib/geometry/mod.ts";
 import {
   drawOverlay,
+  LABEL_DEFAULTS,
   type LabeledImage,
   labelImage,
+  labelInput,
   LabelOptionsSchema,
+  LabelRequestSchema,
   LabelSetSchema,
   WordBoxSchema,
 } from "../../lib/labels/mod.ts";
+import { writeFileAtomic } from "../../lib/runs/atomic.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine } from "../../lib/ocr/mod.ts";
-import { readPdf } from "../../lib/pdf/mod.ts";
 import { renderPage } from "../../lib/render/mod.ts";
 import { startProgress } from "../../lib/util/progress.ts";
 import { zodIssues } from "../../lib/http/mod.ts";
@@ -46,16 +48,17 @@ Options:
   --force                         relabel images whose label set already exists (default: skip them)
   -h, --help`;
 
+/** Every flag, once: parseArgs' options are derived from this schema. */
 const FlagsSchema = z.strictObject({
-  source: z.enum(["ocr", "render", "pdf", "boxes"]).default("ocr"),
-  geometry: z.string().default("qwen2-vl"),
-  tokenizer: z.string().default("qwen2"),
+  source: z.enum(["ocr", "render", "pdf", "boxes"]).default(LABEL_DEFAULTS.source),
+  geometry: z.string().optional(),
+  tokenizer: z.string().default(LABEL_DEFAULTS.tokenizer),
   out: z.string().default("out/labels"),
-  policy: z.enum(["span", "first"]).default("span"),
-  "min-confidence": z.coerce.number().min(0).max(100).default(0),
+  policy: z.enum(["span", "first"]).optional(),
+  "min-confidence": z.coerce.number().optional(),
   "ocr-engine": z.enum(["auto", "native", "tesseract.js"]).default("auto"),
   concurrency: z.coerce.number().int().min(1).max(256).default(availableParallelism()),
-  dpi: z.coerce.number().int().min(36).max(600).default(150),
+  dpi: z.coerce.number().optional(),
   n: z.coerce.number().int().min(1).max(1_000_000).default(8),
   seed: z.coerce.number().int().default(0),
   shard: ShardSchema.optional(),
@@ -63,9 +66,19 @@ const FlagsSchema = z.strictObject({
   force: z.boolean().default(false),
   help: z.boolean().default(false),
 });
+const BOOLEAN_FLAGS = new Set(["overlay", "force", "help"]);
+const PARSE_OPTIONS = Object.fromEntries(
+  Object.keys(FlagsSchema.shape).map((k) => [
+    k,
+    BOOLEAN_FLAGS.has(k)
+      ? { type: "boolean" as const, ...(k === "help" ? { short: "h" } : {}) }
+      : { type: "string" as const },
+  ]),
+);
 
-function parseGeometry(text: string) {
-  return GeometrySpecSchema.parse(text.trim().startsWith("{") ? JSON.parse(text) : { name: text });
+function parseGeometry(text: string | undefined) {
+  if (text === undefined) return undefined;
+  return text.trim().startsWith("{") ? JSON.parse(text) : { name: text };
 }
 
 const IMAGE_EXT = new Set([".png", ".jpg", ".jpeg", ".webp", ".gif"]);
@@ -89,12 +102,6 @@ async function expandInputs(paths: string[], source: string): Promise<string[]> 
   return out;
 }
 
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  await Deno.writeTextFile(tmp, text);
-  await Deno.rename(tmp, path);
-}
-
 async function isValidLabelFile(path: string): Promise<boolean> {
   try {
     return LabelSetSchema.safeParse(JSON.parse(await Deno.readTextFile(path))).success;
@@ -114,23 +121,7 @@ export async function main(args: string[]): Promise<number> {
     args,
     allowPositionals: true,
     strict: true,
-    options: {
-      source: { type: "string" },
-      geometry: { type: "string" },
-      tokenizer: { type: "string" },
-      out: { type: "string" },
-      policy: { type: "string" },
-      "min-confidence": { type: "string" },
-      "ocr-engine": { type: "string" },
-      concurrency: { type: "string" },
-      dpi: { type: "string" },
-      n: { type: "string" },
-      seed: { type: "string" },
-      shard: { type: "string" },
-      overlay: { type: "boolean" },
-      force: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
+    options: PARSE_OPTIONS,
   });
   const parsed = FlagsSchema.safeParse(values);
   if (!parsed.success) {
@@ -142,10 +133,24 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const options = LabelOptionsSchema.parse({
+  // the flags as the request every labeling edge takes (lib/labels: one set of defaults)
+  const requested = LabelRequestSchema.safeParse({
+    source: f.source === "render" ? "boxes" : f.source,
+    tokenizer: f.tokenizer,
     geometry: parseGeometry(f.geometry),
-    policy: { split: f.policy },
+    policy: f.policy ? { split: f.policy } : undefined,
     minConfidence: f["min-confidence"],
+    dpi: f.dpi,
+  });
+  if (!requested.success) {
+    for (const i of zodIssues(requested.error)) console.error(`error: ${i.path}: ${i.message}`);
+    return 2;
+  }
+  const request = requested.data;
+  const options = LabelOptionsSchema.parse({
+    geometry: request.geometry,
+    policy: request.policy,
+    minConfidence: request.minConfidence,
   });
   const tokenizer = await getTokenizer(f.tokenizer, { allowPaths: true });
   await Deno.mkdir(f.out, { recursive: true });
@@ -175,21 +180,17 @@ export async function main(args: string[]): Promise<number> {
     jobs = files.map((file) => ({
       name: basename(file, extname(file)),
       run: async (ocr) => {
-        if (f.source === "pdf") {
-          const pages = await readPdf(file, { dpi: f.dpi });
-          return await Promise.all(
-            pages.map((p) =>
-              labelImage({ bytes: p.png, source: "pdf", words: p.words, tokenizer, options })
-            ),
-          );
-        }
         const bytes = await Deno.readFile(file);
-        if (f.source === "boxes") {
-          const sidecar = file.replace(/\.[^.]+$/, ".boxes.json");
-          const words = z.array(WordBoxSchema).parse(JSON.parse(await Deno.readTextFile(sidecar)));
-          return [await labelImage({ bytes, source: "boxes", words, tokenizer, options })];
-        }
-        return [await labelImage({ bytes, source: "ocr", tokenizer, options, ocr, dpi: f.dpi })];
+        const words = request.source === "boxes"
+          ? z.array(WordBoxSchema).parse(
+            JSON.parse(await Deno.readTextFile(file.replace(/\.[^.]+$/, ".boxes.json"))),
+          )
+          : undefined;
+        return await labelInput(bytes, { ...request, words }, {
+          tokenizer,
+          ocr: ocr ? () => Promise.resolve(ocr) : undefined,
+          maxPdfPages: Number.MAX_SAFE_INTEGER, // local files: every page
+        });
       },
     }));
   }
@@ -219,7 +220,7 @@ export async function main(args: string[]): Promise<number> {
         const results = await job.run(ocr);
         for (const [p, r] of results.entries()) {
           const stem = results.length > 1 ? `${job.name}-p${p + 1}` : job.name;
-          await writeAtomic(join(f.out, `${stem}.labels.json`), JSON.stringify(r.labelSet));
+          await writeFileAtomic(join(f.out, `${stem}.labels.json`), JSON.stringify(r.labelSet));
           if (f.overlay) {
             await Deno.writeFile(
               join(f.out, `${stem}.overlay.png`),

@@ -4,6 +4,7 @@
  * and renamed into place, so a killed run leaves no half shard that reads as good; a rerun
  * skips complete shards. `shard: {i, n}` lets N processes split one job.
  */
+import { writeDirAtomic, writeFileAtomic } from "../runs/atomic.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { type GeometrySpec, GeometrySpecSchema } from "../geometry/mod.ts";
@@ -113,58 +114,56 @@ export async function generateDataset(
     policy: config.policy,
   });
   for (const s of todo) {
-    const final = join(out, shardName(s));
-    const tmp = join(out, `.tmp-${shardName(s)}-${crypto.randomUUID().slice(0, 8)}`);
-    await Deno.mkdir(tmp);
-    const lines: string[] = [];
-    // PNG encoding runs on skia's thread pool: keep a few in flight while the next samples draw
-    const pending: Promise<void>[] = [];
-    for (let k = s * config.shardSize; k < Math.min(config.n, (s + 1) * config.shardSize); k++) {
-      const g = await generateSample(config.suite, k, config.size);
-      const file = `${String(k).padStart(7, "0")}.png`;
-      let vision: number[];
-      if (config.labelSource === "ocr") {
-        if (!options.ocr) throw new Error("labelSource 'ocr' needs an OCR engine");
-        const png = new Uint8Array(await g.canvas.encode("png"));
-        await Deno.writeFile(join(tmp, file), png);
-        vision = (await labelImage({
-          bytes: png,
-          source: "ocr",
-          tokenizer,
-          options: labelOptions,
-          ocr: options.ocr,
-        })).labelSet.tokens.label;
-      } else {
-        pending.push(g.canvas.encode("png").then((png) => Deno.writeFile(join(tmp, file), png)));
-        if (pending.length >= 4) await pending.shift();
-        vision = exactVisionLabels(g, g.words, tokenizer, {
-          geometry: config.geometry,
-          policy: config.policy,
-        });
+    // an unverifiable leftover of that name is replaced
+    await writeDirAtomic(join(out, shardName(s)), async (tmp) => {
+      const lines: string[] = [];
+      // PNG encoding runs on skia's thread pool: keep a few in flight while the next samples draw
+      const pending: Promise<void>[] = [];
+      for (let k = s * config.shardSize; k < Math.min(config.n, (s + 1) * config.shardSize); k++) {
+        const g = await generateSample(config.suite, k, config.size);
+        const file = `${String(k).padStart(7, "0")}.png`;
+        let vision: number[];
+        if (config.labelSource === "ocr") {
+          if (!options.ocr) throw new Error("labelSource 'ocr' needs an OCR engine");
+          const png = new Uint8Array(await g.canvas.encode("png"));
+          await Deno.writeFile(join(tmp, file), png);
+          vision = (await labelImage({
+            bytes: png,
+            source: "ocr",
+            tokenizer,
+            options: labelOptions,
+            ocr: options.ocr,
+          })).labelSet.tokens.label;
+        } else {
+          pending.push(g.canvas.encode("png").then((png) => Deno.writeFile(join(tmp, file), png)));
+          if (pending.length >= 4) await pending.shift();
+          vision = exactVisionLabels(g, g.words, tokenizer, {
+            geometry: config.geometry,
+            policy: config.policy,
+          });
+        }
+        const record: DatasetRecord = {
+          id: `${config.suite}:${k}`,
+          image: `${shardName(s)}/${file}`,
+          width: g.width,
+          height: g.height,
+          layout: g.layout,
+          font: g.font,
+          words: g.words,
+          qa: g.qa,
+          visionLabels: vision,
+        };
+        lines.push(JSON.stringify(record));
+        options.onSample?.();
       }
-      const record: DatasetRecord = {
-        id: `${config.suite}:${k}`,
-        image: `${shardName(s)}/${file}`,
-        width: g.width,
-        height: g.height,
-        layout: g.layout,
-        font: g.font,
-        words: g.words,
-        qa: g.qa,
-        visionLabels: vision,
-      };
-      lines.push(JSON.stringify(record));
-      options.onSample?.();
-    }
-    await Promise.all(pending);
-    const records = new TextEncoder().encode(lines.join("\n") + "\n");
-    await Deno.writeFile(join(tmp, "records.jsonl"), records);
-    await Deno.writeTextFile(
-      join(tmp, "done.json"),
-      JSON.stringify({ count: lines.length, sha256: await sha256Hex(records) }),
-    );
-    await Deno.remove(final, { recursive: true }).catch(() => {}); // an unverifiable leftover
-    await Deno.rename(tmp, final);
+      await Promise.all(pending);
+      const records = new TextEncoder().encode(lines.join("\n") + "\n");
+      await Deno.writeFile(join(tmp, "records.jsonl"), records);
+      await Deno.writeTextFile(
+        join(tmp, "done.json"),
+        JSON.stringify({ count: lines.length, sha256: await sha256Hex(records) }),
+      );
+    });
   }
   await removeStale(out, ".tmp-shard-", 3_600_000); // leftovers of killed runs
   return await writeManifest(out, config, { name: tokenizer.name, sha256: tokenizer.sha256 });
@@ -191,9 +190,7 @@ async function writeManifest(
     expectedShards: expected,
     complete: shards.length === expected,
   };
-  const tmp = join(out, `.manifest-${crypto.randomUUID().slice(0, 8)}.json`);
-  await Deno.writeTextFile(tmp, JSON.stringify(manifest, null, 2) + "\n");
-  await Deno.rename(tmp, join(out, "manifest.json"));
+  await writeFileAtomic(join(out, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
   return manifest;
 }
 

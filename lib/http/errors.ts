@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { ImageError } from "../image/mod.ts";
-import { LabelInputError } from "../labels/mod.ts";
+import { LabelInputError, LabelRequestError, UnsupportedInputError } from "../labels/mod.ts";
 import { TokenizerError } from "../tokenizer/mod.ts";
 import { PdfError } from "../pdf/mod.ts";
 import { QueueFullError } from "../util/limiter.ts";
@@ -71,6 +71,8 @@ export function toErrorResponse(
   if (err instanceof ImageError) return make(err.status, err.code, err.message);
   if (err instanceof TokenizerError) return make(400, "unknown_tokenizer", err.message);
   if (err instanceof LabelInputError) return make(400, "invalid_input", err.message);
+  if (err instanceof LabelRequestError) return make(400, "invalid_request", err.message);
+  if (err instanceof UnsupportedInputError) return make(415, "unsupported_pdf", err.message);
   if (err instanceof PdfError) return make(422, "corrupt_pdf", err.message);
   if (err instanceof QueueFullError) {
     return make(503, "busy", `Server busy: ${err.message}; retry later`, undefined, {

@@ -86,10 +86,12 @@ export const LabelSetSchema = z.strictObject({
 export type LabelSet = z.infer<typeof LabelSetSchema>;
 
 export const LabelOptionsSchema = z.strictObject({
-  geometry: GeometrySpecSchema.default({ name: "qwen2-vl", minPixels: 3136, maxPixels: 12845056 }),
-  policy: AssignOptionsSchema.default({ split: "span", minCellOverlap: 0.1, minWordOverlap: 0.5 }),
+  geometry: GeometrySpecSchema.default(GeometrySpecSchema.parse({ name: "qwen2-vl" })),
+  policy: AssignOptionsSchema.default(AssignOptionsSchema.parse({})),
   /** Words below this OCR confidence (0–100) are dropped before assignment. */
-  minConfidence: z.number().min(0).max(100).default(0),
+  minConfidence: z.number().min(0).max(100).default(0).describe(
+    "drop OCR words below this confidence (0-100)",
+  ),
 });
 export type LabelOptions = z.infer<typeof LabelOptionsSchema>;
 

@@ -1,0 +1,114 @@
+/**
+ * The one labeling entry point: an input (an image or a PDF, with words for `boxes`) and one
+ * options object → label sets, one per image or PDF page. The HTTP function, the CLI and the
+ * dataset producers all call {@linkcode labelInput} with {@linkcode LabelRequestSchema}'s
+ * options, so sources, checks and defaults are written once, here.
+ */
+import { z } from "zod";
+import type { DecodeImageOptions } from "../image/mod.ts";
+import type { OcrEngine } from "../ocr/mod.ts";
+import { readPdf } from "../pdf/mod.ts";
+import type { WordTokenizer } from "../tokenizer/mod.ts";
+import { LabelOptionsSchema, WordBoxSchema } from "./label_set.ts";
+import { type LabeledImage, labelImage } from "./pipeline.ts";
+
+/** Defaults of every labeling edge (geometry, policy and confidence: LabelOptionsSchema's). */
+export const LABEL_DEFAULTS = { source: "ocr", tokenizer: "qwen2", dpi: 150 } as const;
+
+export const LabelRequestSchema = LabelOptionsSchema.extend({
+  source: z.enum(["ocr", "boxes", "pdf"]).default(LABEL_DEFAULTS.source)
+    .describe(
+      "ocr: read words from the image; boxes: use `words`; pdf: the upload is a born-digital PDF",
+    ),
+  tokenizer: z.string().default(LABEL_DEFAULTS.tokenizer).describe(
+    "a built-in tokenizer name (GET /v1/tokenizers)",
+  ),
+  words: z.array(WordBoxSchema).max(50_000).optional().describe("word boxes for source 'boxes'"),
+  dpi: z.number().int().min(36).max(600).default(LABEL_DEFAULTS.dpi).describe(
+    "PDF rendering / OCR resolution",
+  ),
+});
+export type LabelRequest = z.infer<typeof LabelRequestSchema>;
+
+/** What {@linkcode labelInput} needs besides the request. */
+export interface LabelContext {
+  tokenizer: WordTokenizer;
+  /** The OCR engine, asked for only when the source is `ocr`. */
+  ocr?: () => Promise<OcrEngine>;
+  limits?: DecodeImageOptions;
+  /** Pages of a PDF read at most. @default 50 */
+  maxPdfPages?: number;
+}
+
+/** A label set with the PDF page it came from (1-based; absent for images). */
+export type LabeledInput = LabeledImage & { page?: number };
+
+const isPdf = (b: Uint8Array) => b[0] === 0x25 && b[1] === 0x50 && b[2] === 0x44 && b[3] === 0x46;
+
+/** Raised when the bytes are not what the source needs (maps to HTTP 415). */
+export class UnsupportedInputError extends Error {
+  override name = "UnsupportedInputError";
+}
+
+/** Raised when the options contradict each other (maps to HTTP 400). */
+export class LabelRequestError extends Error {
+  override name = "LabelRequestError";
+}
+
+/** Label one input as the request says. */
+export async function labelInput(
+  bytes: Uint8Array,
+  request: LabelRequest,
+  ctx: LabelContext,
+): Promise<LabeledInput[]> {
+  const o = request;
+  if (o.source === "boxes" && !o.words) throw new LabelRequestError("Source 'boxes' needs 'words'");
+  if (o.source !== "boxes" && o.words) {
+    throw new LabelRequestError(
+      `Field 'words' is only for source 'boxes' (source is '${o.source}')`,
+    );
+  }
+  const options = LabelOptionsSchema.parse({
+    geometry: o.geometry,
+    policy: o.policy,
+    minConfidence: o.minConfidence,
+  });
+  const { tokenizer, limits } = ctx;
+  if (o.source === "pdf") {
+    if (!isPdf(bytes)) {
+      throw new UnsupportedInputError("Cannot read PDF: the input does not start with %PDF");
+    }
+    const path = await Deno.makeTempFile({ suffix: ".pdf" });
+    try {
+      await Deno.writeFile(path, bytes);
+      const pages = await readPdf(path, { dpi: o.dpi, lastPage: ctx.maxPdfPages ?? 50 });
+      const out: LabeledInput[] = [];
+      for (const p of pages) {
+        const r = await labelImage({
+          bytes: p.png,
+          source: "pdf",
+          words: p.words,
+          tokenizer,
+          options,
+          limits,
+        });
+        out.push({ ...r, page: p.page });
+      }
+      return out;
+    } finally {
+      await Deno.remove(path).catch(() => {});
+    }
+  }
+  return [
+    await labelImage({
+      bytes,
+      source: o.source,
+      words: o.words,
+      tokenizer,
+      options,
+      ocr: o.source === "ocr" ? await ctx.ocr?.() : undefined,
+      dpi: o.dpi,
+      limits,
+    }),
+  ];
+}
