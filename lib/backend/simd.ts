@@ -4,8 +4,9 @@
  * tfjs-backend-wasm's own memory: the kernels read and write tensors where they lie, by their
  * heap offsets.
  *
- * The module is written in the WebAssembly text format below and assembled at start-up by
- * `wabt` (≈ 30 ms). Each elementwise body is written once, as a function of the lane type, and
+ * The module is generated in the WebAssembly text format from one table (`KERNELS`: name,
+ * parameters, body), which also gives the TypeScript type of its exports, and assembled at
+ * start-up by `wabt` (≈ 30 ms). Each elementwise body is written once, as a function of the lane type, and
  * emitted twice: four lanes at a time (f32x4, with relaxed SIMD's fused multiply-add) for the
  * bulk of a row, one lane for its tail, so any length works. exp follows Cephes' expf (range
  * reduction by ln 2, a degree-5 polynomial, 2ⁿ through the exponent bits; ≈ 1.2e-7 relative
@@ -20,6 +21,8 @@ import wabtInit from "wabt";
 
 /** The lane type a body is emitted for: four f32 lanes in a v128, or one f32. */
 interface Lane {
+  /** Four lanes (the bulk of a row) or one (its tail). */
+  wide: boolean;
   get(name: string): string;
   set(name: string, value: string): string;
   k(x: number): string;
@@ -38,26 +41,12 @@ const num = (x: number) => {
 };
 
 /**
- * Vector constants live in immutable globals: V8 rebuilds a \`v128.const\` inside a loop on every
- * iteration (≈ 0.1 ns an element each), a global is one load.
- */
-const constants = new Map<string, number>();
-function constant(x: number): string {
-  const key = num(x);
-  if (!constants.has(key)) constants.set(key, constants.size);
-  return `(global.get $k${constants.get(key)})`;
-}
-const globals = () =>
-  [...constants].map(([x, i]) => `(global $k${i} v128 (v128.const f32x4 ${x} ${x} ${x} ${x}))`)
-    .join("\n  ");
-
-/**
  * exp of four lanes, inline (as a function call it cost ≈ 1 ns an element more), after Cephes'
  * expf. n = round(x·log₂e) by the 1.5·2²³ trick (the sum's low mantissa bits are n, and shifted
  * left by 23 they are n's exponent field), r = x − n·ln 2 in two parts, eʳ by a degree-5
  * polynomial, times 2ⁿ. Locals $xe $ne $re $qe.
  */
-function exp4(x: string): string {
+function exp4(constant: (x: number) => string, x: string): string {
   const shifter = 12582912; // 1.5·2²³
   const fma = (a: string, b: string, c: string) => `(f32x4.relaxed_madd ${a} ${b} ${c})`;
   const get = (n: string) => `(local.get $${n})`;
@@ -88,69 +77,95 @@ function bitsAsFloat(i: number): number {
   return new Float32Array(new Int32Array([i]).buffer)[0]!;
 }
 
-const VEC: Lane = {
-  get: (n) => `(local.get $v${n})`,
-  set: (n, v) => `(local.set $v${n} ${v})`,
-  k: (x) => constant(x),
-  dup: (s) => `(f32x4.splat ${s})`,
-  load: (a) => `(v128.load ${a})`,
-  store: (a, v) => `(v128.store ${a} ${v})`,
-  op: (name, ...args) => `(f32x4.${name} ${args.join(" ")})`,
-  exp: (x) => exp4(x),
-  fma: (a, b, c) => `(f32x4.relaxed_madd ${a} ${b} ${c})`,
-};
-
-const ONE: Lane = {
-  get: (n) => `(local.get $s${n})`,
-  set: (n, v) => `(local.set $s${n} ${v})`,
-  k: (x) => `(f32.const ${num(x)})`,
-  dup: (s) => s,
-  load: (a) => `(f32.load ${a})`,
-  store: (a, v) => `(f32.store ${a} ${v})`,
-  op: (name, ...args) => `(f32.${name} ${args.join(" ")})`,
-  exp: (x) => `(f32x4.extract_lane 0 ${exp4(`(f32x4.splat ${x})`)})`,
-  fma: (a, b, c) => `(f32.add (f32.mul ${a} ${b}) ${c})`,
-};
-
 /** Lane-typed locals every function declares: $va…$vh (v128) and $sa…$sh (f32). */
 const NAMES = ["a", "b", "c", "d", "e", "f", "g", "h"];
 const LOCALS = `(local $i i32) (local $n4 i32) (local $r i32) (local $t f32) (local $u f32)
   (local $xe v128) (local $ne v128) (local $re v128) (local $qe v128)
   ${NAMES.map((n) => `(local $v${n} v128) (local $s${n} f32)`).join(" ")}`;
 
-let label = 0;
 /**
- * `for i in [0, n)`: the body for four lanes while four remain, then for one. `at(p)` is the
- * address of element i of the array whose base (bytes) is in local `p`.
+ * One assembly of the module: the loop labels it has numbered and the vector constants it has
+ * placed in globals (state that belongs to a single `source()` call, not to the process).
  */
-function each(n: string, body: (L: Lane, at: (p: string) => string) => string): string {
-  const id = label++;
-  const at = (p: string) => `(i32.add (local.get $${p}) (i32.shl (local.get $i) (i32.const 2)))`;
-  return `
+class Gen {
+  #label = 0;
+  #constants = new Map<string, number>();
+
+  /**
+   * A vector constant, as an immutable global: V8 rebuilds a \`v128.const\` inside a loop on
+   * every iteration (≈ 0.1 ns an element each), a global is one load.
+   */
+  constant = (x: number): string => {
+    const key = num(x);
+    if (!this.#constants.has(key)) this.#constants.set(key, this.#constants.size);
+    return `(global.get $k${this.#constants.get(key)})`;
+  };
+
+  globals(): string {
+    return [...this.#constants].map(([x, i]) =>
+      `(global $k${i} v128 (v128.const f32x4 ${x} ${x} ${x} ${x}))`
+    ).join("\n  ");
+  }
+
+  readonly vec: Lane = {
+    wide: true,
+    get: (n) => `(local.get $v${n})`,
+    set: (n, v) => `(local.set $v${n} ${v})`,
+    k: (x) => this.constant(x),
+    dup: (s) => `(f32x4.splat ${s})`,
+    load: (a) => `(v128.load ${a})`,
+    store: (a, v) => `(v128.store ${a} ${v})`,
+    op: (name, ...args) => `(f32x4.${name} ${args.join(" ")})`,
+    exp: (x) => exp4(this.constant, x),
+    fma: (a, b, c) => `(f32x4.relaxed_madd ${a} ${b} ${c})`,
+  };
+
+  readonly one: Lane = {
+    wide: false,
+    get: (n) => `(local.get $s${n})`,
+    set: (n, v) => `(local.set $s${n} ${v})`,
+    k: (x) => `(f32.const ${num(x)})`,
+    dup: (s) => s,
+    load: (a) => `(f32.load ${a})`,
+    store: (a, v) => `(f32.store ${a} ${v})`,
+    op: (name, ...args) => `(f32.${name} ${args.join(" ")})`,
+    exp: (x) => `(f32x4.extract_lane 0 ${exp4(this.constant, `(f32x4.splat ${x})`)})`,
+    fma: (a, b, c) => `(f32.add (f32.mul ${a} ${b}) ${c})`,
+  };
+
+  /**
+   * `for i in [0, n)`: the body for four lanes while four remain, then for one. `at(p)` is the
+   * address of element i of the array whose base (bytes) is in local `p`.
+   */
+  each(n: string, body: (L: Lane, at: (p: string) => string) => string): string {
+    const id = this.#label++;
+    const at = (p: string) => `(i32.add (local.get $${p}) (i32.shl (local.get $i) (i32.const 2)))`;
+    return `
     (local.set $i (i32.const 0))
     (local.set $n4 (i32.and ${n} (i32.const -4)))
     (block $vb${id} (loop $vl${id}
       (br_if $vb${id} (i32.ge_u (local.get $i) (local.get $n4)))
-      ${body(VEC, at)}
+      ${body(this.vec, at)}
       (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $vl${id})))
     (block $sb${id} (loop $sl${id}
       (br_if $sb${id} (i32.ge_u (local.get $i) ${n}))
-      ${body(ONE, at)}
+      ${body(this.one, at)}
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $sl${id})))`;
-}
+  }
 
-/** `for r in [0, rows)` */
-function rows(count: string, body: string): string {
-  const id = label++;
-  return `
+  /** `for r in [0, rows)` */
+  rows(count: string, body: string): string {
+    const id = this.#label++;
+    return `
     (local.set $r (i32.const 0))
     (block $rb${id} (loop $rl${id}
       (br_if $rb${id} (i32.ge_u (local.get $r) ${count}))
       ${body}
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $rl${id})))`;
+  }
 }
 
 /** Sum (or max) of a vector accumulator's four lanes and a scalar one. */
@@ -197,15 +212,15 @@ const geluBackwardBody = (L: Lane, at: (p: string) => string, gate: string) => `
   ${L.store(at("dx"), L.op("mul", L.load(at("dy")), L.fma(L.get("d"), L.get("c"), L.get("b"))))}`;
 
 /** Row statistics of the row at $x (C floats) into $sm (mean) and $ss (1/σ); uses $va/$sa. */
-const rowStats = () => `
+const rowStats = (g: Gen) => `
   ${zero("a")}
-  ${each(p("C"), (L, at) => L.set("a", L.op("add", L.get("a"), L.load(at("x")))))}
+  ${g.each(p("C"), (L, at) => L.set("a", L.op("add", L.get("a"), L.load(at("x")))))}
   (local.set $sm (f32.div ${hsum(p("va"), p("sa"))} (f32.convert_i32_u ${p("C")})))
   (local.set $vm (f32x4.splat ${p("sm")}))
   ${zero("a")}
   ${
-  each(p("C"), (L, at) => `
-    ${L.set("b", L.op("sub", L.load(at("x")), L === VEC ? p("vm") : p("sm")))}
+  g.each(p("C"), (L, at) => `
+    ${L.set("b", L.op("sub", L.load(at("x")), mean(L)))}
     ${L.set("a", L.op("add", L.get("a"), L.op("mul", L.get("b"), L.get("b"))))}`)
 }
   (local.set $ss (f32.div (f32.const 1) (f32.sqrt (f32.add
@@ -213,82 +228,94 @@ const rowStats = () => `
   (local.set $vs (f32x4.splat ${p("ss")}))`;
 
 /** The mean/σ locals of a row as the lane type wants them. */
-const mean = (L: Lane) => (L === VEC ? p("vm") : p("sm"));
-const rstd = (L: Lane) => (L === VEC ? p("vs") : p("ss"));
+const mean = (L: Lane) => (L.wide ? p("vm") : p("sm"));
+const rstd = (L: Lane) => (L.wide ? p("vs") : p("ss"));
 
-function source(): string {
-  label = 0;
-  constants.clear();
-  const funcs = `
-  ;; y = x·σ(2u)
-  (func (export "geluForward") (param $x i32) (param $y i32) (param $n i32) ${LOCALS}
-    ${
-    each(p("n"), (L, at) => `
+/** A kernel's parameters (`name` is i32, `name:f32` a float), result and body. */
+interface KernelDef<P extends readonly string[]> {
+  params: P;
+  result?: "f32";
+  /** Locals beyond the shared ones. */
+  locals?: string;
+  body: (g: Gen) => string;
+}
+
+const kernel = <const P extends readonly string[]>(
+  params: P,
+  body: (g: Gen) => string,
+  o: { result?: "f32"; locals?: string } = {},
+): KernelDef<P> => ({ params, body, ...o });
+
+/**
+ * Every kernel, once: the wasm text and the TypeScript type of the exports are both generated
+ * from this table. Pointers are byte offsets into tfjs-backend-wasm's heap.
+ */
+const KERNELS = {
+  /** y = x·σ(2u) */
+  geluForward: kernel(["x", "y", "n"], (g) =>
+    `    ${
+      g.each(p("n"), (L, at) => `
       ${L.set("a", L.load(at("x")))}
       ${L.store(at("y"), L.op("mul", L.get("a"), geluGate(L, L.get("a"))))}`)
-  })
-
-  ;; the same, keeping the gate σ(2u) for the backward
-  (func (export "geluForwardKeep") (param $x i32) (param $y i32) (param $gate i32) (param $n i32)
-    ${LOCALS}
-    ${
-    each(p("n"), (L, at) => `
+    }`),
+  /** the same, keeping the gate σ(2u) for the backward */
+  geluForwardKeep: kernel(["x", "y", "gate", "n"], (g) =>
+    `    ${
+      g.each(p("n"), (L, at) => `
       ${L.set("a", L.load(at("x")))}
       ${L.set("b", geluGate(L, L.get("a")))}
       ${L.store(at("gate"), L.get("b"))}
       ${L.store(at("y"), L.op("mul", L.get("a"), L.get("b")))}`)
-  })
-
-  ;; dx = dy·(σ + x·σ·(1−σ)·2u′), σ recomputed
-  (func (export "geluBackward") (param $dy i32) (param $x i32) (param $dx i32) (param $n i32) ${LOCALS}
-    ${each(p("n"), (L, at) => geluBackwardBody(L, at, geluGate(L, L.get("a"))))})
-
-  ;; the same with σ kept by the forward
-  (func (export "geluBackwardKept") (param $dy i32) (param $x i32) (param $gate i32) (param $dx i32)
-    (param $n i32) ${LOCALS}
-    ${each(p("n"), (L, at) => geluBackwardBody(L, at, L.load(at("gate"))))})
-
-  ;; y = (x − mean)·rstd·g + b per row of C
-  (func (export "layerNormForward") (param $x i32) (param $g i32) (param $b i32) (param $y i32)
-    (param $R i32) (param $C i32) ${LOCALS} (local $sm f32) (local $ss f32) (local $vm v128) (local $vs v128)
-    ${
-    rows(
-      p("R"),
-      `
-      ${rowStats()}
+    }`),
+  /** dx = dy·(σ + x·σ·(1−σ)·2u′), σ recomputed */
+  geluBackward: kernel(
+    ["dy", "x", "dx", "n"],
+    (g) => `    ${g.each(p("n"), (L, at) => geluBackwardBody(L, at, geluGate(L, L.get("a"))))}`,
+  ),
+  /** the same with σ kept by the forward */
+  geluBackwardKept: kernel(
+    ["dy", "x", "gate", "dx", "n"],
+    (g) => `    ${g.each(p("n"), (L, at) => geluBackwardBody(L, at, L.load(at("gate"))))}`,
+  ),
+  /** y = (x − mean)·rstd·g + b per row of C */
+  layerNormForward: kernel(["x", "g", "b", "y", "R", "C"], (g) =>
+    `    ${
+      g.rows(
+        p("R"),
+        `
+      ${rowStats(g)}
       ${
-        each(p("C"), (L, at) =>
-          L.store(
-            at("y"),
-            L.op(
-              "add",
+          g.each(p("C"), (L, at) =>
+            L.store(
+              at("y"),
               L.op(
-                "mul",
-                L.op("mul", L.op("sub", L.load(at("x")), mean(L)), rstd(L)),
-                L.load(at("g")),
+                "add",
+                L.op(
+                  "mul",
+                  L.op("mul", L.op("sub", L.load(at("x")), mean(L)), rstd(L)),
+                  L.load(at("g")),
+                ),
+                L.load(at("b")),
               ),
-              L.load(at("b")),
-            ),
-          ))
-      }
+            ))
+        }
       ${advance(bytes(p("C")), "x", "y")}`,
-    )
-  })
-
-  ;; dx = rstd·(dŷ − mean(dŷ) − x̂·mean(dŷ·x̂)), dŷ = dy·g; dg = Σ dy·x̂; db = Σ dy
-  (func (export "layerNormBackward") (param $dy i32) (param $x i32) (param $g i32) (param $dx i32)
-    (param $dg i32) (param $db i32) (param $R i32) (param $C i32) ${LOCALS}
-    (local $sm f32) (local $ss f32) (local $vm v128) (local $vs v128)
-    (memory.fill ${p("dg")} (i32.const 0) ${bytes(p("C"))})
+      )
+    }`, { locals: "(local $sm f32) (local $ss f32) (local $vm v128) (local $vs v128)" }),
+  /** dx = rstd·(dŷ − mean(dŷ) − x̂·mean(dŷ·x̂)), dŷ = dy·g; dg = Σ dy·x̂; db = Σ dy */
+  layerNormBackward: kernel(
+    ["dy", "x", "g", "dx", "dg", "db", "R", "C"],
+    (g) =>
+      `    (memory.fill ${p("dg")} (i32.const 0) ${bytes(p("C"))})
     (memory.fill ${p("db")} (i32.const 0) ${bytes(p("C"))})
     ${
-    rows(
-      p("R"),
-      `
-      ${rowStats()}
+        g.rows(
+          p("R"),
+          `
+      ${rowStats(g)}
       ${zero("c", "d")}
       ${
-        each(p("C"), (L, at) => `
+            g.each(p("C"), (L, at) => `
         ${L.set("a", L.load(at("dy")))}
         ${L.set("b", L.op("mul", L.op("sub", L.load(at("x")), mean(L)), rstd(L)))}
         ${L.set("e", L.op("mul", L.get("a"), L.load(at("g"))))}
@@ -296,234 +323,224 @@ function source(): string {
         ${L.set("d", L.op("add", L.get("d"), L.op("mul", L.get("e"), L.get("b"))))}
         ${L.store(at("dg"), L.op("add", L.load(at("dg")), L.op("mul", L.get("a"), L.get("b"))))}
         ${L.store(at("db"), L.op("add", L.load(at("db")), L.get("a")))}`)
-      }
+          }
       (local.set $t (f32.div ${hsum(p("vc"), p("sc"))} (f32.convert_i32_u ${p("C")})))
       (local.set $u (f32.div ${hsum(p("vd"), p("sd"))} (f32.convert_i32_u ${p("C")})))
       (local.set $vf (f32x4.splat ${p("t")})) (local.set $sf ${p("t")})
       (local.set $vg (f32x4.splat ${p("u")})) (local.set $sg ${p("u")})
       ${
-        each(p("C"), (L, at) => `
+            g.each(p("C"), (L, at) => `
         ${L.set("b", L.op("mul", L.op("sub", L.load(at("x")), mean(L)), rstd(L)))}
         ${
-          L.store(
-            at("dx"),
-            L.op(
-              "mul",
-              rstd(L),
-              L.op(
-                "sub",
-                L.op("sub", L.op("mul", L.load(at("dy")), L.load(at("g"))), L.get("f")),
-                L.op("mul", L.get("b"), L.get("g")),
-              ),
-            ),
-          )
-        }`)
-      }
+              L.store(
+                at("dx"),
+                L.op(
+                  "mul",
+                  rstd(L),
+                  L.op(
+                    "sub",
+                    L.op("sub", L.op("mul", L.load(at("dy")), L.load(at("g"))), L.get("f")),
+                    L.op("mul", L.get("b"), L.get("g")),
+                  ),
+                ),
+              )
+            }`)
+          }
       ${advance(bytes(p("C")), "dy", "x", "dx")}`,
-    )
-  })
-
-  ;; softmax over each row of T in place; causal: row i of each [T, T] block keeps j ≤ i, the
-  ;; rest becomes 0
-  (func (export "softmaxRows") (param $s i32) (param $R i32) (param $T i32) (param $causal i32)
-    ${LOCALS} (local $len i32)
-    ${
-    rows(
-      p("R"),
-      `
+        )
+      }`,
+    { locals: "(local $sm f32) (local $ss f32) (local $vm v128) (local $vs v128)" },
+  ),
+  /** softmax over each row of T in place; causal: row i of each [T, T] block keeps j ≤ i, the rest becomes 0 */
+  softmaxRows: kernel(["s", "R", "T", "causal"], (g) =>
+    `    ${
+      g.rows(
+        p("R"),
+        `
       (local.set $len (select (i32.add (i32.rem_u ${p("r")} ${p("T")}) (i32.const 1)) ${p("T")} ${
-        p("causal")
-      }))
-      (local.set $va ${VEC.k(-3.4e38)}) (local.set $sa (f32.const -3.4e38))
-      ${each(p("len"), (L, at) => L.set("a", L.op("max", L.get("a"), L.load(at("s")))))}
+          p("causal")
+        }))
+      (local.set $va ${g.vec.k(-3.4e38)}) (local.set $sa (f32.const -3.4e38))
+      ${g.each(p("len"), (L, at) => L.set("a", L.op("max", L.get("a"), L.load(at("s")))))}
       (local.set $t ${hmax(p("va"), p("sa"))})
       (local.set $vb (f32x4.splat ${p("t")})) (local.set $sb ${p("t")})
       ${zero("c")}
       ${
-        each(p("len"), (L, at) => `
+          g.each(p("len"), (L, at) => `
         ${L.set("d", L.exp(L.op("sub", L.load(at("s")), L.get("b"))))}
         ${L.store(at("s"), L.get("d"))}
         ${L.set("c", L.op("add", L.get("c"), L.get("d")))}`)
-      }
+        }
       (local.set $t (f32.div (f32.const 1) ${hsum(p("vc"), p("sc"))}))
       (local.set $ve (f32x4.splat ${p("t")})) (local.set $se ${p("t")})
-      ${each(p("len"), (L, at) => L.store(at("s"), L.op("mul", L.load(at("s")), L.get("e"))))}
+      ${g.each(p("len"), (L, at) => L.store(at("s"), L.op("mul", L.load(at("s")), L.get("e"))))}
       (memory.fill (i32.add ${p("s")} ${bytes(p("len"))}) (i32.const 0) ${
-        bytes(`(i32.sub ${p("T")} ${p("len")})`)
-      })
+          bytes(`(i32.sub ${p("T")} ${p("len")})`)
+        })
       ${advance(bytes(p("T")), "s")}`,
-    )
-  })
-
-  ;; attention backward's row term: dot[i] = Σ_c dy[i·C + c]·y[i·C + c] over c < hd, i < T
-  (func (export "rowDots") (param $dy i32) (param $y i32) (param $dot i32) (param $T i32)
-    (param $C i32) (param $hd i32) ${LOCALS}
-    ${
-    rows(
-      p("T"),
-      `
+      )
+    }`, { locals: "(local $len i32)" }),
+  /** attention backward's row term: dot[i] = Σ_c dy[i·C + c]·y[i·C + c] over c < hd, i < T */
+  rowDots: kernel(["dy", "y", "dot", "T", "C", "hd"], (g) =>
+    `    ${
+      g.rows(
+        p("T"),
+        `
       ${zero("a")}
       ${
-        each(
-          p("hd"),
-          (L, at) =>
-            L.set("a", L.op("add", L.get("a"), L.op("mul", L.load(at("dy")), L.load(at("y"))))),
-        )
-      }
+          g.each(
+            p("hd"),
+            (L, at) =>
+              L.set("a", L.op("add", L.get("a"), L.op("mul", L.load(at("dy")), L.load(at("y"))))),
+          )
+        }
       (f32.store ${p("dot")} ${hsum(p("va"), p("sa"))})
       ${advance(bytes(p("C")), "dy", "y")}
       ${advance("(i32.const 4)", "dot")}`,
-    )
-  })
-
-  ;; the softmax backward: ds = P ⊙ (ds − dot[row]) over R rows of T
-  (func (export "softmaxBackwardRows") (param $P i32) (param $ds i32) (param $dot i32) (param $R i32)
-    (param $T i32) ${LOCALS}
-    ${
-    rows(
-      p("R"),
-      `
+      )
+    }`),
+  /** the softmax backward: ds = P ⊙ (ds − dot[row]) over R rows of T */
+  softmaxBackwardRows: kernel(["P", "ds", "dot", "R", "T"], (g) =>
+    `    ${
+      g.rows(
+        p("R"),
+        `
       (local.set $sb (f32.load ${p("dot")})) (local.set $vb (f32x4.splat ${p("sb")}))
       ${
-        each(
-          p("T"),
-          (L, at) =>
-            L.store(
-              at("ds"),
-              L.op("mul", L.load(at("P")), L.op("sub", L.load(at("ds")), L.get("b"))),
-            ),
-        )
-      }
+          g.each(
+            p("T"),
+            (L, at) =>
+              L.store(
+                at("ds"),
+                L.op("mul", L.load(at("P")), L.op("sub", L.load(at("ds")), L.get("b"))),
+              ),
+          )
+        }
       ${advance(bytes(p("T")), "P", "ds")}
       ${advance("(i32.const 4)", "dot")}`,
-    )
-  })
-
-  ;; dst[r, :] = scale[r]·src[r, :] over R rows of C (the cross-entropy backward)
-  (func (export "scaleRows") (param $src i32) (param $dst i32) (param $scale i32) (param $R i32)
-    (param $C i32) ${LOCALS}
-    ${
-    rows(
-      p("R"),
-      `
+      )
+    }`),
+  /** dst[r, :] = scale[r]·src[r, :] over R rows of C (the cross-entropy backward) */
+  scaleRows: kernel(["src", "dst", "scale", "R", "C"], (g) =>
+    `    ${
+      g.rows(
+        p("R"),
+        `
       (local.set $sb (f32.load ${p("scale")})) (local.set $vb (f32x4.splat ${p("sb")}))
-      ${each(p("C"), (L, at) => L.store(at("dst"), L.op("mul", L.load(at("src")), L.get("b"))))}
+      ${g.each(p("C"), (L, at) => L.store(at("dst"), L.op("mul", L.load(at("src")), L.get("b"))))}
       ${advance(bytes(p("C")), "src", "dst")}
       ${advance("(i32.const 4)", "scale")}`,
-    )
-  })
-
-  ;; Σ g² (f32 lanes, per tensor)
-  (func (export "sumSquares") (param $g i32) (param $n i32) (result f32) ${LOCALS}
-    ${zero("a")}
+      )
+    }`),
+  /** Σ g² (f32 lanes, per tensor) */
+  sumSquares: kernel(["g", "n"], (g) =>
+    `    ${zero("a")}
     ${
-    each(p("n"), (L, at) =>
-      `${L.set("b", L.load(at("g")))} ${
-        L.set("a", L.op("add", L.get("a"), L.op("mul", L.get("b"), L.get("b"))))
-      }`)
-  }
-    ${hsum(p("va"), p("sa"))})
-
-  ;; AdamW in place: m, v ← moments of g·scale; w ← w − lr·(m/bc1 / (√(v/bc2) + eps) + decay·w)
-  (func (export "adamw") (param $w i32) (param $m i32) (param $v i32) (param $g i32) (param $n i32)
-    (param $scale f32) (param $lr f32) (param $b1 f32) (param $b2 f32) (param $bc1 f32) (param $bc2 f32)
-    (param $eps f32) (param $decay f32) ${LOCALS}
-    ${
-    each(p("n"), (L, at) => {
-      const s = (name: string) => L.dup(p(name));
-      return `
+      g.each(p("n"), (L, at) =>
+        `${L.set("b", L.load(at("g")))} ${
+          L.set("a", L.op("add", L.get("a"), L.op("mul", L.get("b"), L.get("b"))))
+        }`)
+    }
+    ${hsum(p("va"), p("sa"))}`, { result: "f32" }),
+  /** AdamW in place: m, v ← moments of g·scale; w ← w − lr·(m/bc1 / (√(v/bc2) + eps) + decay·w) */
+  adamw: kernel([
+    "w",
+    "m",
+    "v",
+    "g",
+    "n",
+    "scale:f32",
+    "lr:f32",
+    "b1:f32",
+    "b2:f32",
+    "bc1:f32",
+    "bc2:f32",
+    "eps:f32",
+    "decay:f32",
+  ], (g) =>
+    `    ${
+      g.each(p("n"), (L, at) => {
+        const s = (name: string) => L.dup(p(name));
+        return `
       ${L.set("a", L.op("mul", L.load(at("g")), s("scale")))}
       ${
-        L.set(
-          "b",
-          L.op(
-            "add",
-            L.op("mul", s("b1"), L.load(at("m"))),
-            L.op("mul", L.op("sub", L.k(1), s("b1")), L.get("a")),
-          ),
-        )
-      }
+          L.set(
+            "b",
+            L.op(
+              "add",
+              L.op("mul", s("b1"), L.load(at("m"))),
+              L.op("mul", L.op("sub", L.k(1), s("b1")), L.get("a")),
+            ),
+          )
+        }
       ${
-        L.set(
-          "c",
-          L.op(
-            "add",
-            L.op("mul", s("b2"), L.load(at("v"))),
-            L.op("mul", L.op("sub", L.k(1), s("b2")), L.op("mul", L.get("a"), L.get("a"))),
-          ),
-        )
-      }
+          L.set(
+            "c",
+            L.op(
+              "add",
+              L.op("mul", s("b2"), L.load(at("v"))),
+              L.op("mul", L.op("sub", L.k(1), s("b2")), L.op("mul", L.get("a"), L.get("a"))),
+            ),
+          )
+        }
       ${L.store(at("m"), L.get("b"))}
       ${L.store(at("v"), L.get("c"))}
       ${L.set("d", L.load(at("w")))}
       ${
-        L.store(
-          at("w"),
-          L.op(
-            "sub",
-            L.get("d"),
+          L.store(
+            at("w"),
             L.op(
-              "mul",
-              s("lr"),
+              "sub",
+              L.get("d"),
               L.op(
-                "add",
+                "mul",
+                s("lr"),
                 L.op(
-                  "div",
-                  L.op("div", L.get("b"), s("bc1")),
-                  L.op("add", L.op("sqrt", L.op("div", L.get("c"), s("bc2"))), s("eps")),
+                  "add",
+                  L.op(
+                    "div",
+                    L.op("div", L.get("b"), s("bc1")),
+                    L.op("add", L.op("sqrt", L.op("div", L.get("c"), s("bc2"))), s("eps")),
+                  ),
+                  L.op("mul", s("decay"), L.get("d")),
                 ),
-                L.op("mul", s("decay"), L.get("d")),
               ),
             ),
-          ),
-        )
-      }`;
-    })
-  })`;
-  return `(module
-  (import "env" "memory" (memory 1))
-  ${globals()}
-  ${funcs}
-)`;
-}
+          )
+        }`;
+      })
+    }`),
+};
+
+type KernelFn<D> = D extends KernelDef<infer P>
+  ? (...args: { [I in keyof P]: number }) => D["result"] extends "f32" ? number : void
+  : never;
 
 /** The kernels, called with byte offsets into tfjs-backend-wasm's heap. */
-export interface Simd {
-  geluForward(x: number, y: number, n: number): void;
-  geluForwardKeep(x: number, y: number, gate: number, n: number): void;
-  geluBackward(dy: number, x: number, dx: number, n: number): void;
-  geluBackwardKept(dy: number, x: number, gate: number, dx: number, n: number): void;
-  layerNormForward(x: number, g: number, b: number, y: number, R: number, C: number): void;
-  layerNormBackward(
-    dy: number,
-    x: number,
-    g: number,
-    dx: number,
-    dg: number,
-    db: number,
-    R: number,
-    C: number,
-  ): void;
-  softmaxRows(s: number, R: number, T: number, causal: number): void;
-  rowDots(dy: number, y: number, dot: number, T: number, C: number, hd: number): void;
-  softmaxBackwardRows(P: number, ds: number, dot: number, R: number, T: number): void;
-  scaleRows(src: number, dst: number, scale: number, R: number, C: number): void;
-  sumSquares(g: number, n: number): number;
-  adamw(
-    w: number,
-    m: number,
-    v: number,
-    g: number,
-    n: number,
-    scale: number,
-    lr: number,
-    b1: number,
-    b2: number,
-    bc1: number,
-    bc2: number,
-    eps: number,
-    decay: number,
-  ): void;
+export type Simd = { [K in keyof typeof KERNELS]: KernelFn<(typeof KERNELS)[K]> };
+
+/** Each kernel's parameter names, as the table declares them (for tests and tools). */
+export const SIMD_KERNEL_PARAMS: Readonly<Record<string, readonly string[]>> = Object.fromEntries(
+  Object.entries(KERNELS).map(([n, k]) => [n, k.params]),
+);
+
+/** The module's text, assembled from {@linkcode KERNELS} with its own labels and constants. */
+export function simdSource(): string {
+  const g = new Gen();
+  const funcs = Object.entries(KERNELS).map(([name, k]: [string, KernelDef<readonly string[]>]) => {
+    const params = k.params.map((q) => {
+      const [n, t = "i32"] = q.split(":");
+      return `(param $${n} ${t})`;
+    }).join(" ");
+    const result = k.result ? ` (result ${k.result})` : "";
+    return `(func (export "${name}") ${params}${result} ${LOCALS} ${k.locals ?? ""}
+    ${k.body(g)})`;
+  }).join("\n\n  ");
+  return `(module
+  (import "env" "memory" (memory 1))
+  ${g.globals()}
+  ${funcs}
+)`;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -532,7 +549,7 @@ let compiled: WebAssembly.Module | undefined;
 export async function compileSimd(): Promise<WebAssembly.Module> {
   if (compiled) return compiled;
   const wabt = await wabtInit();
-  const parsed = wabt.parseWat("dvsft-simd.wat", source(), {
+  const parsed = wabt.parseWat("dvsft-simd.wat", simdSource(), {
     simd: true,
     bulk_memory: true,
     relaxed_simd: true,

@@ -1,5 +1,13 @@
 import { assert, assertEquals } from "@std/assert";
-import { compileSimd, GELU_A, GELU_C, LN_EPS, simdFor } from "./simd.ts";
+import {
+  compileSimd,
+  GELU_A,
+  GELU_C,
+  LN_EPS,
+  SIMD_KERNEL_PARAMS,
+  simdFor,
+  simdSource,
+} from "./simd.ts";
 
 /** A fresh memory with the kernels bound to it, and float32 arrays placed in it. */
 async function setup() {
@@ -103,4 +111,22 @@ Deno.test("simd layer norm: a constant row stays finite; gradients sum over rows
   const db = get(dbp, C);
   for (let c = 0; c < C; c++) assertEquals(db[c], dy[c]! + dy[C + c]! + dy[2 * C + c]!);
   assert(get(dxp, R * C).every(Number.isFinite));
+});
+
+Deno.test("simd: the module's exports are the table's kernels with the table's arity", async () => {
+  await compileSimd();
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const simd = simdFor(memory) as unknown as Record<string, (...a: number[]) => unknown>;
+  const names = Object.keys(SIMD_KERNEL_PARAMS).sort();
+  const exported = [...simdSource().matchAll(/\(func \(export "(\w+)"\)/g)].map((m) => m[1]!);
+  assertEquals(exported.sort(), names);
+  for (const name of names) {
+    assertEquals(
+      simd[name]!.length,
+      SIMD_KERNEL_PARAMS[name]!.length,
+      name,
+    );
+  }
+  // each assembly numbers its own labels and constants: the text does not depend on earlier calls
+  assertEquals(simdSource(), simdSource());
 });
