@@ -232,19 +232,19 @@ const mean = (L: Lane) => (L.wide ? p("vm") : p("sm"));
 const rstd = (L: Lane) => (L.wide ? p("vs") : p("ss"));
 
 /** A kernel's parameters (`name` is i32, `name:f32` a float), result and body. */
-interface KernelDef<P extends readonly string[]> {
+interface KernelDef<P extends readonly string[], R extends "f32" | "void"> {
   params: P;
-  result?: "f32";
+  result: R;
   /** Locals beyond the shared ones. */
   locals?: string;
   body: (g: Gen) => string;
 }
 
-const kernel = <const P extends readonly string[]>(
+const kernel = <const P extends readonly string[], const R extends "f32" | "void" = "void">(
   params: P,
   body: (g: Gen) => string,
-  o: { result?: "f32"; locals?: string } = {},
-): KernelDef<P> => ({ params, body, ...o });
+  o: { result?: R; locals?: string } = {},
+): KernelDef<P, R> => ({ params, body, result: (o.result ?? "void") as R, locals: o.locals });
 
 /**
  * Every kernel, once: the wasm text and the TypeScript type of the exports are both generated
@@ -512,8 +512,8 @@ const KERNELS = {
     }`),
 };
 
-type KernelFn<D> = D extends KernelDef<infer P>
-  ? (...args: { [I in keyof P]: number }) => D["result"] extends "f32" ? number : void
+type KernelFn<D> = D extends KernelDef<infer P, infer R>
+  ? (...args: { [I in keyof P]: number }) => R extends "f32" ? number : void
   : never;
 
 /** The kernels, called with byte offsets into tfjs-backend-wasm's heap. */
@@ -527,15 +527,17 @@ export const SIMD_KERNEL_PARAMS: Readonly<Record<string, readonly string[]>> = O
 /** The module's text, assembled from {@linkcode KERNELS} with its own labels and constants. */
 export function simdSource(): string {
   const g = new Gen();
-  const funcs = Object.entries(KERNELS).map(([name, k]: [string, KernelDef<readonly string[]>]) => {
-    const params = k.params.map((q) => {
-      const [n, t = "i32"] = q.split(":");
-      return `(param $${n} ${t})`;
-    }).join(" ");
-    const result = k.result ? ` (result ${k.result})` : "";
-    return `(func (export "${name}") ${params}${result} ${LOCALS} ${k.locals ?? ""}
+  const funcs = Object.entries(KERNELS).map(
+    ([name, k]: [string, KernelDef<readonly string[], "f32" | "void">]) => {
+      const params = k.params.map((q) => {
+        const [n, t = "i32"] = q.split(":");
+        return `(param $${n} ${t})`;
+      }).join(" ");
+      const result = k.result === "f32" ? " (result f32)" : "";
+      return `(func (export "${name}") ${params}${result} ${LOCALS} ${k.locals ?? ""}
     ${k.body(g)})`;
-  }).join("\n\n  ");
+    },
+  ).join("\n\n  ");
   return `(module
   (import "env" "memory" (memory 1))
   ${g.globals()}

@@ -53,123 +53,167 @@ export interface CompareReport {
 
 const pct = (x: number) => (x * 100).toFixed(1);
 
-/** Compare runs (names → their evaluations), the first run being the baseline. */
-export function compareRuns(
-  runs: Array<
-    {
-      name: string;
-      evals: EvalResult[];
-      losses?: Array<{ step: number; loss: number }>;
-      final?: RunMetrics["final"];
-    }
-  >,
-  threshold = 0.5,
-): CompareReport {
+/** A run as `compareRuns` takes it: a name, its evaluations by step, its training losses. */
+export interface ComparedRun {
+  name: string;
+  evals: EvalResult[];
+  losses?: Array<{ step: number; loss: number }>;
+  final?: RunMetrics["final"];
+}
+
+/** A difference against the baseline run with its paired-bootstrap 95 % interval. */
+export interface Delta {
+  delta: number;
+  lo: number;
+  hi: number;
+}
+
+/** The numbers of a comparison, before any rendering. */
+export interface CompareStats {
+  runs: string[];
+  /** Per suite: metric, each run's final score (null: not evaluated), Δ against run 0. */
+  scores: Array<
+    { suite: string; metric: string; score: Array<number | null>; delta: Array<Delta | null> }
+  >;
+  /** Per suite every run has an answer NLL for: each run's mean and Δ against run 0. */
+  nll: Array<{ suite: string; nll: number[]; delta: Array<Delta | null> }>;
+  /** Mean probe top-1 over suites, per run. */
+  probe: Array<number | null>;
+  /** First evaluated step whose mean score reaches `target`, per run. */
+  efficiency: { threshold: number; best: number; target: number; step: Array<number | null> };
+  /** End-of-training losses of the runs that have them. */
+  finals: Array<{ name: string; final: RunMetrics["final"] }>;
+}
+
+/** Mean score over an evaluation's suites. */
+const meanScore = (e: EvalResult) =>
+  e.suites.reduce((s, x) => s + x.score, 0) / Math.max(1, e.suites.length);
+
+const bootstrap = (a: number[], b: number[]): Delta => pairedBootstrap(a, b, new Rng(7));
+
+/** The comparison's statistics; the first run is the baseline of every Δ. */
+export function compareStats(runs: ComparedRun[], threshold = 0.5): CompareStats {
   const finals = runs.map((r) => r.evals.at(-1));
   const suites = [...new Set(finals.flatMap((f) => f?.suites.map((s) => s.suite) ?? []))];
-  const head = [
-    "suite",
-    "metric",
-    ...runs.map((r) => r.name),
-    ...runs.slice(1).map((r) => `Δ ${r.name} (95% CI)`),
-  ];
-  const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
-  const bars: Array<{ category: string; series: string; value: number }> = [];
-  for (const suite of suites) {
+  const scores = suites.map((suite) => {
     const res = finals.map((f) => f?.suites.find((s) => s.suite === suite));
-    const row = [suite, res.find(Boolean)?.metric ?? ""];
-    res.forEach((r, i) => {
-      row.push(r ? pct(r.score) : "—");
-      if (r) bars.push({ category: suite, series: runs[i]!.name, value: r.score });
-    });
-    for (let i = 1; i < runs.length; i++) {
-      const a = res[0], b = res[i];
-      if (!a || !b || a.items.length !== b.items.length) {
-        row.push("—");
-        continue;
-      }
-      const bs = pairedBootstrap(
-        a.items.map((x) => x.score),
-        b.items.map((x) => x.score),
-        new Rng(7),
-      );
-      row.push(`${bs.delta >= 0 ? "+" : ""}${pct(bs.delta)} [${pct(bs.lo)}, ${pct(bs.hi)}]`);
-    }
-    lines.push(`| ${row.join(" | ")} |`);
-  }
+    return {
+      suite,
+      metric: res.find(Boolean)?.metric ?? "",
+      score: res.map((r) => (r ? r.score : null)),
+      delta: res.slice(1).map((b) => {
+        const a = res[0];
+        if (!a || !b || a.items.length !== b.items.length) return null;
+        return bootstrap(a.items.map((x) => x.score), b.items.map((x) => x.score));
+      }),
+    };
+  });
   // teacher-forced answer NLL: moves long before greedy answers come out right
-  const nllSuites = suites.filter((suite) =>
+  const nll = suites.filter((suite) =>
     finals.every((f) => f?.suites.find((s) => s.suite === suite)?.answerNll !== undefined)
-  );
-  const nllLines: string[] = [];
-  if (nllSuites.length) {
-    nllLines.push(
-      "",
-      "Answer NLL (teacher-forced, nats per answer token, lower is better; Δ with a paired bootstrap 95% CI over items):",
-      "",
-      `| suite | ${runs.map((r) => r.name).join(" | ")} | ${
-        runs.slice(1).map((r) => `Δ ${r.name}`).join(" | ")
-      } |`,
-      `|---|${runs.map(() => "---").join("|")}|${runs.slice(1).map(() => "---").join("|")}|`,
-    );
-    for (const suite of nllSuites) {
-      const res = finals.map((f) => f!.suites.find((s) => s.suite === suite)!);
-      const row = [suite, ...res.map((r) => r.answerNll!.toFixed(3))];
-      for (let i = 1; i < runs.length; i++) {
-        const a = res[0]!.items, b = res[i]!.items;
+  ).map((suite) => {
+    const res = finals.map((f) => f!.suites.find((s) => s.suite === suite)!);
+    return {
+      suite,
+      nll: res.map((r) => r.answerNll!),
+      delta: res.slice(1).map((r) => {
+        const a = res[0]!.items, b = r.items;
         if (
           a.length !== b.length || a.some((x, k) => x.nll === undefined || b[k]!.nll === undefined)
         ) {
-          row.push("—");
-          continue;
+          return null;
         }
-        const bs = pairedBootstrap(a.map((x) => x.nll!), b.map((x) => x.nll!), new Rng(7));
-        const f = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(3)}`;
-        row.push(`${f(bs.delta)} [${f(bs.lo)}, ${f(bs.hi)}]`);
-      }
-      nllLines.push(`| ${row.join(" | ")} |`);
-    }
-  }
-  // probe row
+        return bootstrap(a.map((x) => x.nll!), b.map((x) => x.nll!));
+      }),
+    };
+  });
   const probe = finals.map((f) => {
     const ps = f?.suites.filter((s) => s.probeTop1 !== null) ?? [];
     return ps.length ? ps.reduce((s, x) => s + x.probeTop1!, 0) / ps.length : null;
   });
+  // alignment efficiency: first step reaching `threshold` of the final best mean score
+  const best = Math.max(...runs.flatMap((r) => r.evals.map(meanScore)), 0);
+  const target = best * threshold;
+  const step = runs.map((r) =>
+    r.evals.find((e) => meanScore(e) >= target && target > 0)?.checkpoint.step ?? null
+  );
+  return {
+    runs: runs.map((r) => r.name),
+    scores,
+    nll,
+    probe,
+    efficiency: { threshold, best, target, step },
+    finals: runs.filter((r) => r.final).map((r) => ({ name: r.name, final: r.final! })),
+  };
+}
+
+/** The comparison as markdown tables. */
+export function compareMarkdown(st: CompareStats): string {
+  const names = st.runs;
+  const others = names.slice(1);
+  const signed = (x: number, f: (x: number) => string) => `${x >= 0 ? "+" : ""}${f(x)}`;
+  const head = ["suite", "metric", ...names, ...others.map((n) => `Δ ${n} (95% CI)`)];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+  for (const r of st.scores) {
+    const row = [r.suite, r.metric, ...r.score.map((x) => (x === null ? "—" : pct(x)))];
+    for (const d of r.delta) {
+      row.push(d ? `${signed(d.delta, pct)} [${pct(d.lo)}, ${pct(d.hi)}]` : "—");
+    }
+    lines.push(`| ${row.join(" | ")} |`);
+  }
   lines.push(
     `| visual-token probe (top-1, mean over suites) | probe | ${
-      probe.map((p) => (p === null ? "—" : pct(p))).join(" | ")
-    } |${runs.slice(1).map(() => " |").join("")}`,
+      st.probe.map((p) => (p === null ? "—" : pct(p))).join(" | ")
+    } |${others.map(() => " |").join("")}`,
   );
-  lines.push(...nllLines);
-  // alignment efficiency: first step reaching `threshold` of the final best mean score
-  const meanAt = (e: EvalResult) =>
-    e.suites.reduce((s, x) => s + x.score, 0) / Math.max(1, e.suites.length);
-  const best = Math.max(...runs.flatMap((r) => r.evals.map(meanAt)), 0);
-  const target = best * threshold;
-  const eff = runs.map((r) =>
-    r.evals.find((e) => meanAt(e) >= target && target > 0)?.checkpoint.step ?? null
-  );
+  if (st.nll.length) {
+    const f3 = (x: number) => x.toFixed(3);
+    lines.push(
+      "",
+      "Answer NLL (teacher-forced, nats per answer token, lower is better; Δ with a paired bootstrap 95% CI over items):",
+      "",
+      `| suite | ${names.join(" | ")} | ${others.map((n) => `Δ ${n}`).join(" | ")} |`,
+      `|---|${names.map(() => "---").join("|")}|${others.map(() => "---").join("|")}|`,
+    );
+    for (const r of st.nll) {
+      const row = [r.suite, ...r.nll.map(f3)];
+      for (const d of r.delta) {
+        row.push(d ? `${signed(d.delta, f3)} [${signed(d.lo, f3)}, ${signed(d.hi, f3)}]` : "—");
+      }
+      lines.push(`| ${row.join(" | ")} |`);
+    }
+  }
+  const e = st.efficiency;
   lines.push(
     "",
-    `Alignment efficiency: first evaluated step whose mean score reaches ${pct(target)} (${
-      threshold * 100
-    }% of the best mean, ${pct(best)}): ${
-      runs.map((r, i) => `${r.name} ${eff[i] ?? "not reached"}`).join(", ")
+    `Alignment efficiency: first evaluated step whose mean score reaches ${pct(e.target)} (${
+      e.threshold * 100
+    }% of the best mean, ${pct(e.best)}): ${
+      names.map((n, i) => `${n} ${e.step[i] ?? "not reached"}`).join(", ")
     }.`,
   );
-  const trained = runs.filter((r) => r.final);
-  if (trained.length) {
+  if (st.finals.length) {
     lines.push(
       "",
       "| run | steps | text loss (mean of the last 10 % of steps) | vision loss (same steps) |",
       "|---|---|---|---|",
-      ...trained.map((r) =>
-        `| ${r.name} | ${r.final!.steps} | ${r.final!.text.toFixed(3)} | ${
-          r.final!.vision === null ? "—" : r.final!.vision.toFixed(3)
+      ...st.finals.map(({ name, final }) =>
+        `| ${name} | ${final.steps} | ${final.text.toFixed(3)} | ${
+          final.vision === null ? "—" : final.vision.toFixed(3)
         } |`
       ),
     );
   }
+  return lines.join("\n");
+}
+
+/** The comparison's plots: scores per suite, mean score and text loss against step. */
+export function comparePlots(runs: ComparedRun[], st: CompareStats): CompareReport["plots"] {
+  const bars = st.scores.flatMap((r) =>
+    r.score.flatMap((value, i) =>
+      value === null ? [] : [{ category: r.suite, series: st.runs[i]!, value }]
+    )
+  );
   const plots = [
     {
       name: "scores",
@@ -185,7 +229,7 @@ export function compareRuns(
       svg: lineChartSvg(
         runs.map((r) => ({
           name: r.name,
-          points: r.evals.map((e) => ({ x: e.checkpoint.step, y: meanAt(e) })),
+          points: r.evals.map((e) => ({ x: e.checkpoint.step, y: meanScore(e) })),
         })),
         {
           title: "Mean score over suites against training step",
@@ -208,7 +252,13 @@ export function compareRuns(
       ),
     });
   }
-  return { markdown: lines.join("\n"), plots };
+  return plots;
+}
+
+/** Compare runs (names → their evaluations), the first run being the baseline. */
+export function compareRuns(runs: ComparedRun[], threshold = 0.5): CompareReport {
+  const st = compareStats(runs, threshold);
+  return { markdown: compareMarkdown(st), plots: comparePlots(runs, st) };
 }
 
 /** Write a report's plots as SVG and PNG into `dir`; returns the PNG file names. */
