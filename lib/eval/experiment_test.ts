@@ -1,0 +1,75 @@
+import { assert, assertEquals } from "@std/assert";
+import {
+  ExperimentOptionsSchema,
+  loadRuns,
+  planRuns,
+  renderReport,
+  runPlan,
+  summarize,
+} from "./mod.ts";
+
+Deno.test("experiment: plan → train + evaluate each checkpoint → summary → report, on tiny", async () => {
+  const runs = await Deno.makeTempDir({ prefix: "dvsft-exp-" });
+  try {
+    const o = ExperimentOptionsSchema.parse({
+      model: "tiny",
+      steps: 4,
+      seeds: [0],
+      batch: 2,
+      checkpoints: 2,
+      n: 2,
+      suites: ["text-reading", "charts"],
+      runs,
+      backend: "wasm",
+      cacheDir: `${runs}/cache`,
+    });
+    const plan = planRuns(o);
+    assertEquals(plan.map((r) => [r.objective, r.seed]), [["sft", 0], ["dvsft", 0]]);
+    // same init, data and steps: only the objective differs
+    const [sft, dv] = plan;
+    assertEquals({ ...sft!.config, name: "", objective: "" }, {
+      ...dv!.config,
+      name: "",
+      objective: "",
+    });
+    const evaluated: string[] = [];
+    await runPlan(plan, o, {
+      onEvaluate: (r, ck, done, total) =>
+        done === total && evaluated.push(`${r.objective}:${ck.split("/").at(-1)}`),
+    });
+    assertEquals(evaluated, [
+      "sft:step-000002",
+      "sft:step-000004",
+      "dvsft:step-000002",
+      "dvsft:step-000004",
+    ]);
+    const loaded = await loadRuns(plan);
+    assertEquals(loaded.map((r) => r.evals.map((e) => e.checkpoint.step)), [[2, 4], [2, 4]]);
+    const summary = summarize(loaded, o);
+    assertEquals(summary.rows.map((r) => r.suite), ["text-reading", "charts"]);
+    assert(summary.rows.every((r) => Number.isFinite(r.sft) && Number.isFinite(r.dvsftNll)));
+    const md = renderReport({
+      options: o,
+      runs: loaded,
+      summary,
+      command: "deno task experiment --model tiny",
+    });
+    assert(md.startsWith("# SFT vs DV-SFT (tiny-l1-next-exact)"), md.slice(0, 80));
+    assert(md.includes("| text-reading | in |"), md);
+    assert(md.includes("### Seed 0"), md);
+    assert(md.includes("Δ dvsft-s0"), md);
+    // a rerun resumes: nothing is trained or evaluated again, the same report comes out
+    await runPlan(plan, o);
+    assertEquals(
+      renderReport({
+        options: o,
+        runs: await loadRuns(plan),
+        summary: summarize(await loadRuns(plan), o),
+        command: "deno task experiment --model tiny",
+      }).replace(/[\d.]+ min/, ""),
+      md.replace(/[\d.]+ min/, ""),
+    );
+  } finally {
+    await Deno.remove(runs, { recursive: true });
+  }
+});
