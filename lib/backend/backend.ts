@@ -1,5 +1,5 @@
 /**
- * Choosing the tfjs backend: `auto | tensorflow | webgpu | wasm | cpu` (DESIGN.md "Backends").
+ * Choosing the tfjs backend: `auto | tensorflow | webgpu | wasm | cpu` (docs/ARCHITECTURE.md "Backends").
  */
 import { z } from "zod";
 import { tf } from "./tf.ts";

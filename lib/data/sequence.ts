@@ -1,6 +1,6 @@
 /**
  * Turn (image pixels, question, answer, vision labels) into the model's sequence and labels
- * (DESIGN.md "Sequence and loss"), and make such samples from a suite or a dataset.
+ * (docs/ARCHITECTURE.md "Sequence and loss"), and make such samples from a suite or a dataset.
  */
 import { createCanvas, loadImage } from "@napi-rs/canvas";
 import { exactVisionLabels, IGNORE_INDEX } from "../labels/mod.ts";

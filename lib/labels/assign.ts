@@ -1,5 +1,5 @@
 /**
- * Word → visual-token assignment (DESIGN.md "Assignment").
+ * Word → visual-token assignment (docs/ARCHITECTURE.md "Assignment").
  *
  * A cell takes the word whose box overlaps it most, when that overlap is at least
  * `minCellOverlap` of the cell or `minWordOverlap` of the word. A word that won no cell

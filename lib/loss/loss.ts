@@ -1,5 +1,5 @@
 /**
- * The joint next-token loss of DV-SFT (DESIGN.md "Sequence and loss").
+ * The joint next-token loss of DV-SFT (docs/ARCHITECTURE.md "Sequence and loss").
  *
  * Causal-LM cross-entropy exactly as any trainer computes it: logits at p predict the label
  * at p + 1; -100 is ignored. A target position inside the visual block counts toward the
