@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { writeFileAtomic } from "./atomic.ts";
 import { runPaths } from "./layout.ts";
-import { RunFileError } from "./metrics.ts";
+import { readJsonFile as readJson } from "./_read.ts";
 
 export const ItemResultSchema = z.object({
   index: z.number().int(),
@@ -41,27 +41,6 @@ export const EvalResultSchema = z.object({
   suites: z.array(SuiteResultSchema),
 });
 export type EvalResult = z.infer<typeof EvalResultSchema>;
-
-async function readJson<T>(path: string, schema: z.ZodType<T>): Promise<T | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  const r = schema.safeParse((() => {
-    try {
-      return JSON.parse(text);
-    } catch {
-      throw new RunFileError(`Cannot read '${path}': not JSON`);
-    }
-  })());
-  if (!r.success) {
-    throw new RunFileError(`Cannot read '${path}': ${r.error.issues[0]?.message}`);
-  }
-  return r.data;
-}
 
 /**
  * Store an evaluation of one of the run's checkpoints. Suites already evaluated on the same

@@ -1,6 +1,9 @@
 /** A run's training log (`metrics.jsonl`) and periodic evaluations (`evals.jsonl`). */
 import { z } from "zod";
 import { runPaths } from "./layout.ts";
+import { readJsonLines } from "./_read.ts";
+
+export { RunFileError } from "./_read.ts";
 
 export const StepMetricsSchema = z.object({
   step: z.number().int(),
@@ -26,41 +29,6 @@ export const PeriodicEvalSchema = z.object({
   n: z.number().int(),
 });
 export type PeriodicEval = z.infer<typeof PeriodicEvalSchema>;
-
-/** Raised when a run file does not parse; names the file and line. */
-export class RunFileError extends Error {
-  override name = "RunFileError";
-}
-
-async function readJsonLines<T>(path: string, schema: z.ZodType<T>): Promise<T[] | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  const out: T[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.trim();
-    if (!line) continue;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      // a process killed mid-write leaves at most a torn last line
-      if (i >= lines.length - 2) break;
-      throw new RunFileError(`Cannot read '${path}': line ${i + 1} is not JSON`);
-    }
-    const r = schema.safeParse(value);
-    if (!r.success) {
-      throw new RunFileError(`Cannot read '${path}': line ${i + 1}: ${r.error.issues[0]?.message}`);
-    }
-    out.push(r.data);
-  }
-  return out;
-}
 
 /**
  * The run's step metrics, one per step in step order. A step redone after a resume replaces its
