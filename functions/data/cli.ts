@@ -1,13 +1,22 @@
 /**
  * `deno task data generate --suite train --n 20000 --shard-size 1000 --out out/data/train [--shard i/N]`
- * `deno task data export --in out/data/train --out train.sharegpt.jsonl`
+ * `deno task data import data.jsonl --out out/data/mine [--words ocr|boxes|none]`
+ * `deno task data export --in out/data/train --out train.jsonl --geometry qwen2-vl --tokenizer qwen2`
  * `deno task data preview --suite charts [--n 12] [--out out/preview-charts.png]`
  */
 import { parseArgs } from "node:util";
 import { runMain, ShardSchema } from "../shared/cli.ts";
 import { z } from "zod";
 import { createCanvas } from "@napi-rs/canvas";
-import { exportShareGpt, generateDataset, generateSample, SUITES } from "../../lib/data/mod.ts";
+import {
+  exportDataset,
+  generateDataset,
+  generateSample,
+  importChat,
+  SUITES,
+} from "../../lib/data/mod.ts";
+import { MODEL_PRESETS } from "../../lib/model/mod.ts";
+import { getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { GeometrySpecSchema } from "../../lib/geometry/mod.ts";
 import { createOcrEngine } from "../../lib/ocr/mod.ts";
 import { ensureFonts } from "../../lib/render/mod.ts";
@@ -15,32 +24,49 @@ import { startProgress } from "../../lib/util/progress.ts";
 import { zodIssues } from "../../lib/http/mod.ts";
 
 const USAGE = `Usage:
-  deno task data generate --suite NAME --n N --out DIR [--shard-size 1000] [--size 448]
-                          [--tokenizer dvsft-small|qwen2|PATH] [--geometry NAME|JSON]
-                          [--label-source render|ocr] [--shard i/N]
-  deno task data export --in DIR --out FILE.jsonl          (sharegpt messages + images + vision_labels)
+  deno task data generate --suite NAME --n N --out DIR [--model small|tiny | --size PX]
+                          [--shard-size 1000] [--label-source render|ocr] [--shard i/N]
+  deno task data import FILE.jsonl|FILE.json --out DIR [--words ocr|boxes|none] [--root DIR]
+                          (LLaMA-Factory / ms-swift messages + images; words: OCR, or <image>.boxes.json)
+  deno task data export --in DIR --out FILE.jsonl [--geometry NAME|JSON] [--tokenizer NAME|PATH]
+                          [--image-max-pixels N] [--image-min-pixels N] [--absolute] [--name NAME]
+                          (messages + images + vision_labels, and a dataset_info.json entry)
   deno task data preview --suite NAME [--n 12] [--size 448] [--out FILE.png]
+
+A dataset is images + their words with boxes + QA turns; vision labels are derived for the
+geometry and tokenizer of whatever consumes it (training, export).
 
 Suites: ${Object.entries(SUITES).map(([k, s]) => `${k} (${s.domain})`).join(", ")}`;
 
+const FLAGS = {
+  suite: { type: "string" },
+  n: { type: "string" },
+  out: { type: "string" },
+  in: { type: "string" },
+  model: { type: "string" },
+  "shard-size": { type: "string" },
+  size: { type: "string" },
+  tokenizer: { type: "string" },
+  geometry: { type: "string" },
+  "label-source": { type: "string" },
+  shard: { type: "string" },
+  words: { type: "string" },
+  root: { type: "string" },
+  "image-max-pixels": { type: "string" },
+  "image-min-pixels": { type: "string" },
+  absolute: { type: "boolean" },
+  name: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function printIssues(e: z.ZodError): 2 {
+  for (const i of zodIssues(e)) console.error(`error: --${i.path}: ${i.message}`);
+  return 2;
+}
+
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      suite: { type: "string" },
-      n: { type: "string" },
-      out: { type: "string" },
-      in: { type: "string" },
-      "shard-size": { type: "string" },
-      size: { type: "string" },
-      tokenizer: { type: "string" },
-      geometry: { type: "string" },
-      "label-source": { type: "string" },
-      shard: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  const { values, positionals } = parseArgs({ args: rest, options: FLAGS, allowPositionals: true });
   if (values.help || !command || command === "help") {
     console.log(USAGE);
     return command ? 0 : 2;
@@ -51,20 +77,15 @@ export async function main(args: string[]): Promise<number> {
       n: z.coerce.number().int().min(1),
       out: z.string(),
       "shard-size": z.coerce.number().int().min(1).default(1000),
-      size: z.coerce.number().int().default(448),
-      tokenizer: z.string().default("dvsft-small"),
-      geometry: z.string().default("qwen2-vl"),
+      model: z.enum(["tiny", "small"]).default("small"),
+      size: z.coerce.number().int().optional(),
       "label-source": z.enum(["render", "ocr"]).default("render"),
       shard: ShardSchema.optional(),
     }).safeParse(values);
-    if (!f.success) {
-      for (const i of zodIssues(f.error)) console.error(`error: --${i.path}: ${i.message}`);
-      return 2;
-    }
+    if (!f.success) return printIssues(f.error);
     const v = f.data;
-    const geometry = GeometrySpecSchema.parse(
-      v.geometry.trim().startsWith("{") ? JSON.parse(v.geometry) : { name: v.geometry },
-    );
+    // the chosen model's input size unless a size is given
+    const size = v.size ?? MODEL_PRESETS[v.model].imageSize;
     const ocr = v["label-source"] === "ocr" ? await createOcrEngine("auto") : undefined;
     let bar: ReturnType<typeof startProgress> | null = null;
     const t0 = performance.now();
@@ -75,9 +96,7 @@ export async function main(args: string[]): Promise<number> {
           suite: v.suite,
           n: v.n,
           shardSize: v["shard-size"],
-          size: v.size,
-          tokenizer: v.tokenizer,
-          geometry,
+          size,
           labelSource: v["label-source"],
         },
         {
@@ -110,9 +129,58 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (command === "export") {
-    if (!values.in || !values.out) throw new Error("export needs --in DIR and --out FILE");
-    const n = await exportShareGpt(values.in, values.out);
-    console.log(`wrote ${n} lines → ${values.out}`);
+    const f = z.object({
+      in: z.string({ error: "export needs --in DIR (a dataset folder)" }),
+      out: z.string({ error: "export needs --out FILE.jsonl" }),
+      geometry: z.string().default("qwen2-vl"),
+      tokenizer: z.string().default("qwen2"),
+      "image-max-pixels": z.coerce.number().int().min(0).max(1e9).default(0),
+      "image-min-pixels": z.coerce.number().int().min(0).max(1e9).default(0),
+      absolute: z.boolean().default(false),
+      name: z.string().regex(/^[\w.-]+$/).optional(),
+    }).safeParse(values);
+    if (!f.success) return printIssues(f.error);
+    const v = f.data;
+    const geometry = GeometrySpecSchema.parse(
+      v.geometry.trim().startsWith("{") ? JSON.parse(v.geometry) : { name: v.geometry },
+    );
+    const r = await exportDataset(v.in, v.out, {
+      geometry,
+      tokenizer: await getTokenizer(v.tokenizer, { allowPaths: true }),
+      imageMaxPixels: v["image-max-pixels"],
+      imageMinPixels: v["image-min-pixels"],
+      absolutePaths: v.absolute,
+      name: v.name,
+    });
+    console.log(
+      `wrote ${r.lines} lines → ${v.out}${
+        r.skipped ? ` (${r.skipped} items without questions left out)` : ""
+      }; entry in ${r.datasetInfo}`,
+    );
+    return 0;
+  }
+  if (command === "import") {
+    const f = z.object({
+      file: z.string({ error: "import needs a FILE.jsonl (or .json)" }),
+      out: z.string({ error: "import needs --out DIR" }),
+      words: z.enum(["ocr", "boxes", "none"]).default("ocr"),
+      root: z.string().optional(),
+    }).safeParse({ ...values, file: positionals[0] });
+    if (!f.success) return printIssues(f.error);
+    const v = f.data;
+    const ocr = v.words === "ocr" ? await createOcrEngine("auto") : undefined;
+    try {
+      let n = 0;
+      const m = await importChat(v.file, v.out, {
+        words: v.words,
+        ocr,
+        root: v.root,
+        onItem: () => n++,
+      });
+      console.log(`imported ${n} items (${m.shards.length} shard(s)) → ${v.out}`);
+    } finally {
+      await ocr?.close();
+    }
     return 0;
   }
   if (command === "preview") {

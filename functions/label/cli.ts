@@ -13,6 +13,7 @@ import {
   drawOverlay,
   LABEL_DEFAULTS,
   type LabeledImage,
+  type LabeledInput,
   labelImage,
   labelInput,
   LabelOptionsSchema,
@@ -21,6 +22,7 @@ import {
   WordBoxSchema,
 } from "../../lib/labels/mod.ts";
 import { writeFileAtomic } from "../../lib/runs/atomic.ts";
+import { imageExtension, type ItemInput, writeDataset } from "../../lib/data/mod.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine } from "../../lib/ocr/mod.ts";
 import { renderPage } from "../../lib/render/mod.ts";
@@ -46,6 +48,8 @@ Options:
   --shard i/N                     process only every N-th input starting at i (scale-out)
   --overlay                       also write <name>.overlay.png
   --force                         relabel images whose label set already exists (default: skip them)
+  --dataset DIR                   also write the inputs as a dataset (images or PDF pages + their words),
+                                  for deno task train (data.task "dataset") and deno task data export
   -h, --help`;
 
 /** Every flag, once: parseArgs' options are derived from this schema. */
@@ -64,6 +68,7 @@ const FlagsSchema = z.strictObject({
   shard: ShardSchema.optional(),
   overlay: z.boolean().default(false),
   force: z.boolean().default(false),
+  dataset: z.string().optional(),
   help: z.boolean().default(false),
 });
 const BOOLEAN_FLAGS = new Set(["overlay", "force", "help"]);
@@ -110,9 +115,32 @@ async function isValidLabelFile(path: string): Promise<boolean> {
   }
 }
 
+/** Label results as dataset items: the image (or PDF page) kept, its words, no questions yet. */
+async function* labeledItems(
+  order: string[],
+  results: Map<string, LabeledInput[]>,
+): AsyncGenerator<ItemInput> {
+  for (const name of order) {
+    for (const r of results.get(name)!) {
+      const ls = r.labelSet;
+      yield {
+        id: r.page !== undefined ? `${name}#p${r.page}` : name,
+        bytes: r.image.bytes,
+        ext: imageExtension(r.image.bytes),
+        width: ls.image.width,
+        height: ls.image.height,
+        ...(r.page !== undefined ? { page: r.page } : {}),
+        source: ls.source,
+        words: ls.words.map((w) => ({ text: w.text, box: w.box, confidence: w.confidence })),
+        qa: [],
+      };
+    }
+  }
+}
+
 interface Job {
   name: string;
-  run: (ocr?: OcrEngine) => Promise<LabeledImage[]>;
+  run: (ocr?: OcrEngine) => Promise<LabeledInput[]>;
 }
 
 /** Run the CLI; returns the process exit code. */
@@ -203,6 +231,7 @@ export async function main(args: string[]): Promise<number> {
   const t0 = performance.now();
   let images = 0, tokens = 0, labeled = 0, confSum = 0, confN = 0, failed = 0, skipped = 0;
   const failures: Array<{ input: string; error: string }> = [];
+  const datasetItems = new Map<string, LabeledInput[]>();
   let next = 0;
   const worker = async () => {
     while (next < jobs.length) {
@@ -218,6 +247,7 @@ export async function main(args: string[]): Promise<number> {
           continue;
         }
         const results = await job.run(ocr);
+        if (f.dataset) datasetItems.set(job.name, results);
         for (const [p, r] of results.entries()) {
           const stem = results.length > 1 ? `${job.name}-p${p + 1}` : job.name;
           await writeFileAtomic(join(f.out, `${stem}.labels.json`), JSON.stringify(r.labelSet));
@@ -247,6 +277,19 @@ export async function main(args: string[]): Promise<number> {
   } finally {
     bar.stop();
     await ocr?.close();
+  }
+  if (f.dataset) {
+    if (failed > 0) {
+      console.error(`dataset not written: ${failed} input(s) failed (see below)`);
+    } else {
+      // in input order, whatever order the workers finished in
+      const order = jobs.map((j) => j.name).filter((n) => datasetItems.has(n));
+      const m = await writeDataset(f.dataset, labeledItems(order, datasetItems), {
+        producer: "label",
+        config: { ...request, words: undefined, inputs: order.length },
+      });
+      console.log(`dataset: ${m.shards.reduce((s, x) => s + x.count, 0)} items → ${f.dataset}`);
+    }
   }
   const seconds = (performance.now() - t0) / 1000;
   const summary = {

@@ -1,14 +1,18 @@
-import { assert, assertEquals, assertGreater } from "@std/assert";
+import { assert, assertEquals, assertGreater, assertRejects } from "@std/assert";
 import { join } from "node:path";
 import { createCanvas } from "@napi-rs/canvas";
 import {
-  exportShareGpt,
+  ChatLineSchema,
+  exportDataset,
   generateDataset,
   generateSample,
+  importChat,
+  itemLabelSet,
   readDataset,
-  readItems,
   SUITES,
 } from "./mod.ts";
+import { GeometrySpecSchema } from "../geometry/mod.ts";
+import { getTokenizer } from "../tokenizer/mod.ts";
 import { HELD_OUT_FONTS, TRAIN_FONTS } from "../render/fonts.ts";
 import { createOcrEngine } from "../ocr/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
@@ -116,7 +120,7 @@ Deno.test("generator: boxes match pixels — OCR of each sampled box's crop read
   assertGreater(agree / total, 0.8, `${agree}/${total} crops read as their word`);
 });
 
-Deno.test("datasets: shards, resume after a kill, N processes = 1 process, sharegpt export/import", async () => {
+Deno.test("datasets: shards, resume after a kill, N processes = 1 process; words, not labels, on disk", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dvsft-ds-" });
   try {
     const cfg = { suite: "doc-kv", n: 25, shardSize: 10, size: 112 };
@@ -132,6 +136,11 @@ Deno.test("datasets: shards, resume after a kill, N processes = 1 process, share
     }
     const a = await readDataset(join(dir, "one")), b = await readDataset(join(dir, "three"));
     assertEquals(a.manifest.shards, b.manifest.shards);
+    // an item is its image, its words with boxes and its questions
+    const g = await generateSample("doc-kv", 0, 112);
+    assertEquals(a.items[0]!.words, g.words);
+    assertEquals(a.items[0]!.qa, g.qa);
+    assertEquals([a.items[0]!.width, a.items[0]!.source.kind], [112, "render"]);
     // a killed run: one shard half-written (temp folder), one complete shard corrupted
     await Deno.mkdir(join(dir, "one", ".tmp-shard-00001-dead"));
     await Deno.writeTextFile(join(dir, "one", "shard-00002", "records.jsonl"), "{}\n");
@@ -139,16 +148,157 @@ Deno.test("datasets: shards, resume after a kill, N processes = 1 process, share
     const again = await generateDataset(cfg, { out: join(dir, "one"), onSample: () => made++ });
     assertEquals(made, 5); // only the bad shard is redone
     assertEquals(again.shards, whole.shards);
-    // sharegpt round trip
-    const file = join(dir, "x.jsonl");
-    const lines = await exportShareGpt(join(dir, "one"), file);
-    const fromDir = await readItems(join(dir, "one")), fromFile = await readItems(file);
-    assertEquals(fromFile.length, lines);
-    assertEquals(
-      fromFile.map((i) => [i.question, i.answer, i.visionLabels]),
-      fromDir.map((i) => [i.question, i.answer, i.visionLabels]),
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datasets: export derives vision labels for a named geometry after the trainer's pixel limits; one schema for every geometry", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dvsft-ex-" });
+  try {
+    await generateDataset({ suite: "doc-kv", n: 3, size: 448 }, { out: join(dir, "ds") });
+    const qwen = await getTokenizer("qwen2");
+    const out = join(dir, "exports", "deep", "q.jsonl"); // the folder does not exist yet
+    const r = await exportDataset(join(dir, "ds"), out, {
+      geometry: GeometrySpecSchema.parse({ name: "qwen2-vl" }),
+      tokenizer: qwen,
+    });
+    assertEquals(r.lines, 3);
+    const lines = (await Deno.readTextFile(out)).trim().split("\n").map((l) =>
+      ChatLineSchema.parse(JSON.parse(l))
     );
-    assertEquals(fromDir[0]!.visionLabels.length, (112 / 28) ** 2);
+    // relative image paths by default, that resolve from the file's folder
+    assert(!lines[0]!.images[0]!.startsWith("/"), lines[0]!.images[0]);
+    await Deno.stat(join(dir, "exports", "deep", lines[0]!.images[0]!));
+    // 448² → 16 × 16 tokens; the labels equal a label set built from the same words
+    const { items } = await readDataset(join(dir, "ds"));
+    const ls = itemLabelSet(items[0]!, "", GeometrySpecSchema.parse({ name: "qwen2-vl" }), qwen);
+    assertEquals(lines[0]!.vision_labels[0]!.labels, ls.tokens.label);
+    assertEquals(ls.tokens.label.length, 256);
+    // LLaMA-Factory's image_max_pixels shrinks the image first: 448² → 224² → 8 × 8 tokens
+    const small = join(dir, "exports", "small.jsonl");
+    await exportDataset(join(dir, "ds"), small, {
+      geometry: GeometrySpecSchema.parse({ name: "qwen2-vl" }),
+      tokenizer: qwen,
+      imageMaxPixels: 224 * 224,
+    });
+    const s0 = ChatLineSchema.parse(JSON.parse((await Deno.readTextFile(small)).split("\n")[0]!));
+    assertEquals([s0.vision_labels[0]!.image_width, s0.vision_labels[0]!.labels.length], [224, 64]);
+    assertEquals(s0.vision_labels[0]!.image_max_pixels, 224 * 224);
+    // another geometry: the same keys and value types on every line
+    const llava = join(dir, "exports", "llava.jsonl");
+    await exportDataset(join(dir, "ds"), llava, {
+      geometry: GeometrySpecSchema.parse({ name: "llava-1.5" }),
+      tokenizer: qwen,
+    });
+    const shape = (v: unknown): unknown =>
+      Array.isArray(v)
+        ? ["array", v.length ? shape(v[0]) : null]
+        : v && typeof v === "object"
+        ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)]))
+        : typeof v;
+    const l0 = JSON.parse((await Deno.readTextFile(llava)).split("\n")[0]!);
+    assertEquals(shape(l0), shape(JSON.parse((await Deno.readTextFile(out)).split("\n")[0]!)));
+    assertEquals(l0.vision_labels[0].labels.length, 576);
+    // dataset_info.json names both files
+    const info = JSON.parse(await Deno.readTextFile(join(dir, "exports", "dataset_info.json")));
+    assertEquals(Object.keys(info).sort(), ["llava", "small"]);
+    assertEquals(info.llava.formatting, "sharegpt");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datasets: import of a LLaMA-Factory mllm_demo file round-trips through export with the messages unchanged; bad lines are named", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dvsft-im-" });
+  try {
+    await Deno.mkdir(join(dir, "mllm_demo_data"));
+    const images = [];
+    for (const k of [0, 1]) {
+      const g = await generateSample("text-reading", k, 224);
+      await Deno.writeFile(join(dir, "mllm_demo_data", `${k}.png`), png(g));
+      await Deno.writeTextFile(
+        join(dir, "mllm_demo_data", `${k}.boxes.json`),
+        JSON.stringify(g.words),
+      );
+      images.push(g);
+    }
+    const demo = [
+      {
+        messages: [
+          { content: "<image>Who are they?", role: "user" },
+          { content: "They're a reading test.", role: "assistant" },
+          { content: "What is the first word?", role: "user" },
+          { content: images[0]!.words[0]!.text, role: "assistant" },
+        ],
+        images: ["mllm_demo_data/0.png"],
+      },
+      {
+        messages: [{ content: "<image>Read it.", role: "user" }, {
+          content: "ok",
+          role: "assistant",
+        }],
+        images: ["mllm_demo_data/1.png"],
+      },
+      {
+        messages: [{ content: "no image here", role: "user" }, {
+          content: "fine",
+          role: "assistant",
+        }],
+      },
+    ];
+    const file = join(dir, "mllm_demo.json");
+    await Deno.writeTextFile(file, JSON.stringify(demo, null, 2));
+    const m = await importChat(file, join(dir, "ds"), { words: "boxes" });
+    assertEquals(m.shards[0]!.count, 2); // the text-only line has nothing to label
+    const { items } = await readDataset(join(dir, "ds"));
+    assertEquals(items[0]!.words, images[0]!.words);
+    assertEquals(items[0]!.qa.map((q) => q.question), ["Who are they?", "What is the first word?"]);
+    const out = join(dir, "out.jsonl");
+    await exportDataset(join(dir, "ds"), out, {
+      geometry: GeometrySpecSchema.parse({ name: "qwen2-vl" }),
+      tokenizer: await getTokenizer("qwen2"),
+    });
+    const lines = (await Deno.readTextFile(out)).trim().split("\n").map((l) => JSON.parse(l));
+    assertEquals(lines.map((l) => l.messages), demo.slice(0, 2).map((d) => d.messages));
+    assert(lines[0].vision_labels[0].labels.some((x: number) => x >= 0));
+
+    // bad input: a clear error naming the line, and nothing written
+    const bad = async (name: string, text: string, pattern: RegExp) => {
+      const f = join(dir, name);
+      await Deno.writeTextFile(f, text);
+      const e = await assertRejects(() =>
+        importChat(f, join(dir, `out-${name}`), { words: "none" })
+      );
+      assert(pattern.test((e as Error).message), (e as Error).message);
+      assertEquals(await Deno.stat(join(dir, `out-${name}`)).catch(() => null), null);
+    };
+    const line = (img: string) => JSON.stringify({ messages: demo[1]!.messages, images: [img] });
+    await bad(
+      "missing.jsonl",
+      `${line("mllm_demo_data/0.png")}\n${line("mllm_demo_data/nope.png")}\n`,
+      /line 2: image 'mllm_demo_data\/nope.png' does not exist/,
+    );
+    await bad(
+      "broken.jsonl",
+      `${line("mllm_demo_data/0.png")}\n{"messages": [\n`,
+      /line 2 is not valid JSON/,
+    );
+    await Deno.writeFile(join(dir, "..", "dvsft-outside.png"), png(images[0]!));
+    try {
+      await bad(
+        "outside.jsonl",
+        line("../dvsft-outside.png") + "\n",
+        /line 1: image '..\/dvsft-outside.png' lies outside the data root/,
+      );
+    } finally {
+      await Deno.remove(join(dir, "..", "dvsft-outside.png"));
+    }
+    await bad(
+      "notimage.jsonl",
+      line("mllm_demo_data/0.boxes.json") + "\n",
+      /line 1: Cannot read image/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,68 +1,81 @@
 /**
- * Datasets on disk: a folder of shards (`shard-00000/`: PNG images + `records.jsonl` +
- * `done.json` with hashes) and a `manifest.json`. A shard is written in a temporary folder
- * and renamed into place, so a killed run leaves no half shard that reads as good; a rerun
- * skips complete shards. `shard: {i, n}` lets N processes split one job.
+ * Datasets on disk, built on words and boxes. An item is an image (or a PDF page) with its words
+ * (text, box in the stored image's pixels, confidence; where they came from) and zero or more
+ * question–answer turns. Vision labels are not stored: each consumer derives them for its own
+ * geometry and tokenizer (`itemLabelSet`). Every producer — the synthetic generator, the label
+ * CLI, `data import` — writes this one format.
+ *
+ * A dataset folder holds shards (`shard-00000/`: the images, `records.jsonl`, `done.json` with
+ * the records' SHA-256) and a `manifest.json`. A shard is written under a temporary name and
+ * renamed into place, so a killed run leaves no half shard that reads as good; a rerun skips
+ * complete shards; `shard: {i, n}` lets N processes split one generation job.
  */
-import { writeDirAtomic, writeFileAtomic } from "../runs/atomic.ts";
-import { join } from "node:path";
+import { extname, join } from "node:path";
 import { z } from "zod";
-import { type GeometrySpec, GeometrySpecSchema } from "../geometry/mod.ts";
+import type { GeometrySpec } from "../geometry/mod.ts";
 import {
   AssignOptionsSchema,
-  exactVisionLabels,
-  labelImage,
-  LabelOptionsSchema,
+  buildLabelSet,
+  type LabelSet,
+  SOURCES,
   type WordBox,
 } from "../labels/mod.ts";
 import type { OcrEngine } from "../ocr/mod.ts";
-import { getTokenizer } from "../tokenizer/mod.ts";
+import type { WordTokenizer } from "../tokenizer/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
 import { removeStale } from "../util/stale.ts";
-import { generateSample, GENERATOR_VERSION, type QA, SUITES } from "./generate.ts";
+import { writeDirAtomic, writeFileAtomic } from "../runs/atomic.ts";
+import { generateSample, GENERATOR_VERSION, SUITES } from "./generate.ts";
 
-export const DatasetConfigSchema = z.strictObject({
-  suite: z.string().refine((s) => s in SUITES, {
-    message: `suite must be one of ${Object.keys(SUITES).join(", ")}`,
-  }),
-  n: z.number().int().min(1).max(10_000_000),
-  shardSize: z.number().int().min(1).max(100_000).default(1000),
-  /** Image side in pixels (the model's input size). */
-  size: z.number().int().min(56).max(2048).default(448),
-  geometry: GeometrySpecSchema.default({ name: "qwen2-vl", minPixels: 3136, maxPixels: 12845056 }),
-  tokenizer: z.string().default("dvsft-small"),
-  policy: AssignOptionsSchema.default({ split: "span", minCellOverlap: 0.1, minWordOverlap: 0.5 }),
-  /** render: labels from the exact boxes; ocr: from OCR of the image (to measure what OCR labels cost). */
-  labelSource: z.enum(["render", "ocr"]).default("render"),
+export const DATASET_FORMAT = "dvsft-dataset-2";
+
+/** One chat message, kept as the source file had it (`data export` writes it back unchanged). */
+export const MessageSchema = z.object({
+  role: z.enum(["system", "user", "assistant"]),
+  content: z.string(),
 });
-export type DatasetConfig = z.infer<typeof DatasetConfigSchema>;
+export type Message = z.infer<typeof MessageSchema>;
 
-export const DatasetRecordSchema = z.object({
+export const QATurnSchema = z.object({
+  question: z.string(),
+  answer: z.string(),
+  /** All accepted answers (benchmarks with several references); `answer` is the first. */
+  answers: z.array(z.string()).optional(),
+  /** What the question asks (the generator's question kind), when known. */
+  kind: z.string().optional(),
+});
+export type QATurn = z.infer<typeof QATurnSchema>;
+
+export const DatasetWordSchema = z.object({
+  text: z.string(),
+  box: z.tuple([z.number(), z.number(), z.number(), z.number()]),
+  confidence: z.number(),
+});
+
+export const DatasetItemSchema = z.object({
   id: z.string(),
+  /** The image, relative to the dataset folder. */
   image: z.string(),
-  width: z.number().int(),
-  height: z.number().int(),
-  layout: z.string(),
-  font: z.string(),
-  words: z.array(
-    z.object({
-      text: z.string(),
-      box: z.tuple([z.number(), z.number(), z.number(), z.number()]),
-      confidence: z.number(),
-    }),
-  ),
-  qa: z.array(z.object({ question: z.string(), answer: z.string(), kind: z.string() })),
-  /** One label id (or -100) per visual token, for the dataset's geometry and tokenizer. */
-  visionLabels: z.array(z.number().int()),
+  width: z.number().int().positive(),
+  height: z.number().int().positive(),
+  /** 1-based page of the PDF the image was rendered from. */
+  page: z.number().int().positive().optional(),
+  /** Where the words came from: render (exact), ocr (engine named), pdf (text layer), boxes. */
+  source: z.object({ kind: z.enum(SOURCES), engine: z.string().optional() }),
+  words: z.array(DatasetWordSchema),
+  qa: z.array(QATurnSchema),
+  /** The chat as the imported file had it (absent for items made here). */
+  messages: z.array(MessageSchema).optional(),
+  meta: z.record(z.string(), z.string()).optional(),
 });
-export type DatasetRecord = z.infer<typeof DatasetRecordSchema>;
+export type DatasetItem = z.infer<typeof DatasetItemSchema>;
 
 export const ManifestSchema = z.object({
-  format: z.literal("dvsft-dataset-1"),
-  generatorVersion: z.number(),
-  suiteId: z.string(),
-  config: DatasetConfigSchema,
-  tokenizer: z.object({ name: z.string(), sha256: z.string() }),
+  format: z.literal(DATASET_FORMAT),
+  /** What made it: `generate`, `label`, `import`. */
+  producer: z.string(),
+  /** The producer's settings (the generator's config, the label command's options, …). */
+  config: z.record(z.string(), z.unknown()),
   shards: z.array(z.object({ name: z.string(), count: z.number().int(), sha256: z.string() })),
   expectedShards: z.number().int(),
   complete: z.boolean(),
@@ -71,9 +84,14 @@ export type Manifest = z.infer<typeof ManifestSchema>;
 
 const DoneSchema = z.object({ count: z.number().int(), sha256: z.string() });
 
-const shardName = (s: number) => `shard-${String(s).padStart(5, "0")}`;
+export const shardName = (s: number) => `shard-${String(s).padStart(5, "0")}`;
 
-/** The shard's records and image hashes, or null when it is missing or does not check out. */
+/** Raised when a dataset folder or its records do not check out; names the file and line. */
+export class DatasetError extends Error {
+  override name = "DatasetError";
+}
+
+/** The shard's record count and hash, or null when it is missing or does not check out. */
 async function verifiedShard(dir: string): Promise<z.infer<typeof DoneSchema> | null> {
   try {
     const done = DoneSchema.parse(JSON.parse(await Deno.readTextFile(join(dir, "done.json"))));
@@ -84,6 +102,198 @@ async function verifiedShard(dir: string): Promise<z.infer<typeof DoneSchema> | 
   }
 }
 
+/** An item's image, as a producer hands it to {@linkcode writeShard}. */
+export interface ItemInput extends Omit<DatasetItem, "image"> {
+  /** Encoded image (PNG, JPEG, WebP, GIF). */
+  bytes: Uint8Array;
+  /** File extension of `bytes`, with the dot. @default ".png" */
+  ext?: string;
+}
+
+/** Write shard `index` of `out` whole (images + records + done.json), replacing a bad leftover. */
+export async function writeShard(
+  out: string,
+  index: number,
+  items: AsyncIterable<ItemInput> | Iterable<ItemInput>,
+): Promise<number> {
+  const name = shardName(index);
+  let count = 0;
+  await writeDirAtomic(join(out, name), async (tmp) => {
+    const lines: string[] = [];
+    for await (const it of items) {
+      const file = `${String(count).padStart(6, "0")}${it.ext ?? ".png"}`;
+      await Deno.writeFile(join(tmp, file), it.bytes);
+      const { bytes: _b, ext: _e, ...rest } = it;
+      lines.push(JSON.stringify(DatasetItemSchema.parse({ ...rest, image: `${name}/${file}` })));
+      count++;
+    }
+    const records = new TextEncoder().encode(lines.length ? lines.join("\n") + "\n" : "");
+    await Deno.writeFile(join(tmp, "records.jsonl"), records);
+    await Deno.writeTextFile(
+      join(tmp, "done.json"),
+      JSON.stringify({ count, sha256: await sha256Hex(records) }),
+    );
+  });
+  return count;
+}
+
+/** (Re)write the manifest from the shards on disk. */
+export async function writeManifest(
+  out: string,
+  info: { producer: string; config: Record<string, unknown>; expectedShards: number },
+): Promise<Manifest> {
+  const shards: Manifest["shards"] = [];
+  for (let s = 0; s < info.expectedShards; s++) {
+    const done = await verifiedShard(join(out, shardName(s)));
+    if (done) shards.push({ name: shardName(s), count: done.count, sha256: done.sha256 });
+  }
+  const manifest: Manifest = {
+    format: DATASET_FORMAT,
+    producer: info.producer,
+    config: info.config,
+    shards,
+    expectedShards: info.expectedShards,
+    complete: shards.length === info.expectedShards,
+  };
+  await writeFileAtomic(join(out, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
+  return manifest;
+}
+
+/**
+ * Write a whole dataset from a stream of items (the label CLI, `data import`): shards of
+ * `shardSize` items, then the manifest. A dataset already in `out` is replaced only when the
+ * writing succeeds; nothing half-written is left under a trusted name.
+ */
+export async function writeDataset(
+  out: string,
+  items: AsyncIterable<ItemInput>,
+  info: { producer: string; config: Record<string, unknown>; shardSize?: number },
+): Promise<Manifest> {
+  const shardSize = info.shardSize ?? 1000;
+  const parent = join(out, "..");
+  await Deno.mkdir(parent, { recursive: true });
+  let manifest: Manifest | null = null;
+  await writeDirAtomic(out, async (tmp) => {
+    let shard = 0;
+    let batch: ItemInput[] = [];
+    for await (const it of items) {
+      batch.push(it);
+      if (batch.length === shardSize) {
+        await writeShard(tmp, shard++, batch);
+        batch = [];
+      }
+    }
+    if (batch.length || shard === 0) await writeShard(tmp, shard++, batch);
+    manifest = await writeManifest(tmp, { ...info, expectedShards: shard });
+  });
+  return manifest!;
+}
+
+/** Read a complete dataset: manifest and items (shard hashes checked, every record validated). */
+export async function readDataset(
+  dir: string,
+): Promise<{ manifest: Manifest; items: DatasetItem[] }> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(join(dir, "manifest.json"));
+  } catch {
+    throw new DatasetError(
+      `Cannot read dataset '${dir}': no manifest.json (make one with \`deno task data generate\`, \`deno task label --dataset\` or \`deno task data import\`)`,
+    );
+  }
+  const parsed = ManifestSchema.safeParse((() => {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return null;
+    }
+  })());
+  if (!parsed.success) {
+    const legacy = text.includes('"dvsft-dataset-1"');
+    throw new DatasetError(
+      `Cannot read dataset '${dir}': ${
+        legacy
+          ? "format dvsft-dataset-1 (vision labels baked in at one size) is no longer read; generate it again"
+          : `bad manifest.json (${parsed.error.issues[0]?.message})`
+      }`,
+    );
+  }
+  const manifest = parsed.data;
+  if (!manifest.complete) {
+    throw new DatasetError(
+      `Cannot read dataset '${dir}': ${manifest.shards.length}/${manifest.expectedShards} shards are complete`,
+    );
+  }
+  const items: DatasetItem[] = [];
+  for (const s of manifest.shards) {
+    const bytes = await Deno.readFile(join(dir, s.name, "records.jsonl"));
+    if ((await sha256Hex(bytes)) !== s.sha256) {
+      throw new DatasetError(`Cannot read dataset '${dir}': ${s.name} does not match its hash`);
+    }
+    for (const [k, line] of new TextDecoder().decode(bytes).split("\n").entries()) {
+      if (!line.trim()) continue;
+      const r = DatasetItemSchema.safeParse(JSON.parse(line));
+      if (!r.success) {
+        throw new DatasetError(
+          `Cannot read dataset '${dir}': ${s.name}/records.jsonl line ${k + 1}: ${
+            r.error.issues[0]?.message
+          }`,
+        );
+      }
+      if (r.data.image.includes("..") || r.data.image.startsWith("/")) {
+        throw new DatasetError(
+          `Cannot read dataset '${dir}': ${s.name}/records.jsonl line ${
+            k + 1
+          }: image path '${r.data.image}' leaves the dataset`,
+        );
+      }
+      items.push(r.data);
+    }
+  }
+  return { manifest, items };
+}
+
+/** The item's image file. */
+export const itemImagePath = (dir: string, item: DatasetItem) => join(dir, item.image);
+
+/**
+ * The item's label set for a consumer's geometry and tokenizer, from its stored words — the
+ * same computation as `POST /v1/label` on the item's image with these words.
+ */
+export function itemLabelSet(
+  item: DatasetItem,
+  imageSha256: string,
+  geometry: GeometrySpec,
+  tokenizer: WordTokenizer,
+  policy = AssignOptionsSchema.parse({}),
+  minConfidence = 0,
+): LabelSet {
+  return buildLabelSet({
+    image: { sha256: imageSha256, width: item.width, height: item.height },
+    words: item.words as WordBox[],
+    source: item.source,
+    tokenizer,
+    geometry,
+    policy,
+    minConfidence,
+  });
+}
+
+// ---------------------------------------------------------------- the synthetic producer
+
+export const DatasetConfigSchema = z.strictObject({
+  suite: z.string().refine((s) => Object.hasOwn(SUITES, s), {
+    message: `suite must be one of ${Object.keys(SUITES).join(", ")}`,
+  }),
+  n: z.number().int().min(1).max(10_000_000),
+  shardSize: z.number().int().min(1).max(100_000).default(1000),
+  /** Image side in pixels (the model's input size: 224 for `small`, 56 for `tiny`). */
+  size: z.number().int().min(56).max(2048).default(224),
+  /** render: the exact word boxes; ocr: words read back by OCR (to measure what OCR labels cost). */
+  labelSource: z.enum(["render", "ocr"]).default("render"),
+});
+export type DatasetConfig = z.infer<typeof DatasetConfigSchema>;
+
 export interface GenerateOptions {
   out: string;
   shard?: { i: number; n: number };
@@ -93,15 +303,17 @@ export interface GenerateOptions {
   onPlan?: (samples: number) => void;
 }
 
-/** Generate (or finish) a dataset. Returns the manifest as it stands after this process. */
+/** Generate (or finish) a synthetic dataset. Returns the manifest as it stands after this process. */
 export async function generateDataset(
   input: z.input<typeof DatasetConfigSchema>,
   options: GenerateOptions,
 ): Promise<Manifest> {
   const config = DatasetConfigSchema.parse(input);
   const { out, shard = { i: 0, n: 1 } } = options;
+  if (config.labelSource === "ocr" && !options.ocr) {
+    throw new TypeError("Cannot generate: labelSource 'ocr' needs an OCR engine");
+  }
   await Deno.mkdir(out, { recursive: true });
-  const tokenizer = await getTokenizer(config.tokenizer, { allowPaths: true });
   const shards = Math.ceil(config.n / config.shardSize);
   const mine = Array.from({ length: shards }, (_, s) => s).filter((s) => s % shard.n === shard.i);
   const todo: number[] = [];
@@ -109,216 +321,48 @@ export async function generateDataset(
   options.onPlan?.(
     todo.reduce((sum, s) => sum + Math.min(config.shardSize, config.n - s * config.shardSize), 0),
   );
-  const labelOptions = LabelOptionsSchema.parse({
-    geometry: config.geometry,
-    policy: config.policy,
-  });
   for (const s of todo) {
-    // an unverifiable leftover of that name is replaced
-    await writeDirAtomic(join(out, shardName(s)), async (tmp) => {
-      const lines: string[] = [];
-      // PNG encoding runs on skia's thread pool: keep a few in flight while the next samples draw
-      const pending: Promise<void>[] = [];
-      for (let k = s * config.shardSize; k < Math.min(config.n, (s + 1) * config.shardSize); k++) {
+    const end = Math.min(config.n, (s + 1) * config.shardSize);
+    async function* items(): AsyncGenerator<ItemInput> {
+      for (let k = s * config.shardSize; k < end; k++) {
         const g = await generateSample(config.suite, k, config.size);
-        const file = `${String(k).padStart(7, "0")}.png`;
-        let vision: number[];
+        const png = new Uint8Array(await g.canvas.encode("png"));
+        let words: WordBox[] = g.words;
+        let source: DatasetItem["source"] = { kind: "render" };
         if (config.labelSource === "ocr") {
-          if (!options.ocr) throw new Error("labelSource 'ocr' needs an OCR engine");
-          const png = new Uint8Array(await g.canvas.encode("png"));
-          await Deno.writeFile(join(tmp, file), png);
-          vision = (await labelImage({
-            bytes: png,
-            source: "ocr",
-            tokenizer,
-            options: labelOptions,
-            ocr: options.ocr,
-          })).labelSet.tokens.label;
-        } else {
-          pending.push(g.canvas.encode("png").then((png) => Deno.writeFile(join(tmp, file), png)));
-          if (pending.length >= 4) await pending.shift();
-          vision = exactVisionLabels(g, g.words, tokenizer, {
-            geometry: config.geometry,
-            policy: config.policy,
-          });
+          words = await options.ocr!.recognize(png, {});
+          source = { kind: "ocr", engine: options.ocr!.name };
         }
-        const record: DatasetRecord = {
+        yield {
           id: `${config.suite}:${k}`,
-          image: `${shardName(s)}/${file}`,
+          bytes: png,
           width: g.width,
           height: g.height,
-          layout: g.layout,
-          font: g.font,
-          words: g.words,
+          source,
+          words,
           qa: g.qa,
-          visionLabels: vision,
+          meta: { suite: config.suite, layout: g.layout, font: g.font },
         };
-        lines.push(JSON.stringify(record));
         options.onSample?.();
       }
-      await Promise.all(pending);
-      const records = new TextEncoder().encode(lines.join("\n") + "\n");
-      await Deno.writeFile(join(tmp, "records.jsonl"), records);
-      await Deno.writeTextFile(
-        join(tmp, "done.json"),
-        JSON.stringify({ count: lines.length, sha256: await sha256Hex(records) }),
-      );
-    });
+    }
+    await writeShard(out, s, items());
   }
   await removeStale(out, ".tmp-shard-", 3_600_000); // leftovers of killed runs
-  return await writeManifest(out, config, { name: tokenizer.name, sha256: tokenizer.sha256 });
+  return await writeManifest(out, {
+    producer: "generate",
+    config: { ...config, generatorVersion: GENERATOR_VERSION, suiteId: SUITES[config.suite]!.id },
+    expectedShards: shards,
+  });
 }
 
-async function writeManifest(
-  out: string,
-  config: DatasetConfig,
-  tokenizer: { name: string; sha256: string },
-): Promise<Manifest> {
-  const expected = Math.ceil(config.n / config.shardSize);
-  const shards: Manifest["shards"] = [];
-  for (let s = 0; s < expected; s++) {
-    const done = await verifiedShard(join(out, shardName(s)));
-    if (done) shards.push({ name: shardName(s), count: done.count, sha256: done.sha256 });
-  }
-  const manifest: Manifest = {
-    format: "dvsft-dataset-1",
-    generatorVersion: GENERATOR_VERSION,
-    suiteId: SUITES[config.suite]!.id,
-    config,
-    tokenizer,
-    shards,
-    expectedShards: expected,
-    complete: shards.length === expected,
-  };
-  await writeFileAtomic(join(out, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
-  return manifest;
-}
-
-/** Read a complete dataset's manifest and records (shard hashes are checked). */
-export async function readDataset(
-  dir: string,
-): Promise<{ manifest: Manifest; records: DatasetRecord[] }> {
-  let manifest: Manifest;
-  try {
-    manifest = ManifestSchema.parse(
-      JSON.parse(await Deno.readTextFile(join(dir, "manifest.json"))),
-    );
-  } catch (e) {
-    throw new Error(
-      `Cannot read dataset '${dir}': no valid manifest.json (${
-        (e as Error).message.slice(0, 200)
-      })`,
-    );
-  }
-  if (!manifest.complete) {
-    throw new Error(
-      `Cannot read dataset '${dir}': ${manifest.shards.length}/${manifest.expectedShards} shards are complete`,
-    );
-  }
-  const records: DatasetRecord[] = [];
-  for (const s of manifest.shards) {
-    const bytes = await Deno.readFile(join(dir, s.name, "records.jsonl"));
-    if ((await sha256Hex(bytes)) !== s.sha256) {
-      throw new Error(`Cannot read dataset '${dir}': ${s.name} does not match its hash`);
-    }
-    for (const line of new TextDecoder().decode(bytes).split("\n")) {
-      if (line.trim()) records.push(DatasetRecordSchema.parse(JSON.parse(line)));
-    }
-  }
-  return { manifest, records };
-}
-
-/** One line per (image, question) in the messages + images JSONL that LLaMA-Factory (sharegpt) and ms-swift read. */
-export const ShareGptLineSchema = z.object({
-  messages: z.array(z.object({ role: z.enum(["user", "assistant"]), content: z.string() })).length(
-    2,
-  ),
-  images: z.array(z.string()).length(1),
-  /** dvsft's extra field: the vision labels of images[i] (one id or -100 per visual token). */
-  vision_labels: z.array(
-    z.object({
-      geometry: GeometrySpecSchema,
-      tokenizer: z.string(),
-      tokenizer_sha256: z.string(),
-      labels: z.array(z.number().int()),
-    }),
-  ).length(1),
-});
-export type ShareGptLine = z.infer<typeof ShareGptLineSchema>;
-
-/** Export a dataset as sharegpt-style JSONL (image paths absolute). Returns the line count. */
-export async function exportShareGpt(dir: string, outFile: string): Promise<number> {
-  const { manifest, records } = await readDataset(dir);
-  const abs = await Deno.realPath(dir);
-  const lines: string[] = [];
-  for (const r of records) {
-    for (const q of r.qa) {
-      const line: ShareGptLine = {
-        messages: [{ role: "user", content: `<image>${q.question}` }, {
-          role: "assistant",
-          content: q.answer,
-        }],
-        images: [join(abs, r.image)],
-        vision_labels: [{
-          geometry: manifest.config.geometry,
-          tokenizer: manifest.tokenizer.name,
-          tokenizer_sha256: manifest.tokenizer.sha256,
-          labels: r.visionLabels,
-        }],
-      };
-      lines.push(JSON.stringify(line));
-    }
-  }
-  await Deno.writeTextFile(outFile, lines.join("\n") + "\n");
-  return lines.length;
-}
-
-/** A training/eval item: an image file, a question, its answer, the image's vision labels. */
-export interface Item {
-  image: string;
-  question: string;
-  answer: string;
-  visionLabels: number[];
-  tokenizerSha256: string;
-  geometry: GeometrySpec;
-  meta?: { id: string; kind: string; layout: string };
-}
-
-/** Items of a dataset folder or of a sharegpt JSONL file (what training and evaluation read). */
-export async function readItems(path: string): Promise<Item[]> {
-  const st = await Deno.stat(path);
-  if (st.isDirectory) {
-    const { manifest, records } = await readDataset(path);
-    return records.flatMap((r) =>
-      r.qa.map((q: QA) => ({
-        image: join(path, r.image),
-        question: q.question,
-        answer: q.answer,
-        visionLabels: r.visionLabels,
-        tokenizerSha256: manifest.tokenizer.sha256,
-        geometry: manifest.config.geometry,
-        meta: { id: r.id, kind: q.kind, layout: r.layout },
-      }))
-    );
-  }
-  const items: Item[] = [];
-  for (const [k, line] of (await Deno.readTextFile(path)).split("\n").entries()) {
-    if (!line.trim()) continue;
-    const parsed = ShareGptLineSchema.safeParse(JSON.parse(line));
-    if (!parsed.success) {
-      throw new Error(`Cannot read '${path}' line ${k + 1}: ${parsed.error.issues[0]?.message}`);
-    }
-    const l = parsed.data;
-    items.push({
-      image: l.images[0]!,
-      question: l.messages[0]!.content.replace(/^<image>/, ""),
-      answer: l.messages[1]!.content,
-      visionLabels: l.vision_labels[0]!.labels,
-      tokenizerSha256: l.vision_labels[0]!.tokenizer_sha256,
-      geometry: l.vision_labels[0]!.geometry,
-    });
-  }
-  return items;
+/** Image extension from the first bytes (what `writeShard` names the file). */
+export function imageExtension(bytes: Uint8Array, fallback = ".png"): string {
+  if (bytes[0] === 0x89 && bytes[1] === 0x50) return ".png";
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) return ".jpg";
+  if (bytes[0] === 0x52 && bytes[1] === 0x49 && bytes[8] === 0x57) return ".webp";
+  if (bytes[0] === 0x47 && bytes[1] === 0x49) return ".gif";
+  return extname(fallback) || ".png";
 }
 
 export type { WordBox };

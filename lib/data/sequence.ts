@@ -2,7 +2,9 @@
  * Turn (image pixels, question, answer, vision labels) into the model's sequence and labels
  * (docs/ARCHITECTURE.md "Sequence and loss"), and make such samples from a suite or a dataset.
  */
-import { createCanvas, loadImage } from "@napi-rs/canvas";
+import { createCanvas, type SKRSContext2D } from "@napi-rs/canvas";
+import { join } from "node:path";
+import { decodeImage } from "../image/mod.ts";
 import { exactVisionLabels, IGNORE_INDEX } from "../labels/mod.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
 import {
@@ -15,7 +17,7 @@ import {
 import { type ModelConfig, numVisualTokens, sequenceLength } from "../model/config.ts";
 import type { Sample } from "./reading.ts";
 import { generateSample } from "./generate.ts";
-import type { Item } from "./dataset.ts";
+import { DatasetError, type DatasetItem, readDataset } from "./dataset.ts";
 
 /** RGBA bytes → [S·S·3] floats in [0, 1]. */
 export function rgbaToPixels(rgba: Uint8ClampedArray | Uint8Array, S: number): Float32Array {
@@ -82,30 +84,71 @@ export async function suiteSamples(
   ).filter((s): s is Sample => s !== null);
 }
 
-/** A dataset item as a sample; the image must be the model's size and the labels its tokenizer's. */
-export async function itemSample(
-  item: Item,
+/** One (item, question) of a dataset: what a training or evaluation stream draws. */
+export interface DatasetTurn {
+  dir: string;
+  item: DatasetItem;
+  /** Index into `item.qa`; -1 for an item without questions (its vision labels only). */
+  turn: number;
+}
+
+/** Every (item, question) of a dataset folder, in order; items without QA give one turn −1. */
+export async function readDatasetTurns(dir: string): Promise<DatasetTurn[]> {
+  const { items } = await readDataset(dir);
+  return items.flatMap((item) =>
+    item.qa.length ? item.qa.map((_, turn) => ({ dir, item, turn })) : [{ dir, item, turn: -1 }]
+  );
+}
+
+/**
+ * Fit an image of any size into the model's S×S input: scaled to fit the longer side and centred
+ * on white (documents), so text keeps its shape. Returns the pixels and the map of a box in the
+ * image's pixels to the model input's.
+ */
+export function fitToSquare(
+  image: Parameters<SKRSContext2D["drawImage"]>[0] & { width: number; height: number },
+  S: number,
+): { pixels: Float32Array; mapBox: (b: readonly number[]) => [number, number, number, number] } {
+  const scale = S / Math.max(image.width, image.height);
+  const w = image.width * scale, h = image.height * scale;
+  const ox = (S - w) / 2, oy = (S - h) / 2;
+  const c = createCanvas(S, S);
+  const ctx = c.getContext("2d");
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(0, 0, S, S);
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(image, ox, oy, w, h);
+  return {
+    pixels: rgbaToPixels(ctx.getImageData(0, 0, S, S).data, S),
+    mapBox: (b) => [ox + b[0]! * scale, oy + b[1]! * scale, ox + b[2]! * scale, oy + b[3]! * scale],
+  };
+}
+
+/**
+ * A dataset turn as a sample for the built-in model: the image fitted into the model's input
+ * with its word boxes following, vision labels derived there for the model's geometry and
+ * tokenizer. Null when prompt + answer do not fit the model's text length.
+ */
+export async function datasetSample(
+  t: DatasetTurn,
   config: ModelConfig,
   tokenizer: WordTokenizer,
 ): Promise<Sample | null> {
-  if (item.tokenizerSha256 !== tokenizer.sha256) {
-    throw new RangeError(
-      `Item ${item.image}: vision labels were made with another tokenizer (sha256 ${
-        item.tokenizerSha256.slice(0, 12)
-      }…, the model's is ${tokenizer.sha256.slice(0, 12)}…)`,
+  const path = join(t.dir, t.item.image);
+  const decoded = await decodeImage(await Deno.readFile(path)).catch((e) => {
+    throw new DatasetError(`Item '${t.item.id}' (${path}): ${(e as Error).message}`);
+  });
+  if (decoded.width !== t.item.width || decoded.height !== t.item.height) {
+    throw new DatasetError(
+      `Item '${t.item.id}': the image is ${decoded.width}x${decoded.height}, its record says ${t.item.width}x${t.item.height}`,
     );
   }
-  const img = await loadImage(await Deno.readFile(item.image));
-  if (img.width !== config.imageSize || img.height !== config.imageSize) {
-    throw new RangeError(
-      `Item ${item.image}: ${img.width}x${img.height}, the model takes ${config.imageSize}x${config.imageSize}`,
-    );
-  }
-  const c = createCanvas(img.width, img.height);
-  c.getContext("2d").drawImage(img, 0, 0);
-  const pixels = rgbaToPixels(
-    c.getContext("2d").getImageData(0, 0, img.width, img.height).data,
-    config.imageSize,
-  );
-  return buildSequence(config, tokenizer, pixels, item.question, item.answer, item.visionLabels);
+  const S = config.imageSize;
+  const { pixels, mapBox } = fitToSquare(decoded.image, S);
+  const words = t.item.words.map((w) => ({ ...w, box: mapBox(w.box) }));
+  const visionLabels = exactVisionLabels({ width: S, height: S }, words, tokenizer);
+  const qa = t.turn >= 0 ? t.item.qa[t.turn]! : { question: "", answer: "" };
+  return buildSequence(config, tokenizer, pixels, qa.question, qa.answer, visionLabels, {
+    words: words.map((w) => w.text),
+  });
 }

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { BackendNameSchema } from "../backend/mod.ts";
 import { LossOptionsSchema } from "../loss/mod.ts";
 import { OptimizerConfigSchema } from "./optimizer.ts";
+import { SUITES } from "../data/generate.ts";
 
 export const TrainConfigSchema = z.strictObject({
   /** Run name; outputs go to `<outDir>/<name>/`. */
@@ -17,19 +18,35 @@ export const TrainConfigSchema = z.strictObject({
   data: z.strictObject({
     /**
      * reading: the built-in reading task; suite: items of a generator suite drawn on the fly
-     * (e.g. "train"); dataset: a dataset folder or sharegpt JSONL from `deno task data`.
+     * (e.g. "train"); dataset: a dataset folder (`deno task data generate|import`, `deno task
+     * label --dataset`); mix: several of these by weight.
      */
-    task: z.enum(["reading", "suite", "dataset"]).default("reading"),
-    suite: z.string().default("train"),
+    task: z.enum(["reading", "suite", "dataset", "mix"]).default("reading"),
+    suite: z.string().refine((s) => Object.hasOwn(SUITES, s), "unknown suite").default("train"),
     path: z.string().optional(),
+    /**
+     * mix: each sample comes from one of these sources (a dataset folder or a generator
+     * suite), picked with probability proportional to its weight.
+     */
+    mix: z.array(
+      z.strictObject({
+        path: z.string().optional(),
+        suite: z.string().refine((s) => Object.hasOwn(SUITES, s), "unknown suite").optional(),
+        weight: z.number().positive().max(1e6),
+      }).refine((m) => (m.path === undefined) !== (m.suite === undefined), {
+        message: "a mix source names either a dataset 'path' or a generator 'suite'",
+      }),
+    ).max(16).default([]),
     /** Seed of the reading generator (samples are a pure function of (seed, index)). */
     seed: z.number().int().default(0),
     /** Cycle over this many samples (0 = a fresh sample every time; datasets cycle over their items). */
     size: z.number().int().min(0).default(0),
   }).refine((d) => d.task !== "dataset" || d.path, {
     message: "data.path is required for task 'dataset'",
+  }).refine((d) => d.task !== "mix" || d.mix.length > 0, {
+    message: "data.mix needs at least one source for task 'mix'",
   })
-    .default({ task: "reading", suite: "train", seed: 0, size: 0 }),
+    .default({ task: "reading", suite: "train", seed: 0, size: 0, mix: [] }),
   batchSize: z.number().int().min(1).max(4096).default(8),
   steps: z.number().int().min(1).max(10_000_000).default(100),
   optimizer: OptimizerConfigSchema.default(OptimizerConfigSchema.parse({})),

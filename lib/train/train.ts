@@ -19,9 +19,9 @@ import {
 } from "../runs/mod.ts";
 import { tf, useBackend } from "../backend/mod.ts";
 import {
-  itemSample,
+  datasetSample,
   makeReadingSample,
-  readItems,
+  readDatasetTurns,
   type Sample,
   suiteSamples,
 } from "../data/mod.ts";
@@ -158,14 +158,49 @@ export async function makeSampler(
       return all[j % 2 % all.length]!;
     };
   }
-  const items = await readItems(d.path!);
-  if (items.length === 0) throw new RangeError(`Dataset '${d.path}' has no items`);
+  if (d.task === "dataset") return await datasetSampler(d.path!, modelConfig, tokenizer);
+  // mix: sample i comes from one source, picked by a hash of i with the sources' weights
+  const sources = await Promise.all(d.mix.map(async (m) =>
+    m.path !== undefined
+      ? await datasetSampler(m.path, modelConfig, tokenizer)
+      : await makeSampler(
+        { ...config, data: { ...d, task: "suite", suite: m.suite!, mix: [] } },
+        modelConfig,
+        tokenizer,
+      )
+  ));
+  const total = d.mix.reduce((s, m) => s + m.weight, 0);
+  return (i) => {
+    let u = (mixHash(d.seed, i) / 2 ** 32) * total;
+    for (let k = 0; k < sources.length; k++) {
+      u -= d.mix[k]!.weight;
+      if (u < 0 || k === sources.length - 1) return sources[k]!(i);
+    }
+    throw new Error("unreachable");
+  };
+}
+
+/** A well-spread 32-bit hash of (seed, i). */
+function mixHash(seed: number, i: number): number {
+  let h = Math.imul(seed ^ 0x5bd1e995, 0x85ebca6b) ^ Math.imul(i + 0x27d4eb2f, 0xc2b2ae35);
+  h ^= h >>> 15;
+  return Math.imul(h, 0x2c1b3c6d) >>> 0;
+}
+
+/** Turn i of a dataset (any producer), cycling; turns whose text does not fit are skipped. */
+async function datasetSampler(
+  path: string,
+  modelConfig: ModelConfig,
+  tokenizer: WordTokenizer,
+): Promise<(i: number) => Promise<Sample>> {
+  const turns = await readDatasetTurns(path);
+  if (turns.length === 0) throw new RangeError(`Dataset '${path}' has no items`);
   return async (i) => {
-    for (let k = 0; k < items.length; k++) {
-      const s = await itemSample(items[(i + k) % items.length]!, modelConfig, tokenizer);
+    for (let k = 0; k < turns.length; k++) {
+      const s = await datasetSample(turns[(i + k) % turns.length]!, modelConfig, tokenizer);
       if (s) return s;
     }
-    throw new RangeError(`No item of '${d.path}' fits the model's text length`);
+    throw new RangeError(`No item of '${path}' fits the model's text length`);
   };
 }
 
