@@ -12,7 +12,6 @@ import { z } from "zod";
 import {
   drawOverlay,
   LABEL_DEFAULTS,
-  type LabeledImage,
   type LabeledInput,
   labelImage,
   labelInput,

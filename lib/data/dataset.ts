@@ -323,7 +323,7 @@ export async function generateDataset(
   );
   for (const s of todo) {
     const end = Math.min(config.n, (s + 1) * config.shardSize);
-    async function* items(): AsyncGenerator<ItemInput> {
+    const items = async function* (): AsyncGenerator<ItemInput> {
       for (let k = s * config.shardSize; k < end; k++) {
         const g = await generateSample(config.suite, k, config.size);
         const png = new Uint8Array(await g.canvas.encode("png"));
@@ -345,7 +345,7 @@ export async function generateDataset(
         };
         options.onSample?.();
       }
-    }
+    };
     await writeShard(out, s, items());
   }
   await removeStale(out, ".tmp-shard-", 3_600_000); // leftovers of killed runs

@@ -160,15 +160,17 @@ export async function makeSampler(
   }
   if (d.task === "dataset") return await datasetSampler(d.path!, modelConfig, tokenizer);
   // mix: sample i comes from one source, picked by a hash of i with the sources' weights
-  const sources = await Promise.all(d.mix.map(async (m) =>
-    m.path !== undefined
-      ? await datasetSampler(m.path, modelConfig, tokenizer)
-      : await makeSampler(
-        { ...config, data: { ...d, task: "suite", suite: m.suite!, mix: [] } },
-        modelConfig,
-        tokenizer,
-      )
-  ));
+  const sources = await Promise.all(
+    d.mix.map(async (m) =>
+      m.path !== undefined
+        ? await datasetSampler(m.path, modelConfig, tokenizer)
+        : await makeSampler(
+          { ...config, data: { ...d, task: "suite", suite: m.suite!, mix: [] } },
+          modelConfig,
+          tokenizer,
+        )
+    ),
+  );
   const total = d.mix.reduce((s, m) => s + m.weight, 0);
   return (i) => {
     let u = (mixHash(d.seed, i) / 2 ** 32) * total;
