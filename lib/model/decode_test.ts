@@ -82,6 +82,18 @@ for (const backend of ["wasm", "cpu"] as const) {
   });
 }
 
+Deno.test("KV-cache greedy decoding: same ids as full recompute on the small preset (random init)", async () => {
+  await useBackend("wasm");
+  const small = ModelConfigSchema.parse({ ...MODEL_PRESETS.small, vocabSize: tokenizer.vocabSize });
+  const model = new SmallVLM(small, undefined, 3);
+  try {
+    const batch = samples(small, 3, 4);
+    assertEquals(await greedyDecodeCached(model, batch, 5), await greedyDecode(model, batch, 5));
+  } finally {
+    model.dispose();
+  }
+});
+
 Deno.test("KV-cache greedy decoding: same ids as full recompute on a briefly trained checkpoint", async () => {
   const outDir = await Deno.makeTempDir({ prefix: "dvsft-decode-" });
   try {
