@@ -193,7 +193,7 @@ function vqaPunctuation(inText: string): string {
 function vqaDigitsArticles(inText: string): string {
   const words: string[] = [];
   for (const w0 of pySplit(inText.toLowerCase())) {
-    const w = NUMBER_WORDS[w0] ?? w0;
+    const w = Object.hasOwn(NUMBER_WORDS, w0) ? NUMBER_WORDS[w0]! : w0;
     if (w !== "a" && w !== "an" && w !== "the") words.push(w);
   }
   return words.map((w) => (Object.hasOwn(CONTRACTIONS, w) ? CONTRACTIONS[w]! : w)).join(" ");

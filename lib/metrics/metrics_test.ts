@@ -97,6 +97,7 @@ Deno.test("the reference behaviours the old metrics got wrong, by hand", () => {
   assertAlmostEquals(vqaAccuracy("3", ten), (7 + 3 * (2 / 3)) / 10, 1e-12);
   assertEquals(normalizeVqa("Two dogs!"), "2 dogs");
   assertEquals(normalizeVqa("AT&T 50% $5"), "at&t 50% $5");
+  assertEquals(normalizeVqa("constructor toString"), "constructor tostring"); // no prototype keys
   assertEquals(relaxedAccuracy("1,050", ["1000"]), 0); // Python float() rejects separators
   assertEquals(relaxedAccuracy("5%", ["0.05"]), 1);
   assertEquals(relaxedAccuracy("0", ["0"]), 1); // zero reference: string comparison
