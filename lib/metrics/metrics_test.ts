@@ -1,44 +1,131 @@
-import { assertAlmostEquals, assertEquals } from "@std/assert";
+import { assert, assertAlmostEquals, assertEquals, assertThrows } from "@std/assert";
+import { z } from "zod";
 import {
   anls,
   exactMatch,
   levenshtein,
+  METRIC_NAMES,
+  METRIC_VERSIONS,
+  METRICS,
+  normalizeAnswer,
   normalizeVqa,
+  ocrbenchMatch,
   pairedBootstrap,
   relaxedAccuracy,
   vqaAccuracy,
 } from "./mod.ts";
+import { pyFloat } from "./_python_text.ts";
 import { Rng } from "../util/rng.ts";
 
-Deno.test("exact match normalizes case, punctuation and articles", () => {
-  assertEquals(exactMatch("The Cat.", ["cat"]), 1);
-  assertEquals(exactMatch("42.00", ["42.00"]), 1);
-  assertEquals(exactMatch("dog", ["cat", "kitten"]), 0);
+/** Vectors made by tests/fixtures/metrics/make_vectors.py running the reference functions. */
+const CaseSchema = z.strictObject({
+  pred: z.string(),
+  refs: z.array(z.string()).min(1),
+  score: z.number(),
+  hme: z.boolean().optional(),
+});
+const VectorsSchema = z.object({
+  metric: z.string(),
+  reference: z.array(z.object({ repo: z.string(), repo_commit: z.string(), path: z.string() })),
+  normalize: z.array(z.strictObject({ input: z.string(), output: z.string() })).optional(),
+  cases: z.array(CaseSchema).min(300),
+});
+function vectors(name: string) {
+  const url = new URL(`../../tests/fixtures/metrics/${name}.json`, import.meta.url);
+  return VectorsSchema.parse(JSON.parse(Deno.readTextFileSync(url)));
+}
+
+/** Every vector, with the failures listed (all of them, not the first) so a diff is readable. */
+function assertAllEqual(
+  name: string,
+  score: (c: z.infer<typeof CaseSchema>) => number,
+  tol: number,
+): void {
+  const v = vectors(name);
+  const bad = v.cases.filter((c) => !(Math.abs(score(c) - c.score) <= tol));
+  assertEquals(
+    bad.map((c) => ({ ...c, ours: score(c) })),
+    [],
+    `${name}: ${bad.length} of ${v.cases.length} vectors differ`,
+  );
+}
+
+Deno.test("ANLS equals lmms-eval anls on every vector", () => {
+  assertAllEqual("anls", (c) => anls(c.pred, c.refs), 1e-9);
 });
 
-Deno.test("ANLS: 1 − normalized Levenshtein, 0 past τ = 0.5 (DocVQA definition)", () => {
+Deno.test("VQA normalization equals lmms-eval EvalAIAnswerProcessor on every vector", () => {
+  const v = vectors("vqa");
+  const norm = v.normalize ?? [];
+  assert(norm.length >= 300);
+  const bad = norm.filter((x) => normalizeVqa(x.input) !== x.output);
+  assertEquals(bad.map((x) => ({ ...x, ours: normalizeVqa(x.input) })), []);
+});
+
+Deno.test("VQA accuracy equals lmms-eval textvqa_process_results on every vector", () => {
+  assertAllEqual("vqa", (c) => vqaAccuracy(c.pred, c.refs), 1e-9);
+});
+
+Deno.test("relaxed accuracy equals lmms-eval ChartQA relaxed_correctness on every vector", () => {
+  assertAllEqual("relaxed", (c) => relaxedAccuracy(c.pred, c.refs), 0);
+});
+
+Deno.test("OCRBench equals lmms-eval ocrbench_process_results on every vector", () => {
+  assertAllEqual("ocrbench", (c) => ocrbenchMatch(c.pred, c.refs, { hme: c.hme ?? false }), 0);
+});
+
+Deno.test("SQuAD normalize_answer and exact match equal the reference on every vector", () => {
+  const v = vectors("em");
+  const norm = v.normalize ?? [];
+  assert(norm.length >= 300);
+  const bad = norm.filter((x) => normalizeAnswer(x.input) !== x.output);
+  assertEquals(bad.map((x) => ({ ...x, ours: normalizeAnswer(x.input) })), []);
+  assertAllEqual("em", (c) => exactMatch(c.pred, c.refs), 0);
+});
+
+Deno.test("the reference behaviours the old metrics got wrong, by hand", () => {
+  assertEquals(anls("abcd", ["abef"]), 0.5); // NL = 0.5 is kept (only < 0.5 is zeroed)
+  assertEquals(anls("😀x", ["😀y"]), 0.5); // non-BMP characters count once
+  assertAlmostEquals(anls("helo", ["hello"]), 0.8, 1e-12);
   assertEquals(levenshtein("kitten", "sitting"), 3);
-  assertAlmostEquals(anls("helo", ["hello"]), 0.8, 1e-9); // one deletion over 5 characters
-  assertAlmostEquals(anls("HELLO ", ["hello"]), 1, 1e-9); // case and outer spaces are ignored
-  assertEquals(anls("abc", ["hello"]), 0); // NL = 1 ≥ τ
-  assertAlmostEquals(anls("invoice 12", ["invoice 123", "x"]), 1 - 1 / 11, 1e-9); // best reference counts
-  assertEquals(anls("abcd", ["abef"]), 0); // NL = 0.5 is not < τ
-});
-
-Deno.test("VQA accuracy: min(1, matches / 3) after the VQA normalization", () => {
+  // one reference: no other answer can agree, so VQA accuracy is 0 as in the reference code
+  assertEquals(vqaAccuracy("two", ["2"]), 0);
+  assertAlmostEquals(vqaAccuracy("two", ["2", "2"]), 1 / 3, 1e-12);
+  const ten = ["2", "2", "two", "3", "3", "2", "two", "2", "2", "3"];
+  assertEquals(vqaAccuracy("two", ten), 1);
+  // 3 matches out of 10: 7 subsets keep all 3 (→ 1), 3 drop one (→ 2/3)
+  assertAlmostEquals(vqaAccuracy("3", ten), (7 + 3 * (2 / 3)) / 10, 1e-12);
   assertEquals(normalizeVqa("Two dogs!"), "2 dogs");
-  const refs = ["2", "2", "two", "3", "3", "2", "two", "2", "2", "3"];
-  assertEquals(vqaAccuracy("two", refs), 1);
-  assertAlmostEquals(vqaAccuracy("four", ["4", "five", "five"]), 1 / 3, 1e-9);
-  assertEquals(vqaAccuracy("cat", refs), 0);
+  assertEquals(normalizeVqa("AT&T 50% $5"), "at&t 50% $5");
+  assertEquals(normalizeVqa("constructor toString"), "constructor tostring"); // no prototype keys
+  assertEquals(relaxedAccuracy("1,050", ["1000"]), 0); // Python float() rejects separators
+  assertEquals(relaxedAccuracy("5%", ["0.05"]), 1);
+  assertEquals(relaxedAccuracy("0", ["0"]), 1); // zero reference: string comparison
+  assertEquals(relaxedAccuracy(" Paris", ["paris"]), 0); // no trimming
+  assertEquals(exactMatch("U.S.", ["us"]), 1); // punctuation inside a token is deleted
+  assertEquals(exactMatch("café", ["cafe"]), 0);
+  assertEquals(ocrbenchMatch("The answer is ＨＥＬＬＯ.", ["hello"]), 1);
+  assertEquals(ocrbenchMatch("x ^ 2", ["x^2"], { hme: true }), 1);
+  assertEquals(ocrbenchMatch("X^2", ["x^2"], { hme: true }), 0);
 });
 
-Deno.test("relaxed accuracy: numbers within 5 % (ChartQA), otherwise exact", () => {
-  assertEquals(relaxedAccuracy("104", ["100"]), 1);
-  assertEquals(relaxedAccuracy("106", ["100"]), 0);
-  assertEquals(relaxedAccuracy("0", ["0"]), 1);
-  assertEquals(relaxedAccuracy("1,050", ["1000"]), 1);
-  assertEquals(relaxedAccuracy("Paris", ["paris"]), 1);
+Deno.test("Python float() syntax", () => {
+  assertEquals(pyFloat(" 1_000.5 "), 1000.5);
+  assertEquals(pyFloat("1__0"), null);
+  assertEquals(pyFloat("1,0"), null);
+  assertEquals(pyFloat("-Infinity"), -Infinity);
+  assertEquals(pyFloat("١٢"), 12);
+  assertEquals(pyFloat("\u00a07\u3000"), 7);
+  assertEquals(pyFloat("7\x1c"), null);
+  assertEquals(pyFloat("𝟏𝟐"), 12);
+  assert(Number.isNaN(pyFloat("nan")!));
+});
+
+Deno.test("every metric rejects an empty reference list and has a version", () => {
+  for (const name of METRIC_NAMES) {
+    assertThrows(() => METRICS[name]("x", []), RangeError, "empty");
+    assert(METRIC_VERSIONS[name].length > 0);
+  }
 });
 
 Deno.test("paired bootstrap: a constant improvement gives a tight interval around it", () => {
