@@ -4,6 +4,7 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { dataRootPaths, hasCheckpoint, readEvaluation } from "../../lib/runs/mod.ts";
+import { parseSuiteRef, suiteRefName } from "../../lib/eval/mod.ts";
 import { JobSchema } from "../../lib/jobs/mod.ts";
 import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
 import { ApiError } from "../../lib/http/mod.ts";
@@ -12,11 +13,22 @@ import { type AppEnv, errorResponses, requireContentType } from "../shared/http.
 import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
 
 export const EvalJobConfigSchema = z.strictObject({
-  /** A training run: its job id (a folder under the data root's runs/). */
-  run: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, "a run name or training job id"),
+  /** A training run: its job id (a folder under the data root's runs/), or the runDir a job reports. */
+  run: z.string().regex(/^(runs\/)?[A-Za-z0-9._-]{1,100}$/, "a run name or training job id")
+    .transform((s) => s.replace(/^runs\//, "")),
   suites: z.array(
-    z.string().refine((s) => s in SUITES, { message: `one of ${Object.keys(SUITES).join(", ")}` }),
-  ).min(1).default(BENCHMARK_SUITES),
+    z.string().superRefine((s, ctx) => {
+      try {
+        parseSuiteRef(s);
+      } catch (e) {
+        ctx.addIssue({ code: "custom", message: (e as Error).message });
+      }
+    }),
+  ).min(1).max(64).default(BENCHMARK_SUITES).describe(
+    `generator suites (${
+      Object.keys(SUITES).filter((k) => k !== "train").join(", ")
+    }), benchmark files inside the data root as file:PATH[#metric] (parquet or JSONL in the lmms-eval / HF layouts), datasets as dataset:PATH#metric`,
+  ),
   n: z.number().int().min(1).max(10_000).default(50),
 }).openapi("EvalJobConfig");
 
@@ -83,6 +95,13 @@ export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) 
     if (!(await hasCheckpoint(runDir))) {
       throw new ApiError(409, "conflict", `Run '${config.run}' has no checkpoint yet`);
     }
+    // files and datasets a request names lie inside the data root (no .., absolute, symlinks out)
+    config.suites = await Promise.all(config.suites.map(async (name) => {
+      const ref = parseSuiteRef(name);
+      if (ref.kind === "synthetic") return name;
+      const path = await resolveInside(ctx.dataRoot, ref.path);
+      return suiteRefName({ ...ref, path });
+    }));
     const { store, runner } = await deps();
     // the evaluation is stored with the run, where `deno task eval` stores it
     const job = await store.create(

@@ -19,6 +19,7 @@ import {
   writePlots,
 } from "../../lib/eval/mod.ts";
 import { startProgress } from "../../lib/util/progress.ts";
+import { METRIC_NAMES } from "../../lib/metrics/mod.ts";
 
 /** Evaluate one checkpoint of a run with a progress bar and store it with the run. */
 export async function evalAndStore(
@@ -42,6 +43,19 @@ export async function evalAndStore(
   return r;
 }
 
+const USAGE = `Usage:
+  deno task eval --checkpoint RUN_DIR [--suites a,b] [--n 100] [--all-checkpoints]
+  deno task compare RUN_DIR RUN_DIR … [--out DIR] [--report NAME] [--title TEXT]
+
+Suites (comma-separated): generator suites (${BENCHMARK_SUITES.join(", ")}), benchmark files
+file:PATH[#metric] (parquet or JSONL in the lmms-eval / HF layouts of TextVQA, DocVQA, InfoVQA,
+ChartQA, OCRBench, or generic image/question/answers[/metric] rows) and datasets with questions
+dataset:DIR#metric. Metrics: ${METRIC_NAMES.join(", ")}.
+
+Each checkpoint's scores, probe and per-item predictions (the samples log) are stored with the run:
+RUN_DIR/eval/step-N.json and step-N.predictions.jsonl; results are cached by (weights, suite
+content, metric version, decoding).`;
+
 export async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   const { values, positionals } = parseArgs({
@@ -55,8 +69,13 @@ export async function main(args: string[]): Promise<number> {
       out: { type: "string" },
       report: { type: "string" },
       title: { type: "string" },
+      help: { type: "boolean", short: "h" },
     },
   });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
   const suites = values.suites ? values.suites.split(",") : BENCHMARK_SUITES;
   const n = Number(values.n ?? 100);
   if (command === "eval") {
@@ -117,9 +136,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(`\nplots and ${stem}.md → ${out}`);
     return 0;
   }
-  console.error(
-    "Usage: deno task eval --checkpoint RUN_DIR [--suites a,b] [--n 100] [--all-checkpoints]\n       deno task compare RUN_DIR RUN_DIR … [--out DIR] [--report NAME] [--title TEXT]",
-  );
+  console.error(USAGE);
   return 2;
 }
 

@@ -573,7 +573,7 @@ export async function generateSample(
   index: number,
   size = 448,
 ): Promise<GeneratedSample> {
-  const suite = SUITES[suiteName];
+  const suite = Object.hasOwn(SUITES, suiteName) ? SUITES[suiteName] : undefined;
   if (!suite) {
     throw new RangeError(
       `Unknown suite '${suiteName}'; expected one of ${Object.keys(SUITES).join(", ")}`,

@@ -30,6 +30,15 @@ export function rgbaToPixels(rgba: Uint8ClampedArray | Uint8Array, S: number): F
   return px;
 }
 
+export interface SequenceOptions {
+  /**
+   * Cut a prompt + answer that do not fit the model's text length instead of returning null:
+   * the prompt keeps its last tokens, the answer its first (evaluation of long benchmark
+   * questions). @default false
+   */
+  truncate?: boolean;
+}
+
 /** Build the sequence; null when prompt + answer do not fit the model's text length. */
 export function buildSequence(
   config: ModelConfig,
@@ -39,6 +48,7 @@ export function buildSequence(
   answer: string,
   visionLabels: number[],
   meta: Pick<Sample, "words"> = { words: [] },
+  options: SequenceOptions = {},
 ): Sample | null {
   const N = numVisualTokens(config), T = sequenceLength(config);
   if (visionLabels.length !== N) {
@@ -46,9 +56,16 @@ export function buildSequence(
       `Vision labels have ${visionLabels.length} tokens; the model has ${N} visual tokens`,
     );
   }
-  const promptIds = tokenizer.encode(question);
-  const answerIds = tokenizer.encode(answer);
-  if (N + 2 + promptIds.length + answerIds.length + 1 > T) return null;
+  let promptIds = tokenizer.encode(question);
+  let answerIds = tokenizer.encode(answer);
+  const room = T - N - 2 - 1; // text tokens after the visual block, before EOS
+  if (promptIds.length + answerIds.length > room) {
+    if (!options.truncate) return null;
+    // the prompt keeps its end (trainers truncate on the left), the answer keeps up to half
+    const answerKeep = Math.min(answerIds.length, Math.floor(room / 2));
+    promptIds = promptIds.slice(Math.max(0, promptIds.length - (room - answerKeep)));
+    answerIds = answerIds.slice(0, room - promptIds.length);
+  }
   const inputIds = new Int32Array(T).fill(PAD_ID);
   const labels = new Int32Array(T).fill(IGNORE_INDEX);
   inputIds[0] = VISION_START_ID;
@@ -133,6 +150,7 @@ export async function datasetSample(
   t: DatasetTurn,
   config: ModelConfig,
   tokenizer: WordTokenizer,
+  options: SequenceOptions = {},
 ): Promise<Sample | null> {
   const path = join(t.dir, t.item.image);
   const decoded = await decodeImage(await Deno.readFile(path)).catch((e) => {
@@ -150,5 +168,5 @@ export async function datasetSample(
   const qa = t.turn >= 0 ? t.item.qa[t.turn]! : { question: "", answer: "" };
   return buildSequence(config, tokenizer, pixels, qa.question, qa.answer, visionLabels, {
     words: words.map((w) => w.text),
-  });
+  }, options);
 }

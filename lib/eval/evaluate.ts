@@ -31,11 +31,22 @@ import {
 } from "../runs/mod.ts";
 import type { PeriodicEvalHook } from "../train/mod.ts";
 import { IGNORE_INDEX } from "../labels/mod.ts";
-import { METRICS } from "../metrics/mod.ts";
+import { METRIC_VERSIONS, METRICS } from "../metrics/mod.ts";
+import { greedyDecodeCached } from "../model/mod.ts";
+import { type EvalSuite, openSuite, parseSuiteRef } from "./suites.ts";
 import { sha256Hex } from "../util/hash.ts";
 
 export const EvalOptionsSchema = z.strictObject({
-  suites: z.array(z.string().refine((s) => s in SUITES, { message: "unknown suite" })).min(1),
+  /** Generator suites by name, `file:PATH[#metric]` benchmark files, `dataset:PATH#metric`. */
+  suites: z.array(
+    z.string().superRefine((s, ctx) => {
+      try {
+        parseSuiteRef(s);
+      } catch (e) {
+        ctx.addIssue({ code: "custom", message: (e as Error).message });
+      }
+    }),
+  ).min(1).max(64),
   /** Items per suite (the suite's first n). */
   n: z.number().int().min(1).max(100_000).default(100),
   batchSize: z.number().int().min(1).max(1024).default(16),
@@ -177,48 +188,38 @@ export async function visualProbe(
   return { top1: n ? t1 / n : 0, top5: n ? t5 / n : 0, n, answerNll };
 }
 
-async function suiteItems(
-  suite: string,
-  n: number,
-  config: ModelConfig,
-  tokenizer: WordTokenizer,
-): Promise<Sample[]> {
-  const out: Sample[] = [];
-  // each item's first question that fits the model's text length
-  for (let k = 0; out.length < n && k < n * 3; k++) {
-    const s = (await suiteSamples(suite, k, config, tokenizer))[0];
-    if (s) out.push(s);
-  }
-  return out;
-}
-
-/** Evaluate a model (in memory) on one suite's first `n` items. */
+/** Evaluate a model (in memory) on a suite's first `n` items (a name, or an opened suite). */
 export async function evaluateSuite(
   model: SmallVLM,
   tokenizer: WordTokenizer,
-  suite: string,
+  suiteOrName: string | EvalSuite,
   o: { n: number; batchSize: number; maxNewTokens: number; align: "next" | "self" },
   onProgress?: (done: number) => void,
 ): Promise<SuiteResult> {
-  const spec = SUITES[suite];
-  if (!spec) throw new RangeError(`Unknown suite '${suite}'`);
-  const samples = await suiteItems(suite, o.n, model.config, tokenizer);
+  const suite = typeof suiteOrName === "string"
+    ? await openSuite(parseSuiteRef(suiteOrName))
+    : suiteOrName;
+  const samples = await suite.samples(o.n, model.config, tokenizer);
+  const metric = METRICS[suite.metric];
+  // the model writes decoded text: compare with the references as the tokenizer decodes them
+  const asDecoded = (x: string) => tokenizer.decode(tokenizer.encode(x));
   const items: ItemResult[] = [];
   let p1 = 0, p5 = 0, pn = 0;
   for (let i = 0; i < samples.length; i += o.batchSize) {
     const batch = samples.slice(i, i + o.batchSize);
-    const gen = await greedyDecode(model, batch, o.maxNewTokens);
+    // each image encoded once, the prompt prefilled once, then one token a step (KV cache)
+    const gen = await greedyDecodeCached(model, batch, o.maxNewTokens);
     const probe = await visualProbe(model, batch, o.align);
     batch.forEach((s, b) => {
       const prediction = tokenizer.decode(gen[b]!);
-      // the model writes decoded text: compare with the reference as the tokenizer decodes it
-      const reference = tokenizer.decode(tokenizer.encode(s.answer));
       items.push({
         index: i + b,
+        id: s.itemId,
         question: s.prompt,
         answer: s.answer,
+        ...(s.answers.length > 1 ? { answers: s.answers } : {}),
         prediction,
-        score: METRICS[spec.metric](prediction, [reference]),
+        score: metric(prediction, s.answers.map(asDecoded)),
         nll: probe.answerNll[b]!,
       });
     });
@@ -228,10 +229,12 @@ export async function evaluateSuite(
     onProgress?.(i + batch.length);
   }
   return {
-    suite,
-    id: spec.id,
-    domain: spec.domain,
-    metric: spec.metric,
+    suite: suite.name,
+    id: suite.id,
+    domain: suite.domain,
+    metric: suite.metric,
+    metricVersion: METRIC_VERSIONS[suite.metric],
+    source: suite.source,
     n: items.length,
     score: items.reduce((s, x) => s + x.score, 0) / Math.max(1, items.length),
     probeTop1: pn ? p1 / pn : null,
@@ -270,11 +273,21 @@ export async function evaluateCheckpoint(
   try {
     let done = 0;
     const total = o.suites.length * o.n;
-    for (const suite of o.suites) {
-      const spec = SUITES[suite]!;
+    for (const name of o.suites) {
+      const suite = await openSuite(parseSuiteRef(name));
       const key = await sha256Hex(
-        // "v2": results carry the answer NLL (older cached results do not)
-        JSON.stringify(["v2", weightsSha256, spec.id, o.n, o.maxNewTokens, align]),
+        // "v3": KV-cache decoding, the reference metrics and their versions (a metric change
+        // bumps its version, so stale scores are never mixed with new ones)
+        JSON.stringify([
+          "v3",
+          weightsSha256,
+          suite.id,
+          suite.metric,
+          METRIC_VERSIONS[suite.metric],
+          o.n,
+          o.maxNewTokens,
+          align,
+        ]),
       );
       const cached = await readCachedSuite(cacheDir, key);
       if (cached) {

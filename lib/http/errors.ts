@@ -79,6 +79,13 @@ export function toErrorResponse(
       "Retry-After": "2",
     });
   }
+  // errors of modules the HTTP layer does not load (datasets, suites): matched by name
+  if (err instanceof Error && (err.name === "SuiteRefError" || err.name === "SuiteFileError")) {
+    return make(400, "invalid_suite", err.message);
+  }
+  if (err instanceof Error && err.name === "DatasetError") {
+    return make(422, "invalid_dataset", err.message);
+  }
   // geometry and other argument checks on valid-looking input (e.g. aspect ratio > 200)
   if (err instanceof RangeError) return make(422, "unprocessable", err.message);
   console.error(err);

@@ -5,7 +5,7 @@ import { makeReadingSample, type Sample } from "../data/mod.ts";
 import { greedyDecode, modelFromCheckpoint } from "../eval/mod.ts";
 import { getTokenizer } from "../tokenizer/mod.ts";
 import { EOS_ID } from "../tokenizer/small.ts";
-import { latestCheckpoint } from "../train/checkpoint.ts";
+import { latestCheckpoint } from "../runs/mod.ts";
 import { train } from "../train/mod.ts";
 import { greedyDecodeCached } from "./decode.ts";
 import { MODEL_PRESETS, type ModelConfig, ModelConfigSchema, SmallVLM } from "./mod.ts";

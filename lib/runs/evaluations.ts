@@ -11,8 +11,12 @@ import { readJsonFile as readJson } from "./_read.ts";
 
 export const ItemResultSchema = z.object({
   index: z.number().int(),
+  /** The item's id in its suite (a benchmark file's question id). */
+  id: z.string().optional(),
   question: z.string(),
   answer: z.string(),
+  /** Every accepted answer, when there are several (`answer` is the first). */
+  answers: z.array(z.string()).optional(),
   prediction: z.string(),
   score: z.number(),
   /** Teacher-forced NLL of the answer's tokens (and EOS), nats per token (absent in results from before it was measured). */
@@ -25,6 +29,15 @@ export const SuiteResultSchema = z.object({
   id: z.string(),
   domain: z.string(),
   metric: z.string(),
+  /** The metric's implementation version (`METRIC_VERSIONS`): scores of different versions never mix. */
+  metricVersion: z.string().optional(),
+  /** Where the items came from: a generator suite, a benchmark file (path, hash, layout), a dataset. */
+  source: z.object({
+    kind: z.string(),
+    path: z.string().optional(),
+    sha256: z.string().optional(),
+    layout: z.string().optional(),
+  }).optional(),
   n: z.number().int(),
   score: z.number(),
   probeTop1: z.number().nullable(),
