@@ -1,7 +1,6 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { join } from "node:path";
 import { createCanvas } from "@napi-rs/canvas";
-import { ByteWriter, parquetWrite } from "hyparquet-writer";
 import { detectSuiteLayout, readSuiteFile, SuiteFileError } from "./suite_file.ts";
 import { sha256Hex } from "../util/hash.ts";
 
@@ -15,48 +14,7 @@ function png(w: number, h: number, color: string): Uint8Array {
 }
 const RED = png(20, 10, "#f00"), BLUE = png(8, 8, "#00f");
 
-// parquet schema elements as the Hugging Face datasets library writes them (via pyarrow)
-type Element = Record<string, unknown>;
-const str = (name: string): Element[] => [{
-  name,
-  type: "BYTE_ARRAY",
-  converted_type: "UTF8",
-  repetition_type: "OPTIONAL",
-}];
-const int = (name: string): Element[] => [{ name, type: "INT64", repetition_type: "OPTIONAL" }];
-const bin = (name: string): Element[] => [{
-  name,
-  type: "BYTE_ARRAY",
-  repetition_type: "OPTIONAL",
-}];
-const list = (name: string): Element[] => [
-  { name, repetition_type: "OPTIONAL", converted_type: "LIST", num_children: 1 },
-  { name: "list", repetition_type: "REPEATED", num_children: 1 },
-  { name: "element", type: "BYTE_ARRAY", converted_type: "UTF8", repetition_type: "OPTIONAL" },
-];
-const imageStruct = (name: string): Element[] => [
-  { name, repetition_type: "OPTIONAL", num_children: 2 },
-  ...bin("bytes"),
-  ...str("path"),
-];
-
-/** Write a parquet file with an explicit schema: [schema of the column, its values] per column. */
-async function writeParquet(
-  path: string,
-  columns: Record<string, [Element[], unknown[]]>,
-): Promise<void> {
-  const names = Object.keys(columns);
-  const writer = new ByteWriter();
-  parquetWrite({
-    writer,
-    columnData: names.map((name) => ({ name, data: columns[name]![1] as never })),
-    schema: [
-      { name: "root", num_children: names.length },
-      ...names.flatMap((n) => columns[n]![0]),
-    ] as never,
-  });
-  await Deno.writeFile(path, new Uint8Array(writer.getBuffer()));
-}
+import { bin, imageStruct, int, list, str, writeParquet } from "../../tests/_parquet.ts";
 
 const b64 = (b: Uint8Array) => btoa(String.fromCharCode(...b));
 const jsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join("\n") + "\n";
