@@ -6,6 +6,7 @@ import { tf } from "./tf.ts";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 import { registerFusedKernels } from "./fused.ts";
 import { compileSimd } from "./simd.ts";
+import { loadBlas, missingBlasWarning } from "./blas.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
 export const BackendNameSchema = z.enum(BACKENDS);
@@ -29,7 +30,12 @@ async function initWasm(): Promise<void> {
     console.warn(`dvsft: SIMD kernels unavailable (${e}); wasm runs the composed tfjs ops`);
   }
   registerFusedKernels(); // fused transformer ops: need BLAS and the SIMD kernels, else composed
+  if (!loadBlas() && Deno.env.get("DVSFT_BLAS") !== "off" && !warnedNoBlas) {
+    warnedNoBlas = true;
+    console.warn(missingBlasWarning());
+  }
 }
+let warnedNoBlas = false;
 
 /** The Vulkan loader wants XDG_RUNTIME_DIR (and prints an error per adapter request without it). */
 function ensureXdgRuntimeDir(): void {

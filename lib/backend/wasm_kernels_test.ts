@@ -68,3 +68,25 @@ Deno.test("wasm GatherV2: rows (the embedding lookup) and the other axes", async
     close(x, y);
   }
 });
+
+Deno.test("wasm without BLAS: the trainer's backend says so once, with the fix, before any step", async () => {
+  const run = (env: Record<string, string>) =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { useBackend } from "${new URL("./mod.ts", import.meta.url).href}";
+         await useBackend("wasm"); await useBackend("cpu"); await useBackend("wasm");`,
+      ],
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const missing = await run({ DVSFT_BLAS_LIB: "/nonexistent/libopenblas.so" });
+  assert(missing.success, new TextDecoder().decode(missing.stderr));
+  const err = new TextDecoder().decode(missing.stderr);
+  assertEquals(err.split("OpenBLAS not found").length - 1, 1, err);
+  assert(err.includes("apt-get install libopenblas0-pthread"), err);
+  assert(err.includes("15×"), err);
+  const off = await run({ DVSFT_BLAS: "off" });
+  assert(!new TextDecoder().decode(off.stderr).includes("OpenBLAS not found"));
+});

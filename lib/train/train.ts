@@ -221,7 +221,26 @@ export async function train(
   const runDir = join(config.outDir, config.name);
   const paths = runPaths(runDir);
   const ckptDir = paths.checkpoints;
+  // a run refused before its first step (bad data, a model that does not fit) leaves nothing
+  const fresh = (await Deno.stat(runDir).catch(() => null)) === null;
+  let stepped = false;
   await Deno.mkdir(runDir, { recursive: true });
+  try {
+    return await trainIn(runDir, config, options, () => (stepped = true));
+  } catch (e) {
+    if (fresh && !stepped) await Deno.remove(runDir, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
+
+async function trainIn(
+  runDir: string,
+  config: TrainConfig,
+  options: TrainOptions,
+  onFirstStep: () => void,
+): Promise<TrainResult> {
+  const paths = runPaths(runDir);
+  const ckptDir = paths.checkpoints;
   const backend = await useBackend(config.backend);
 
   // tokenizer (saved with the run, an ordinary tokenizer.json)
@@ -320,6 +339,7 @@ export async function train(
           heapMB: Math.round(Deno.memoryUsage().rss / 1e6),
         };
         metrics.push(m);
+        onFirstStep();
         await log.append(m);
         options.onStep?.(m);
         if (

@@ -294,3 +294,22 @@ Deno.test("train: evalEvery evaluates the model on named suites during training 
     await Deno.remove(outDir, { recursive: true });
   }
 });
+
+Deno.test("train: a run refused before its first step leaves no run folder behind", async () => {
+  const outDir = await tmp();
+  try {
+    await assertRejects(() =>
+      train({
+        ...base,
+        name: "refused",
+        outDir,
+        steps: 2,
+        backend: "wasm",
+        data: { task: "dataset", path: join(outDir, "no-such-dataset") },
+      })
+    );
+    assertEquals([...Deno.readDirSync(outDir)].map((e) => e.name), []);
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
