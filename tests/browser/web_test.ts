@@ -242,9 +242,10 @@ Deno.test({
       const last = await points();
       assertGreater(last, first, "the curve did not grow");
       assertGreater(last, 20);
-      const row = await page.textContent("#trainJobs tbody tr") ?? "";
-      assertStringIncludes(row, "succeeded");
-      assertStringIncludes(row, "30/30");
+      await page.waitForFunction(
+        () => document.querySelector("#trainJobs tbody tr")?.textContent?.includes("succeeded"),
+      );
+      assertStringIncludes(await page.textContent("#trainJobs tbody tr") ?? "", "30/30");
       await page.waitForSelector("#artifacts a:text-is('loss.svg')");
       const href = await page.getAttribute("#artifacts a:text-is('loss.svg')", "href");
       const res = await fetch(`${base}${href}`);

@@ -174,7 +174,8 @@ function draw() {
   const img = state.images[state.page];
   const canvas = $("canvas");
   const maxW = Math.min(1100, document.querySelector("main").clientWidth - 4);
-  state.scale = Math.min(1, maxW / ls.image.width);
+  // small images are drawn larger, so their cells are big enough to point at
+  state.scale = Math.min(2, maxW / ls.image.width);
   canvas.width = Math.round(ls.image.width * state.scale);
   canvas.height = Math.round(ls.image.height * state.scale);
   const ctx = canvas.getContext("2d");
