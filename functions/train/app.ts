@@ -8,12 +8,7 @@ import { resolveInside } from "../../lib/util/paths.ts";
 import { JobSchema } from "../../lib/jobs/mod.ts";
 import { TrainConfigSchema } from "../../lib/train/mod.ts";
 import { ApiError, type ServerMetrics } from "../../lib/http/mod.ts";
-import {
-  type AppEnv,
-  contentTypeOf,
-  errorResponses,
-  requireContentType,
-} from "../shared/http.ts";
+import { type AppEnv, contentTypeOf, errorResponses, requireContentType } from "../shared/http.ts";
 import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
 
 export { type JobsContext, openJobs } from "../shared/jobs.ts";

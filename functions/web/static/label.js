@@ -270,7 +270,7 @@ $("download").addEventListener("click", () => {
 });
 
 /** For tests and the console: the shown label set and where token i's cell sits on the page. */
-window.labelViewer = {
+globalThis.labelViewer = {
   labelSet: () => (state.items.length ? current() : null),
   cellCenter: (i) => {
     const c = state.cells.find((c) => c.index === i);

@@ -1,0 +1,87 @@
+/**
+ * The web app without a browser: every page and asset is served with its type and a CSP that
+ * allows nothing but this server; no file asks for anything elsewhere; only named assets are
+ * reachable; one log line per request; artifacts carry their content type.
+ */
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
+import { Hono } from "hono";
+import { createWebApp } from "./app.ts";
+import { contentTypeOf, requestLogger } from "../shared/http.ts";
+
+const STATIC = new URL("./static/", import.meta.url).pathname;
+
+Deno.test("web: pages and assets are served here, with their types and a same-origin CSP", async () => {
+  const app = createWebApp();
+  for (
+    const [path, type] of [
+      ["/", "text/html"],
+      ["/label", "text/html"],
+      ["/runs", "text/html"],
+      ["/compare", "text/html"],
+      ["/docs", "text/html"],
+      ["/docs/init.js", "text/javascript"],
+      ["/docs/assets/swagger-ui.css", "text/css"],
+      ["/docs/assets/swagger-ui-bundle.js", "text/javascript"],
+      ["/web/label.js", "text/javascript"],
+      ["/web/style.css", "text/css"],
+    ]
+  ) {
+    const res = await app.request(path!);
+    assertEquals(res.status, 200, path);
+    assertStringIncludes(res.headers.get("content-type") ?? "", type!, path);
+    assertStringIncludes(res.headers.get("content-security-policy") ?? "", "default-src 'self'");
+    await res.body?.cancel();
+  }
+  const init = await (await app.request("/docs/init.js")).text();
+  assertStringIncludes(init, '"/openapi.json"');
+  const configs = await (await app.request("/web/configs.json")).json();
+  assert(configs.configs.some((c: { file: string }) => c.file === "tiny-dvsft.json"));
+});
+
+Deno.test("web: only named files are reachable", async () => {
+  const app = createWebApp();
+  for (
+    const path of ["/docs/assets/package.json", "/web/app.ts", "/web/..%2Fapp.ts", "/web/x.js"]
+  ) {
+    const res = await app.request(path);
+    assertEquals(res.status, 404, path);
+    await res.body?.cancel();
+  }
+});
+
+Deno.test("web: no page or script names another host", async () => {
+  for await (const e of Deno.readDir(STATIC)) {
+    const text = await Deno.readTextFile(STATIC + e.name);
+    const urls = [...text.matchAll(/(?:https?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}[^\s"'`)]*/gi)].map((m) =>
+      m[0]
+    ).filter((u) => u !== "http://www.w3.org/2000/svg");
+    assertEquals(urls, [], e.name);
+  }
+});
+
+Deno.test("request log: one line per request, text or JSON", async () => {
+  for (const format of ["text", "json"] as const) {
+    const lines: string[] = [];
+    const app = new Hono();
+    app.use("*", requestLogger(format, (l) => lines.push(l)));
+    app.get("/a", (c) => c.text("ok"));
+    await app.request("/a");
+    await app.request("/missing");
+    assertEquals(lines.length, 2);
+    if (format === "text") {
+      assertMatch(lines[0]!, /^GET \/a 200 [\d.]+ms$/);
+      assertMatch(lines[1]!, /^GET \/missing 404 [\d.]+ms$/);
+    } else {
+      const j = JSON.parse(lines[0]!);
+      assertEquals([j.method, j.path, j.status], ["GET", "/a", 200]);
+      assert(typeof j.ms === "number" && typeof j.time === "string");
+    }
+  }
+});
+
+Deno.test("artifact content types", () => {
+  assertEquals(contentTypeOf("loss.svg"), "image/svg+xml");
+  assertEquals(contentTypeOf("eval/scores.PNG"), "image/png");
+  assertEquals(contentTypeOf("metrics.jsonl"), "application/x-ndjson");
+  assertEquals(contentTypeOf("checkpoints/step-000010/weights.bin"), "application/octet-stream");
+});
