@@ -9,6 +9,7 @@
 import { assert, assertEquals, assertGreater, assertStringIncludes } from "@std/assert";
 import { Buffer } from "node:buffer";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { PDFDocument } from "@napi-rs/canvas";
 import { renderPage } from "../../lib/render/mod.ts";
 
 // page functions run in the browser, where `document` exists
@@ -209,6 +210,58 @@ Deno.test({
       const saved = JSON.parse(await Deno.readTextFile((await download.path())!));
       assertEquals(saved.tokens.label, ls.tokens.label);
       assertEquals(download.suggestedFilename(), "page.labels.json");
+    });
+
+    await step("label a two-page PDF, switch pages and tiles", async (page) => {
+      const doc = new PDFDocument();
+      for (const text of ["first page words", "second page here"]) {
+        const ctx = doc.beginPage(300, 150);
+        ctx.font = "18px DejaVu Sans";
+        ctx.fillText(text, 20, 60);
+        doc.endPage();
+      }
+      await page.goto(`${base}/label`);
+      await page.waitForSelector("#geometry option[value=internvl]", { state: "attached" });
+      await page.setInputFiles("#file", {
+        name: "d.pdf",
+        mimeType: "application/pdf",
+        buffer: Buffer.from(new Uint8Array(doc.close())),
+      });
+      await page.selectOption("#geometry", "internvl");
+      await page.click("#run");
+      await page.waitForSelector("#result:not([hidden])", { timeout: 30_000 });
+      const pages = await page.$$eval("#page option", (os) => os.map((o) => o.textContent));
+      assertEquals(pages, ["page 1", "page 2"]);
+      await page.selectOption("#page", "1");
+      type Ls = {
+        tokens: { label: number[]; word: number[] };
+        words: Array<{ text: string }>;
+        geometry: { tiles: Array<{ kind: string; rows: number; cols: number }> };
+      };
+      const ls = await page.evaluate(() =>
+        (globalThis as unknown as { labelViewer: { labelSet(): unknown } }).labelViewer.labelSet()
+      ) as Ls;
+      assertEquals(ls.words.map((w) => w.text), ["second", "page", "here"]);
+      const i = ls.tokens.label.findIndex((l) => l !== -100);
+      const at = await page.evaluate(
+        (i) =>
+          (globalThis as unknown as { labelViewer: { cellCenter(i: number): unknown } })
+            .labelViewer.cellCenter(i),
+        i,
+      ) as { x: number; y: number };
+      await page.mouse.move(at.x, at.y);
+      await page.waitForSelector("#tooltip", { state: "visible" });
+      assertStringIncludes(
+        await page.textContent("#tooltip") ?? "",
+        `word: ${JSON.stringify(ls.words[ls.tokens.word[i]!]!.text)}`,
+      );
+      // InternVL cuts this 2:1 page into two tiles and a thumbnail of 16×16 cells each
+      const tiles = ls.geometry.tiles;
+      assertEquals(tiles.map((t) => t.kind), ["tile", "tile", "thumbnail"]);
+      await page.selectOption("#tile", "2");
+      assertStringIncludes(await page.textContent("#summary") ?? "", "; 256 cells shown");
+      await page.selectOption("#tile", "all");
+      assertStringIncludes(await page.textContent("#summary") ?? "", "; 512 cells shown");
     });
 
     await step("start a tiny training job and watch its curve grow", async (page) => {
