@@ -2,7 +2,7 @@
  * Compose the functions into one API app (main.ts), or serve one alone
  * (functions/<name>/main.ts). Health, OpenAPI document and docs page live here.
  */
-import { type ApiAppOptions, createApiApp } from "./shared/http.ts";
+import { type ApiAppOptions, apiKeysFromEnv, createApiApp } from "./shared/http.ts";
 import { createLabelApp, type LabelAppOptions } from "./label/app.ts";
 import { createTrainApp, type TrainAppOptions } from "./train/app.ts";
 import { type JobsContext, openJobs } from "./shared/jobs.ts";
@@ -85,7 +85,14 @@ export function createServerApp(options: ServerOptions = {}) {
     },
   });
   // the web pages and /docs, with their assets served from here (no CDN)
-  app.route("/", createWebApp({ openapiUrl: "/openapi.json" }));
+  app.route(
+    "/",
+    createWebApp({
+      openapiUrl: "/openapi.json",
+      dataRoot: jobs?.dataRoot,
+      apiKeys: options.apiKeys ?? apiKeysFromEnv(),
+    }),
+  );
   return {
     app,
     close: async () => {

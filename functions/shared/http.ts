@@ -113,6 +113,11 @@ async function digest(s: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
 }
 
+/** The keys in DVSFT_API_KEYS (comma-separated; none → open). */
+export function apiKeysFromEnv(): string[] {
+  return (Deno.env.get("DVSFT_API_KEYS") ?? "").split(",").map((k) => k.trim()).filter(Boolean);
+}
+
 /** Require `Authorization: Bearer <key>` for one of `keys` (compared in constant time). */
 export function apiKeyAuth(keys: string[]): MiddlewareHandler {
   const wanted = Promise.all(keys.map(digest));
@@ -145,9 +150,7 @@ function parseLogFormat(v: string | undefined): RequestLogFormat {
 export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
   const {
     maxBodyBytes = 32 * 1024 * 1024,
-    apiKeys = (Deno.env.get("DVSFT_API_KEYS") ?? "").split(",").map((k) => k.trim()).filter(
-      Boolean,
-    ),
+    apiKeys = apiKeysFromEnv(),
     requestTimeoutMs = Number(Deno.env.get("DVSFT_REQUEST_TIMEOUT_MS") ?? 120_000),
     metrics,
   } = options;

@@ -7,6 +7,10 @@
 import { Hono } from "hono";
 import { join } from "node:path";
 import swaggerUiDist from "swagger-ui-dist";
+import { z } from "zod";
+import { compareRuns, type EvalResult, readRunMetrics } from "../../lib/eval/mod.ts";
+import { ApiError, toErrorResponse } from "../../lib/http/mod.ts";
+import { apiKeyAuth } from "../shared/http.ts";
 
 const STATIC = new URL("./static/", import.meta.url).pathname;
 const CONFIGS = new URL("../../configs/", import.meta.url).pathname;
@@ -69,14 +73,90 @@ async function readConfigs(): Promise<Array<{ file: string; config: unknown }>> 
   return out.sort((a, b) => a.file.localeCompare(b.file));
 }
 
+const TRAIN_ID = /^train-[a-z0-9]+-[a-f0-9]{8}$/;
+const EVAL_ID = /^eval-[a-z0-9]+-[a-f0-9]{8}$/;
+/** `run=<train job id>:<eval job id>,<eval job id>…`, one to eight times. */
+const CompareQuerySchema = z.array(
+  z.string().max(2000).transform((s, ctx) => {
+    const [run = "", evals = ""] = s.split(":");
+    const ids = evals.split(",").filter(Boolean);
+    if (!TRAIN_ID.test(run)) {
+      ctx.addIssue({ code: "custom", message: `'${run}' is not a training job id` });
+    }
+    const bad = ids.find((id) => !EVAL_ID.test(id));
+    if (bad !== undefined || ids.length === 0 || ids.length > 50) {
+      ctx.addIssue({
+        code: "custom",
+        message: `run '${run}': expected 1–50 evaluation job ids, got '${bad ?? evals}'`,
+      });
+    }
+    return { run, evals: ids };
+  }),
+).min(1, "pick one or more runs").max(8, "at most 8 runs");
+
+/**
+ * The compare report of lib/eval (per-suite table with paired-bootstrap intervals, plots from
+ * lib/plot) for training runs and the evaluation jobs of each.
+ */
+async function compareReport(dataRoot: string, query: string[]) {
+  const parsed = CompareQuerySchema.safeParse(query);
+  if (!parsed.success) {
+    throw new ApiError(
+      400,
+      "invalid_request",
+      parsed.error.issues.map((i) => i.message).join("; "),
+    );
+  }
+  const runs = await Promise.all(parsed.data.map(async ({ run, evals }) => {
+    const results = await Promise.all(evals.map(async (id) => {
+      try {
+        return JSON.parse(
+          await Deno.readTextFile(join(dataRoot, "evals", id, "result.json")),
+        ) as EvalResult;
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) {
+          throw new ApiError(404, "not_found", `Evaluation job '${id}' has no result`);
+        }
+        throw e;
+      }
+    }));
+    const m = await readRunMetrics(join(dataRoot, "runs", run));
+    return {
+      name: run,
+      evals: results.sort((a, b) => a.checkpoint.step - b.checkpoint.step),
+      ...(m ? { losses: m.losses, final: m.final } : {}),
+    };
+  }));
+  return compareRuns(runs);
+}
+
 /** Build the web sub-app (pages at /, /label, /runs, /compare, /docs; assets under /web/). */
-export function createWebApp(options: { openapiUrl?: string } = {}): Hono {
+export function createWebApp(
+  options: {
+    openapiUrl?: string;
+    dataRoot?: string;
+    /** Keys that the compare report (it reads evaluation results) asks for, like /v1. */
+    apiKeys?: string[];
+  } = {},
+): Hono {
   const { openapiUrl = "/openapi.json" } = options;
+  const dataRoot = options.dataRoot ?? Deno.env.get("DVSFT_DATA_DIR") ?? "out";
   const swaggerDir = swaggerUiDist.getAbsoluteFSPath() as string;
   const app = new Hono();
+  // the same error body as /v1 (this app also runs alone, in tests)
+  app.onError((err, c) => {
+    const { status, body, headers } = toErrorResponse(err);
+    for (const [k, v] of Object.entries(headers)) c.header(k, v);
+    return c.json(body, status as 400);
+  });
   for (const [route, name] of Object.entries(PAGES)) {
     app.get(route, () => file(join(STATIC, name), TYPES.html!));
   }
+  if (options.apiKeys?.length) app.use("/web/compare.json", apiKeyAuth(options.apiKeys));
+  app.get(
+    "/web/compare.json",
+    async (c) => c.json(await compareReport(dataRoot, c.req.queries("run") ?? [])),
+  );
   app.get("/web/configs.json", async (c) => c.json({ configs: await readConfigs() }));
   app.get("/web/:name{[a-z0-9_-]+\\.(js|css|svg|png)}", (c) => {
     const name = c.req.param("name");

@@ -85,3 +85,57 @@ Deno.test("artifact content types", () => {
   assertEquals(contentTypeOf("metrics.jsonl"), "application/x-ndjson");
   assertEquals(contentTypeOf("checkpoints/step-000010/weights.bin"), "application/octet-stream");
 });
+
+Deno.test("web: /web/compare.json is lib/eval's report for real runs; bad queries are 400", async () => {
+  const fixtures = new URL("../../tests/fixtures/plot/", import.meta.url).pathname;
+  const dataRoot = await Deno.makeTempDir();
+  try {
+    const runs = [
+      ["tiny-dvsft-lambda1-next-exact-g4-s0", "train-aaaa-00000001", "eval-aaaa-0000000"],
+      ["tiny-sft-lambda0-next-exact-g4-s0", "train-bbbb-00000002", "eval-bbbb-0000000"],
+    ];
+    const query: string[] = [];
+    for (const [fixture, train, evalPrefix] of runs) {
+      await Deno.mkdir(`${dataRoot}/runs/${train}`, { recursive: true });
+      await Deno.copyFile(
+        `${fixtures}${fixture}/metrics.jsonl`,
+        `${dataRoot}/runs/${train}/metrics.jsonl`,
+      );
+      const ids: string[] = [];
+      for (const step of [20, 40, 60]) {
+        const id = `${evalPrefix}${step / 20}`;
+        await Deno.mkdir(`${dataRoot}/evals/${id}`, { recursive: true });
+        await Deno.copyFile(
+          `${fixtures}${fixture}/eval/step-${String(step).padStart(6, "0")}.json`,
+          `${dataRoot}/evals/${id}/result.json`,
+        );
+        ids.push(id);
+      }
+      query.push(`run=${train}:${ids.join(",")}`);
+    }
+    const app = createWebApp({ dataRoot });
+    const res = await app.request(`/web/compare.json?${query.join("&")}`);
+    assertEquals(res.status, 200);
+    const body = await res.json();
+    assertStringIncludes(body.markdown, "| text-reading | anls | 0.0 | 0.0 | +0.0 [0.0, 0.0] |");
+    assertEquals(body.plots.map((p: { name: string }) => p.name), [
+      "scores",
+      "score-vs-step",
+      "text-loss-vs-step",
+    ]);
+    const secret = await Deno.makeTempDir();
+    for (const q of ["", "run=../../etc:eval-aaaa-00000001", `run=train-aaaa-00000001:${secret}`]) {
+      const r = await app.request(`/web/compare.json?${q}`);
+      assertEquals(r.status, 400, q);
+      await r.body?.cancel();
+    }
+    const missing = await app.request(
+      "/web/compare.json?run=train-aaaa-00000001:eval-cccc-00000009",
+    );
+    assertEquals(missing.status, 404);
+    await missing.body?.cancel();
+    await Deno.remove(secret);
+  } finally {
+    await Deno.remove(dataRoot, { recursive: true });
+  }
+});

@@ -144,10 +144,9 @@ function domain(values: number[], withZero: boolean): [number, number] {
     hi = Math.max(hi, 0);
   }
   if (hi === lo) {
-    // a flat series still gets a readable axis: [0, 1] for zeros, ±10 % otherwise
-    const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;
-    if (withZero && lo === 0) hi = 1;
-    else [lo, hi] = [lo - pad, hi + pad];
+    // a flat series still gets a readable axis: [0, 1] for zeros (never below), ±10 % otherwise
+    if (lo === 0) hi = 1;
+    else [lo, hi] = [lo - Math.abs(lo) * 0.1, hi + Math.abs(hi) * 0.1];
   }
   return [lo, hi];
 }

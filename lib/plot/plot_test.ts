@@ -110,6 +110,10 @@ Deno.test("plot: compare's charts from real runs keep their text apart and draw 
   const report = compareRuns(runs);
   assertEquals(report.plots.map((p) => p.name), ["scores", "score-vs-step", "text-loss-vs-step"]);
   for (const p of report.plots) checkChart(p.name, p.svg);
+  // mean score against step: flat at zero, so the axis runs 0..1 and never below zero
+  const vsStep = parseSvg(report.plots[1]!.svg);
+  const stepTicks = [...vsStep.querySelectorAll("text.ytick")].map((t: El) => t.textContent);
+  assertEquals(stepTicks, ["0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
   const scores = parseSvg(report.plots[0]!.svg);
   const bars = [...scores.querySelectorAll("rect.bar")];
   // these real runs score 0 on every suite: 7 suites × 2 runs, every bar flat

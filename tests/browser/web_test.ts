@@ -22,11 +22,12 @@ const SHOTS = `${root}out/browser`;
 /** The chromium binary: CHROMIUM_PATH, else chromium or chromium-browser on PATH. */
 function findChromium(): string {
   const given = Deno.env.get("CHROMIUM_PATH");
-  const candidates = given ? [given] : [];
-  for (const dir of (Deno.env.get("PATH") ?? "/usr/bin").split(":")) {
-    candidates.push(`${dir}/chromium`, `${dir}/chromium-browser`);
+  const candidates = given ? [given] : ["/usr/bin/chromium"];
+  if (!given) {
+    for (const dir of (Deno.env.get("PATH") ?? "").split(":").filter(Boolean)) {
+      candidates.push(`${dir}/chromium`, `${dir}/chromium-browser`);
+    }
   }
-  candidates.push("/usr/bin/chromium");
   for (const c of candidates) {
     try {
       if (Deno.statSync(c).isFile) return c;
@@ -114,6 +115,7 @@ Deno.test({
     });
     const ctx = context;
     const errors: string[] = [];
+    let trained = "";
     const step = (name: string, f: (page: Page) => Promise<void>) =>
       t.step(name, async () => {
         const page = await ctx.newPage();
@@ -268,8 +270,8 @@ Deno.test({
       await page.goto(`${base}/runs`);
       await page.waitForSelector("#config option", { state: "attached" });
       assertEquals(await page.inputValue("#steps"), "200"); // configs/tiny-dvsft.json
-      await page.fill("#steps", "30");
-      await page.fill("#checkpointEvery", "15");
+      await page.fill("#steps", "20");
+      await page.fill("#checkpointEvery", "10");
       await page.click("#startButton");
       await page.waitForSelector("#detail:not([hidden])");
       const points = () =>
@@ -287,6 +289,8 @@ Deno.test({
         { timeout: 60_000 },
       );
       const first = await points();
+      // seen while the job runs: the points came live from its events
+      assertEquals(await page.textContent("#detailState .state"), "running");
       await page.waitForFunction(
         () => document.querySelector("#detailState .state")?.textContent === "succeeded",
         undefined,
@@ -294,16 +298,54 @@ Deno.test({
       );
       const last = await points();
       assertGreater(last, first, "the curve did not grow");
-      assertGreater(last, 20);
+      // the finished curve has every step (those between two events come from metrics.jsonl)
+      await page.waitForFunction(
+        () =>
+          document.querySelector('path[data-series="text loss"]')?.getAttribute("data-points") ===
+            "20",
+      );
       await page.waitForFunction(
         () => document.querySelector("#trainJobs tbody tr")?.textContent?.includes("succeeded"),
       );
-      assertStringIncludes(await page.textContent("#trainJobs tbody tr") ?? "", "30/30");
+      assertStringIncludes(await page.textContent("#trainJobs tbody tr") ?? "", "20/20");
+      trained = (await page.textContent("#detailTitle")) ?? "";
       await page.waitForSelector("#artifacts a:text-is('loss.svg')");
       const href = await page.getAttribute("#artifacts a:text-is('loss.svg')", "href");
       const res = await fetch(`${base}${href}`);
       assertEquals(res.headers.get("content-type"), "image/svg+xml");
       assertStringIncludes(await res.text(), "<svg");
+    });
+
+    await step("evaluate the run from the dashboard and compare it", async (page) => {
+      assertStringIncludes(trained, "train-");
+      await page.goto(`${base}/runs`);
+      await page.click(`#trainJobs tr[data-job="${trained}"] button:text-is("evaluate")`);
+      await page.waitForFunction(
+        () => document.querySelector("#evalJobs tbody tr")?.textContent?.includes("succeeded"),
+        undefined,
+        { timeout: 60_000 },
+      );
+      const row = await page.textContent("#evalJobs tbody tr") ?? "";
+      assertStringIncludes(row, trained);
+      assertStringIncludes(row, "step 20: text-reading 0.000"); // a 20-step tiny model reads nothing yet
+      await page.goto(`${base}/compare`);
+      await page.check(`#runs input[value="${trained}"]`);
+      await page.waitForSelector("#report table");
+      const head = await page.$$eval("#report table th", (ts) => ts.map((t) => t.textContent));
+      assertEquals(head.slice(0, 3), ["suite", "metric", trained]);
+      const rows = await page.$$eval(
+        "#report table:first-of-type tbody tr",
+        (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)),
+      );
+      assertEquals(rows[0], ["text-reading", "anls", "0.0"]);
+      // the scores chart: every bar flat, drawn by lib/plot
+      await page.waitForSelector('[data-plot="scores"] svg');
+      const heights = await page.$$eval(
+        '[data-plot="scores"] rect.bar',
+        (rs) => rs.map((r) => r.getAttribute("height")),
+      );
+      assertGreater(heights.length, 0);
+      assertEquals(new Set(heights), new Set(["0"]));
     });
 
     await step("/docs renders Swagger UI with the network closed", async (page) => {

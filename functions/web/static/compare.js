@@ -1,33 +1,18 @@
-// Compare view: the latest finished evaluation of each chosen run, per suite, with deltas against
-// the first; mean score against checkpoint step from every evaluation of those runs.
-import { api, el, fmt, nav } from "./common.js";
-import { lineChart } from "./chart.js";
+// Compare view: lib/eval's compare report (table with paired-bootstrap intervals, lib/plot's
+// charts) for the ticked runs, built by the server from their evaluation jobs' results.
+import { api, authHeaders, el, nav } from "./common.js";
 
 nav();
 const $ = (id) => document.getElementById(id);
 const chosen = [];
 let byRun = new Map();
 
-const mean = (scores) => {
-  const v = Object.values(scores).map((s) => s.score);
-  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
-};
-
 async function load() {
   const { jobs } = await api("/v1/eval/jobs");
   byRun = new Map();
   for (const j of jobs) {
-    if (j.state !== "succeeded" || !j.lastMetrics?.scores) continue;
-    const list = byRun.get(j.config.run) ?? [];
-    list.push({
-      step: j.lastMetrics.checkpointStep,
-      scores: j.lastMetrics.scores,
-      at: j.finishedAt,
-    });
-    byRun.set(j.config.run, list);
-  }
-  for (const list of byRun.values()) {
-    list.sort((a, b) => a.step - b.step || a.at.localeCompare(b.at));
+    if (j.state !== "succeeded") continue;
+    byRun.set(j.config.run, [...(byRun.get(j.config.run) ?? []), j.id]);
   }
   $("runs").replaceChildren(
     ...[...byRun.keys()].sort().map((run) =>
@@ -42,7 +27,7 @@ async function load() {
             value: run,
             onchange: (e) => toggle(run, e.target.checked),
           }),
-          ` ${run}`,
+          ` ${run} (${byRun.get(run).length} evaluation${byRun.get(run).length > 1 ? "s" : ""})`,
         ),
       )
     ),
@@ -56,65 +41,69 @@ function toggle(run, on) {
   const i = chosen.indexOf(run);
   if (on && i < 0) chosen.push(run);
   if (!on && i >= 0) chosen.splice(i, 1);
-  render();
+  render().catch((e) => ($("error").textContent = e.message));
 }
 
-function render() {
-  const latest = chosen.map((r) => byRun.get(r).at(-1));
-  const suites = [...new Set(latest.flatMap((l) => Object.keys(l.scores)))];
-  $("empty").hidden = chosen.length >= 2;
-  $("table").tHead.replaceChildren(
-    el(
-      "tr",
-      {},
-      el("th", {}, "suite"),
-      chosen.map((r, i) => el("th", { class: "num" }, `${r} (step ${latest[i].step})`)),
-      chosen.slice(1).map((r) => el("th", { class: "num" }, `Δ ${r}`)),
-    ),
+/** Markdown from compareRuns → HTML: pipe tables and paragraphs, nothing else is used there. */
+function markdown(md) {
+  const out = [];
+  let table = null;
+  for (const line of md.split("\n")) {
+    if (line.startsWith("|")) {
+      const cells = line.slice(1, line.endsWith("|") ? -1 : undefined).split("|").map((c) =>
+        c.trim()
+      );
+      while (cells.length > 1 && cells.at(-1) === "") cells.pop(); // no Δ columns for one run
+      if (cells.every((c) => /^-+$/.test(c) || c === "")) continue;
+      if (!table) {
+        table = el(
+          "table",
+          {},
+          el("thead", {}, el("tr", {}, cells.map((c) => el("th", {}, c)))),
+          el("tbody"),
+        );
+        out.push(table);
+      } else {
+        table.tBodies[0].append(
+          el(
+            "tr",
+            {},
+            cells.map((c, i) => el("td", { class: i > 1 && /^[-+0-9—]/.test(c) ? "num" : "" }, c)),
+          ),
+        );
+      }
+    } else {
+      table = null;
+      if (line.trim()) out.push(el("p", {}, line));
+    }
+  }
+  return out;
+}
+
+async function render() {
+  $("error").textContent = "";
+  if (!chosen.length) {
+    $("report").replaceChildren(el("p", { class: "muted", id: "empty" }, "Tick one or more runs."));
+    $("plots").replaceChildren();
+    return;
+  }
+  const q = chosen.map((r) => `run=${encodeURIComponent(`${r}:${byRun.get(r).join(",")}`)}`).join(
+    "&",
   );
-  const rows = suites.map((s) => {
-    const v = latest.map((l) => l.scores[s]?.score);
-    return el(
-      "tr",
-      {},
-      el("td", {}, s),
-      v.map((x) => el("td", { class: "num" }, fmt(x))),
-      v.slice(1).map((x) =>
-        el(
-          "td",
-          { class: "num" },
-          typeof x === "number" && typeof v[0] === "number"
-            ? (x - v[0] >= 0 ? "+" : "") + (x - v[0]).toFixed(3)
-            : "—",
-        )
-      ),
-    );
-  });
-  const m = latest.map((l) => mean(l.scores));
-  rows.push(
-    el(
-      "tr",
-      {},
-      el("td", {}, el("b", {}, "mean")),
-      m.map((x) => el("td", { class: "num" }, fmt(x))),
-      m.slice(1).map((x) =>
-        el("td", { class: "num" }, (x - m[0] >= 0 ? "+" : "") + (x - m[0]).toFixed(3))
-      ),
-    ),
-  );
-  $("table").tBodies[0].replaceChildren(...(chosen.length ? rows : []));
-  lineChart(
-    $("chart"),
-    chosen.map((r) => ({
-      name: r,
-      points: byRun.get(r).map((e) => ({ x: e.step, y: mean(e.scores) })),
-    })),
-    {
-      title: "Mean score over suites against checkpoint step",
-      x: "step",
-      y: "mean score",
-      width: Math.min(900, $("chart").clientWidth || 640),
-    },
+  const res = await fetch(`/web/compare.json?${q}`, { headers: authHeaders() });
+  const body = await res.json();
+  if (!res.ok) throw new Error(`${res.status} ${body.error?.code}: ${body.error?.message}`);
+  $("report").replaceChildren(...markdown(body.markdown));
+  // the charts are SVG text that lib/plot wrote (names escaped there); parsed, not run
+  $("plots").replaceChildren(
+    ...body.plots.map((p) => {
+      const doc = new DOMParser().parseFromString(p.svg, "image/svg+xml");
+      return el(
+        "div",
+        { class: "card chart", "data-plot": p.name },
+        document.importNode(doc.documentElement, true),
+      );
+    }),
   );
 }
 

@@ -1,5 +1,5 @@
 // The runs dashboard: jobs from /v1/train/jobs and /v1/eval/jobs, live curves from a job's events.
-import { api, el, fmt, nav, postJson, subscribe } from "./common.js";
+import { api, authHeaders, el, fmt, nav, postJson, subscribe } from "./common.js";
 import { lineChart } from "./chart.js";
 
 nav();
@@ -181,6 +181,17 @@ async function loadArtifacts(id) {
   return artifacts;
 }
 
+/** Add the steps in the job's metrics.jsonl (when it has one) to the curve; list its artifacts. */
+async function backfill(id) {
+  const artifacts = await loadArtifacts(id).catch(() => []);
+  if (!artifacts.some((a) => a.path === "metrics.jsonl")) return;
+  const res = await fetch(`/v1/train/jobs/${id}/artifacts/metrics.jsonl`, {
+    headers: authHeaders(),
+  });
+  if (!res.ok || view.id !== id) return;
+  for (const line of (await res.text()).split("\n")) if (line.trim()) addPoint(JSON.parse(line));
+}
+
 /** Show job `id`: its curve so far (metrics.jsonl), then live from its events. */
 async function select(id) {
   view.stop?.();
@@ -191,11 +202,7 @@ async function select(id) {
   for (const tr of $("trainJobs").tBodies[0].rows) {
     tr.classList.toggle("selected", tr.dataset.job === id);
   }
-  const artifacts = await loadArtifacts(id).catch(() => []);
-  if (artifacts.some((a) => a.path === "metrics.jsonl")) {
-    const text = await fetch(`/v1/train/jobs/${id}/artifacts/metrics.jsonl`).then((r) => r.text());
-    for (const line of text.split("\n")) if (line.trim()) addPoint(JSON.parse(line));
-  }
+  await backfill(id);
   drawChart();
   view.stop = subscribe(`/v1/train/jobs/${id}/events`, (event, job) => {
     if (view.id !== id) return;
@@ -204,7 +211,8 @@ async function select(id) {
     drawChart();
     if (event !== "progress") {
       refresh();
-      loadArtifacts(id).catch(() => {});
+      // events carry the latest step only: steps between two events come from metrics.jsonl
+      backfill(id).then(() => view.id === id && drawChart());
     }
   });
 }
