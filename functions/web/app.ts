@@ -5,8 +5,11 @@
  * (the Content-Security-Policy says so to the browser).
  */
 import { Hono } from "hono";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import swaggerUiDist from "swagger-ui-dist";
+// a static import, so that the package is installed with the app; its browser build draws PDFs
+import "pdfjs-dist/package.json" with { type: "json" };
 import { z } from "zod";
 import { compareRuns, type EvalResult, readRunMetrics } from "../../lib/eval/mod.ts";
 import { ApiError, toErrorResponse } from "../../lib/http/mod.ts";
@@ -25,11 +28,15 @@ const PAGES: Record<string, string> = {
 const TYPES: Record<string, string> = {
   html: "text/html; charset=utf-8",
   js: "text/javascript; charset=utf-8",
+  mjs: "text/javascript; charset=utf-8",
   css: "text/css; charset=utf-8",
   svg: "image/svg+xml",
   png: "image/png",
   json: "application/json",
 };
+
+/** pdf.js's browser files that the label viewer uses to draw PDF pages. */
+const PDFJS_FILES = ["pdf.min.mjs", "pdf.worker.min.mjs"];
 
 /** Swagger UI's files that /docs uses (nothing else of the package is reachable). */
 const SWAGGER_FILES = ["swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"];
@@ -142,6 +149,7 @@ export function createWebApp(
   const { openapiUrl = "/openapi.json" } = options;
   const dataRoot = options.dataRoot ?? Deno.env.get("DVSFT_DATA_DIR") ?? "out";
   const swaggerDir = swaggerUiDist.getAbsoluteFSPath() as string;
+  const pdfjsDir = dirname(fileURLToPath(import.meta.resolve("pdfjs-dist/package.json")));
   const app = new Hono();
   // the same error body as /v1 (this app also runs alone, in tests)
   app.onError((err, c) => {
@@ -162,6 +170,17 @@ export function createWebApp(
     const name = c.req.param("name");
     return file(join(STATIC, name), typeOf(name));
   });
+  app.get("/web/vendor/pdfjs/:name", (c) => {
+    const name = c.req.param("name");
+    if (!PDFJS_FILES.includes(name)) {
+      return c.json({ error: { code: "not_found", message: `No pdf.js file '${name}'` } }, 404);
+    }
+    return file(join(pdfjsDir, "build", name), TYPES.js!);
+  });
+  app.get(
+    "/web/vendor/pdfjs/standard_fonts/:name{[A-Za-z0-9_-]+\\.(pfb|ttf)}",
+    (c) => file(join(pdfjsDir, "standard_fonts", c.req.param("name")), "application/octet-stream"),
+  );
   app.get("/docs", () => file(join(STATIC, "docs.html"), TYPES.html!));
   app.get("/docs/init.js", (c) =>
     c.body(

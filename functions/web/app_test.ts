@@ -24,6 +24,8 @@ Deno.test("web: pages and assets are served here, with their types and a same-or
       ["/docs/assets/swagger-ui-bundle.js", "text/javascript"],
       ["/web/label.js", "text/javascript"],
       ["/web/style.css", "text/css"],
+      ["/web/vendor/pdfjs/pdf.min.mjs", "text/javascript"],
+      ["/web/vendor/pdfjs/pdf.worker.min.mjs", "text/javascript"],
     ]
   ) {
     const res = await app.request(path!);

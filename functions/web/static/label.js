@@ -58,8 +58,6 @@ $("form").addEventListener("submit", async (e) => {
     tokenizer: $("tokenizer").value,
     geometry: { name: $("geometry").value },
     minConfidence: Number($("minConfidence").value) || 0,
-    // PDF pages are rendered by the server: its overlay PNG is the page picture here
-    overlay: source === "pdf",
   };
   const fd = new FormData();
   fd.append("image", state.file, state.file.name);
@@ -69,13 +67,9 @@ $("form").addEventListener("submit", async (e) => {
   try {
     const res = await api("/v1/label", { method: "POST", body: fd });
     state.items = res.items;
-    state.images = await Promise.all(
-      res.items.map((it) =>
-        loadImage(
-          it.overlay ? `data:image/png;base64,${it.overlay}` : URL.createObjectURL(state.file),
-        )
-      ),
-    );
+    state.images = source === "pdf"
+      ? await pdfPages(state.file, res.items)
+      : await Promise.all(res.items.map(() => loadImage(URL.createObjectURL(state.file))));
     state.page = 0;
     $("busy").textContent =
       `${res.items.length} item(s); OCR ${res.timing.ocrMs} ms, labels ${res.timing.labelMs} ms`;
@@ -87,6 +81,41 @@ $("form").addEventListener("submit", async (e) => {
     $("run").disabled = false;
   }
 });
+
+/**
+ * Draw each labeled PDF page with pdf.js (served from this server), at the pixel size the
+ * server labeled it at, so the token grid lies where the server put it.
+ */
+async function pdfPages(file, items) {
+  const pdfjs = await import("/web/vendor/pdfjs/pdf.min.mjs");
+  pdfjs.GlobalWorkerOptions.workerSrc = "/web/vendor/pdfjs/pdf.worker.min.mjs";
+  const task = pdfjs.getDocument({
+    data: new Uint8Array(await file.arrayBuffer()),
+    isEvalSupported: false, // the page's CSP allows no eval
+    standardFontDataUrl: "/web/vendor/pdfjs/standard_fonts/",
+  });
+  const doc = await task.promise;
+  try {
+    const out = [];
+    for (const it of items) {
+      const page = await doc.getPage(it.page);
+      const { width, height } = it.labelSet.image;
+      const unit = page.getViewport({ scale: 1 });
+      const viewport = page.getViewport({ scale: width / unit.width });
+      const canvas = document.createElement("canvas");
+      canvas.width = width;
+      canvas.height = height;
+      const ctx = canvas.getContext("2d");
+      ctx.fillStyle = "#fff";
+      ctx.fillRect(0, 0, width, height);
+      await page.render({ canvasContext: ctx, canvas, viewport }).promise;
+      out.push(canvas);
+    }
+    return out;
+  } finally {
+    await task.destroy();
+  }
+}
 
 function loadImage(src) {
   return new Promise((resolve, reject) => {
