@@ -245,7 +245,12 @@ function movingAverage(points: Array<{ x: number; y: number }>, window: number) 
 export function lineChartSvg(series: Series[], o: LineChartOptions): string {
   const width = o.width ?? 640;
   const height = o.height ?? 360;
-  const drawn = series.map((s, i) => ({
+  // a missing or non-finite value (a failed step's NaN loss) is left out, not drawn as 0
+  const finite = series.map((s) => ({
+    ...s,
+    points: s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)),
+  }));
+  const drawn = finite.map((s, i) => ({
     ...s,
     color: COLORS[i % COLORS.length]!,
     line: s.smooth && s.smooth > 1 ? movingAverage(s.points, s.smooth) : s.points,

@@ -208,6 +208,21 @@ Deno.test("plot: many long names and categories wrap or shorten instead of overl
   checkChart("lines", line);
 });
 
+Deno.test("plot: NaN points are left out, not drawn", () => {
+  const svg = lineChartSvg([{
+    name: "a",
+    points: [{ x: 1, y: 2 }, { x: 2, y: NaN }, { x: 3, y: 4 }],
+  }], {
+    title: "t",
+    x: "step",
+    y: "loss",
+  });
+  const el = checkChart("nan", svg);
+  const d = el.querySelector("path.series").getAttribute("d") as string;
+  assert(!d.includes("NaN"), d);
+  assertEquals(d.match(/[ML]/g)?.length, 2);
+});
+
 Deno.test("plot: ticks are round and formatted with the decimals they need", () => {
   assertEquals(niceTicks(0, 1, 5), [0, 0.2, 0.4, 0.6000000000000001, 0.8, 1]);
   assertEquals(niceTicks(0, 1, 5).map(tickFormat(niceTicks(0, 1, 5))), [
