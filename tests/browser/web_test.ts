@@ -14,7 +14,7 @@ import { renderPage } from "../../lib/render/mod.ts";
 
 // page functions run in the browser, where `document` exists
 // deno-lint-ignore no-explicit-any
-declare const document: any;
+declare const document: any, DataTransfer: any;
 
 const root = new URL("../..", import.meta.url).pathname;
 const SHOTS = `${root}out/browser`;
@@ -204,6 +204,16 @@ Deno.test({
         await page.textContent("#summary") ?? "",
         `; ${ls.stats.labeled} cells shown`,
       );
+      // "only low confidence": below 101 every labeled cell, below 0 none
+      await page.check("#onlyLow");
+      await page.fill("#lowConfidence", "101");
+      assertStringIncludes(
+        await page.textContent("#summary") ?? "",
+        `; ${ls.stats.labeled} cells shown`,
+      );
+      await page.fill("#lowConfidence", "0");
+      assertStringIncludes(await page.textContent("#summary") ?? "", "; 0 cells shown");
+      await page.uncheck("#onlyLow");
       // the download is the label set shown
       const [download] = await Promise.all([
         page.waitForEvent("download"),
@@ -224,11 +234,15 @@ Deno.test({
       }
       await page.goto(`${base}/label`);
       await page.waitForSelector("#geometry option[value=internvl]", { state: "attached" });
-      await page.setInputFiles("#file", {
-        name: "d.pdf",
-        mimeType: "application/pdf",
-        buffer: Buffer.from(new Uint8Array(doc.close())),
-      });
+      // dropped on the page this time, as a user would
+      const bytes = [...new Uint8Array(doc.close())];
+      const dt = await page.evaluateHandle((bytes) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(bytes)], "d.pdf", { type: "application/pdf" }));
+        return dt;
+      }, bytes);
+      await page.dispatchEvent("#drop", "drop", { dataTransfer: dt });
+      assertStringIncludes(await page.textContent("#drop") ?? "", "d.pdf (8 KiB)");
       await page.selectOption("#geometry", "internvl");
       await page.click("#run");
       await page.waitForSelector("#result:not([hidden])", { timeout: 30_000 });
