@@ -362,6 +362,39 @@ Deno.test({
       assertEquals(new Set(heights), new Set(["0"]));
     });
 
+    await step("cancel a running job and resume it from the dashboard", async (page) => {
+      await page.goto(`${base}/runs`);
+      await page.waitForSelector("#config option", { state: "attached" });
+      await page.fill("#steps", "2000");
+      await page.click("#startButton");
+      await page.waitForFunction(
+        () => document.querySelector("#detailState .state")?.textContent === "running",
+        undefined,
+        { timeout: 30_000 },
+      );
+      const id = (await page.textContent("#detailTitle")) ?? "";
+      await page.click(`#trainJobs tr[data-job="${id}"] button:text-is("cancel")`);
+      await page.waitForFunction(
+        () => document.querySelector("#detailState .state")?.textContent === "cancelled",
+        undefined,
+        { timeout: 30_000 },
+      );
+      await page.click(`#trainJobs tr[data-job="${id}"] button:text-is("resume")`);
+      await page.waitForFunction(
+        (id) =>
+          document.querySelector(`#trainJobs tr[data-job="${id}"] .state`)?.textContent ===
+            "running",
+        id,
+        { timeout: 30_000 },
+      );
+      // running again: its second attempt
+      const job = await (await fetch(`${base}/v1/train/jobs/${id}`)).json();
+      assertEquals(job.attempts, 2);
+      await fetch(`${base}/v1/train/jobs/${id}/cancel`, { method: "POST" }).then((r) =>
+        r.body?.cancel()
+      );
+    });
+
     await step("/docs renders Swagger UI with the network closed", async (page) => {
       await page.goto(`${base}/docs`);
       await page.waitForSelector(".swagger-ui .info .title", { timeout: 20_000 });
