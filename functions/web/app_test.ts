@@ -3,9 +3,10 @@
  * allows nothing but this server; no file asks for anything elsewhere; only named assets are
  * reachable; one log line per request; artifacts carry their content type.
  */
-import { assert, assertEquals, assertMatch, assertStringIncludes } from "@std/assert";
+import { assert, assertEquals, assertMatch, assertStringIncludes, assertThrows } from "@std/assert";
 import { Hono } from "hono";
 import { createWebApp } from "./app.ts";
+import { createServerApp } from "../server.ts";
 import { contentTypeOf, requestLogger } from "../shared/http.ts";
 
 const STATIC = new URL("./static/", import.meta.url).pathname;
@@ -139,5 +140,33 @@ Deno.test("web: /web/compare.json is lib/eval's report for real runs; bad querie
     await Deno.remove(secret);
   } finally {
     await Deno.remove(dataRoot, { recursive: true });
+  }
+});
+
+Deno.test("request log: the server app logs each request when asked (requestLog or DVSFT_LOG)", async () => {
+  const lines: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => lines.push(a.join(" "));
+  const { app, close } = createServerApp({ functions: ["label"], requestLog: "json" });
+  try {
+    await (await app.request("/healthz")).body?.cancel();
+    await (await app.request("/nope")).body?.cancel();
+  } finally {
+    console.log = log;
+    await close();
+  }
+  assertEquals(
+    lines.map((l) => JSON.parse(l)).map((j) => [j.method, j.path, j.status]),
+    [["GET", "/healthz", 200], ["GET", "/nope", 404]],
+  );
+  Deno.env.set("DVSFT_LOG", "yes");
+  try {
+    assertThrows(
+      () => createServerApp({ functions: ["label"] }),
+      Error,
+      "DVSFT_LOG must be off, text or json, got 'yes'",
+    );
+  } finally {
+    Deno.env.delete("DVSFT_LOG");
   }
 });
