@@ -295,6 +295,11 @@ export function lineChartSvg(series: Series[], o: LineChartOptions): string {
     );
     if (fits) break;
   }
+  // steps are whole numbers: no "20.5" tick between two of them
+  if (xs.every(Number.isInteger)) {
+    const whole = xTicks.filter(Number.isInteger);
+    if (whole.length) xTicks = whole;
+  }
   const xFmt = tickFormat(xTicks);
   const parts = [header(o, width, height), yAxis(yTicks, yFmt, syTick, f, o.y, width)];
   for (const t of xTicks) {

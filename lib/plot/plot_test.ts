@@ -114,6 +114,8 @@ Deno.test("plot: compare's charts from real runs keep their text apart and draw 
   const vsStep = parseSvg(report.plots[1]!.svg);
   const stepTicks = [...vsStep.querySelectorAll("text.ytick")].map((t: El) => t.textContent);
   assertEquals(stepTicks, ["0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
+  const steps = [...vsStep.querySelectorAll("text.xtick")].map((t: El) => t.textContent);
+  assert(steps.every((s: string) => /^\d+$/.test(s)), `step ticks ${steps}`);
   const scores = parseSvg(report.plots[0]!.svg);
   const bars = [...scores.querySelectorAll("rect.bar")];
   // these real runs score 0 on every suite: 7 suites × 2 runs, every bar flat
