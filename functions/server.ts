@@ -2,14 +2,14 @@
  * Compose the functions into one API app (main.ts), or serve one alone
  * (functions/<name>/main.ts). Health, OpenAPI document and docs page live here.
  */
-import { swaggerUI } from "@hono/swagger-ui";
-import { type ApiAppOptions, createApiApp } from "./shared/http.ts";
+import { type ApiAppOptions, apiKeysFromEnv, createApiApp } from "./shared/http.ts";
 import { createLabelApp, type LabelAppOptions } from "./label/app.ts";
 import { createTrainApp, type TrainAppOptions } from "./train/app.ts";
 import { type JobsContext, openJobs } from "./shared/jobs.ts";
 import { createEvalApp, type EvalAppOptions } from "./eval/app.ts";
 import { getTokenizer } from "../lib/tokenizer/mod.ts";
 import { createMetrics } from "../lib/http/mod.ts";
+import { createWebApp } from "./web/app.ts";
 
 export interface ServerOptions
   extends ApiAppOptions, LabelAppOptions, TrainAppOptions, EvalAppOptions {
@@ -84,7 +84,15 @@ export function createServerApp(options: ServerOptions = {}) {
       description: "Direct vision supervision: labeling, training, evaluation",
     },
   });
-  app.get("/docs", swaggerUI({ url: "/openapi.json" }));
+  // the web pages and /docs, with their assets served from here (no CDN)
+  app.route(
+    "/",
+    createWebApp({
+      openapiUrl: "/openapi.json",
+      dataRoot: jobs?.dataRoot,
+      apiKeys: options.apiKeys ?? apiKeysFromEnv(),
+    }),
+  );
   return {
     app,
     close: async () => {
@@ -109,7 +117,7 @@ export async function serve(
     hostname,
     signal: ac.signal,
     onListen: ({ hostname, port }) =>
-      console.log(`dvsft listening on http://${hostname}:${port} (docs: /docs)`),
+      console.log(`dvsft listening on http://${hostname}:${port} (web: /, docs: /docs)`),
   }, app.fetch);
   const stop = () => ac.abort();
   Deno.addSignalListener("SIGINT", stop);

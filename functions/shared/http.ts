@@ -68,10 +68,54 @@ export interface ApiAppOptions {
   /** Longest a labeling request may take, in ms. @default 120000 (env DVSFT_REQUEST_TIMEOUT_MS) */
   requestTimeoutMs?: number;
   metrics?: ServerMetrics;
+  /** One line per request (method, path, status, ms) on stdout. @default env DVSFT_LOG, else "off" */
+  requestLog?: RequestLogFormat;
+}
+
+export type RequestLogFormat = "off" | "text" | "json";
+
+/** Log one line per request when it is answered: method, path, status and milliseconds. */
+export function requestLogger(
+  format: Exclude<RequestLogFormat, "off">,
+  write: (line: string) => void = console.log,
+): MiddlewareHandler {
+  return async function requestLogHandler(c, next) {
+    const t0 = performance.now();
+    await next();
+    const ms = Math.round((performance.now() - t0) * 10) / 10;
+    const { method, path } = c.req;
+    const status = c.res.status;
+    write(
+      format === "json"
+        ? JSON.stringify({ time: new Date().toISOString(), method, path, status, ms })
+        : `${method} ${path} ${status} ${ms}ms`,
+    );
+  };
+}
+
+/** Content type of an artifact by its file name (so SVG and PNG show in a browser). */
+export function contentTypeOf(path: string): string {
+  const ext = path.toLowerCase().split(".").at(-1) ?? "";
+  return ({
+    svg: "image/svg+xml",
+    png: "image/png",
+    jpg: "image/jpeg",
+    jpeg: "image/jpeg",
+    json: "application/json",
+    jsonl: "application/x-ndjson",
+    md: "text/markdown; charset=utf-8",
+    txt: "text/plain; charset=utf-8",
+    csv: "text/csv; charset=utf-8",
+  } as Record<string, string>)[ext] ?? "application/octet-stream";
 }
 
 async function digest(s: string): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
+}
+
+/** The keys in DVSFT_API_KEYS (comma-separated; none → open). */
+export function apiKeysFromEnv(): string[] {
+  return (Deno.env.get("DVSFT_API_KEYS") ?? "").split(",").map((k) => k.trim()).filter(Boolean);
 }
 
 /** Require `Authorization: Bearer <key>` for one of `keys` (compared in constant time). */
@@ -96,16 +140,21 @@ export function apiKeyAuth(keys: string[]): MiddlewareHandler {
   };
 }
 
+function parseLogFormat(v: string | undefined): RequestLogFormat {
+  if (v === undefined || v === "") return "off";
+  if (v === "off" || v === "text" || v === "json") return v;
+  throw new Error(`DVSFT_LOG must be off, text or json, got '${v}'`);
+}
+
 /** An OpenAPIHono app with the shared error handling and body limit. */
 export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
   const {
     maxBodyBytes = 32 * 1024 * 1024,
-    apiKeys = (Deno.env.get("DVSFT_API_KEYS") ?? "").split(",").map((k) => k.trim()).filter(
-      Boolean,
-    ),
+    apiKeys = apiKeysFromEnv(),
     requestTimeoutMs = Number(Deno.env.get("DVSFT_REQUEST_TIMEOUT_MS") ?? 120_000),
     metrics,
   } = options;
+  const requestLog = options.requestLog ?? parseLogFormat(Deno.env.get("DVSFT_LOG"));
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) {
@@ -118,6 +167,7 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
       }
     },
   });
+  if (requestLog !== "off") app.use("*", requestLogger(requestLog));
   if (metrics) {
     app.use("*", async function metricsHandler(c, next) {
       const t0 = performance.now();

@@ -8,7 +8,7 @@ import { resolveInside } from "../../lib/util/paths.ts";
 import { JobSchema } from "../../lib/jobs/mod.ts";
 import { TrainConfigSchema } from "../../lib/train/mod.ts";
 import { ApiError, type ServerMetrics } from "../../lib/http/mod.ts";
-import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+import { type AppEnv, contentTypeOf, errorResponses, requireContentType } from "../shared/http.ts";
 import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
 
 export { type JobsContext, openJobs } from "../shared/jobs.ts";
@@ -191,7 +191,7 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
     const runDir = await resolveInside(dataRoot, job.runDir);
     const file = await runFilePath(runDir, c.req.param("path"));
     const f = await Deno.open(file);
-    return new Response(f.readable, { headers: { "content-type": "application/octet-stream" } });
+    return new Response(f.readable, { headers: { "content-type": contentTypeOf(file) } });
   });
   app.get("/v1/train/jobs/:id/events", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;

@@ -1,0 +1,3 @@
+import { nav } from "./common.js";
+
+nav();
