@@ -245,7 +245,8 @@ export function comparePlots(runs: ComparedRun[], st: CompareStats): CompareRepo
       name: "text-loss-vs-step",
       svg: lineChartSvg(
         withLoss.map((r) => ({
-          name: r.name,
+          // readRunMetrics' losses are already a moving average: the legend says so
+          name: `${r.name} (25-step moving average)`,
           points: r.losses!.map((l) => ({ x: l.step, y: l.loss })),
         })),
         { title: "Text loss against step", x: "step", y: "text loss" },
