@@ -33,6 +33,14 @@ export const ExperimentOptionsSchema = z.strictObject({
   /** A dataset with OCR labels (`deno task data generate --label-source ocr`), for labels "ocr". */
   ocrData: z.string().optional(),
   lr: z.number().positive().default(0.002),
+  /**
+   * Steps of the shared base model (plain SFT on the training mix) that every fine-tuning pair
+   * starts from; 0: the pairs train from a random initialization.
+   */
+  baseSteps: z.number().int().min(0).default(0),
+  baseLr: z.number().positive().default(0.002),
+  /** Checkpoints of the base kept and evaluated. */
+  baseCheckpoints: z.number().int().min(1).default(2),
   /** Folder of the training runs. */
   runs: z.string().default("out/experiment"),
   suites: z.array(z.string().refine((s) => Object.hasOwn(SUITES, s), "unknown suite")).min(1)
@@ -64,10 +72,43 @@ export const experimentTag = (o: ExperimentOptions) =>
 /** Short name of a run in tables: `sft-s0`, `dvsft-s1`. */
 export const runLabel = (r: Pick<PlannedRun, "objective" | "seed">) => `${r.objective}-s${r.seed}`;
 
-/** SFT and DV-SFT from the same initialization, data order and steps, for each seed. */
+/**
+ * The shared base: plain SFT (no vision labels: that is what fine-tuning adds) on the training
+ * mix, long enough to read; null when the experiment trains from scratch.
+ */
+export function planBase(o: ExperimentOptions): PlannedRun | null {
+  if (o.baseSteps === 0) return null;
+  const name = `base-${o.model}-g${GENERATOR_VERSION}-b${o.baseSteps}`;
+  return {
+    objective: "sft",
+    seed: 0,
+    name,
+    dir: join(o.runs, name),
+    config: {
+      name,
+      outDir: o.runs,
+      model: o.model,
+      objective: "sft",
+      data: { task: "suite", suite: "train" },
+      batchSize: o.batch,
+      steps: o.baseSteps,
+      seed: 0,
+      optimizer: { lr: o.baseLr, warmupSteps: Math.min(200, Math.floor(o.baseSteps / 10)) },
+      checkpointEvery: Math.max(1, Math.ceil(o.baseSteps / o.baseCheckpoints)),
+      keepCheckpoints: o.baseCheckpoints + 1,
+      backend: o.backend,
+    },
+  };
+}
+
+/**
+ * SFT and DV-SFT from the same initialization (the base's weights when there is one), the same
+ * data order and steps, for each seed; only the objective differs.
+ */
 export function planRuns(o: ExperimentOptions): PlannedRun[] {
   // run names carry the data generator's version: a run never mixes with one trained on other data
-  const gen = `g${GENERATOR_VERSION}`;
+  const gen = `g${GENERATOR_VERSION}${o.baseSteps ? `-b${o.baseSteps}` : ""}`;
+  const base = planBase(o);
   const runs: PlannedRun[] = [];
   for (const seed of o.seeds) {
     for (const objective of ["sft", "dvsft"] as const) {
@@ -83,7 +124,9 @@ export function planRuns(o: ExperimentOptions): PlannedRun[] {
         loss: { lambda: o.lambda, align: o.align },
         data: o.labels === "ocr"
           ? { task: "dataset", path: o.ocrData! }
-          : { task: "suite", suite: "train" },
+          // after the samples the base saw: fine-tuning sees new data
+          : { task: "suite", suite: "train", start: base ? o.baseSteps * o.batch : 0 },
+        ...(base ? { initFrom: base.dir } : {}),
         batchSize: o.batch,
         steps: o.steps,
         seed,
@@ -115,7 +158,8 @@ export async function runPlan(
   o: ExperimentOptions,
   hooks: RunPlanHooks = {},
 ): Promise<void> {
-  for (const run of plan) {
+  const base = planBase(o);
+  for (const run of base ? [base, ...plan] : plan) {
     hooks.onTrainStart?.(run);
     await train(run.config, { resume: true, onStep: (m) => hooks.onStep?.(run, m) });
     hooks.onTrainEnd?.(run);

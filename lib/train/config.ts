@@ -41,17 +41,25 @@ export const TrainConfigSchema = z.strictObject({
     seed: z.number().int().default(0),
     /** Cycle over this many samples (0 = a fresh sample every time; datasets cycle over their items). */
     size: z.number().int().min(0).default(0),
+    /** Index of the stream's first sample: a fine-tuning run starts after what its base saw. */
+    start: z.number().int().min(0).default(0),
   }).refine((d) => d.task !== "dataset" || d.path, {
     message: "data.path is required for task 'dataset'",
   }).refine((d) => d.task !== "mix" || d.mix.length > 0, {
     message: "data.mix needs at least one source for task 'mix'",
   })
-    .default({ task: "reading", suite: "train", seed: 0, size: 0, mix: [] }),
+    .default({ task: "reading", suite: "train", seed: 0, size: 0, start: 0, mix: [] }),
   batchSize: z.number().int().min(1).max(4096).default(8),
   steps: z.number().int().min(1).max(10_000_000).default(100),
   optimizer: OptimizerConfigSchema.default(OptimizerConfigSchema.parse({})),
   /** Seed of the weight initialization. */
   seed: z.number().int().default(0),
+  /**
+   * Start from another run's weights (a run folder: its latest checkpoint, or a checkpoint
+   * folder) instead of a random initialization: fine-tuning a base model. The optimizer starts
+   * fresh; the model config must match.
+   */
+  initFrom: z.string().optional(),
   checkpointEvery: z.number().int().min(0).default(50),
   /** Evaluate the model every N steps (0: never) on these suites' first evalN items → evals.jsonl. */
   evalEvery: z.number().int().min(0).default(0),

@@ -10,6 +10,7 @@ import {
   openMetricsLog,
   type PeriodicEval,
   readMetrics,
+  resolveCheckpoint,
   restoreVariables,
   runPaths,
   saveCheckpoint,
@@ -266,12 +267,18 @@ async function trainIn(
       step = ck.manifest.step;
       dataPosition = ck.manifest.dataPosition;
       optimizer.t = ck.manifest.adamT;
+    } else if (config.initFrom) {
+      // fine-tuning: the base model's weights, a fresh optimizer, step 0
+      const base = await resolveCheckpoint(config.initFrom);
+      const ck = await loadCheckpoint(base);
+      restoreVariables(model.weights, ck.weights, base);
     }
     await writeRunConfig(runDir, { ...config, resolvedModel: modelConfig, backend });
 
     const N = numVisualTokens(modelConfig);
     const T = sequenceLength(modelConfig);
-    const sampleAt = await makeSampler(config, modelConfig, tokenizer);
+    const sampleFrom0 = await makeSampler(config, modelConfig, tokenizer);
+    const sampleAt = (i: number) => sampleFrom0(config.data.start + i);
     const checkpoint = () =>
       saveCheckpoint(ckptDir, {
         step,
