@@ -3,7 +3,7 @@
  * by its word and captioned with its piece, unlabeled cells dimmed.
  */
 import { createCanvas, type Image } from "@napi-rs/canvas";
-import { cellRect, type Grid } from "../geometry/mod.ts";
+import { cellRect, type Grid, tileTokenIndex } from "../geometry/mod.ts";
 import { IGNORE_INDEX } from "./assign.ts";
 import type { LabelSet } from "./label_set.ts";
 import { ensureFonts } from "../render/fonts.ts";
@@ -21,7 +21,10 @@ export function gridOf(ls: LabelSet): Grid {
   };
 }
 
-/** Draw the overlay. InternVL's thumbnail tile is left out (it covers the whole image again). */
+/**
+ * Draw the overlay. Whole-image tiles beside crops (InternVL's thumbnail, LLaVA-NeXT's base,
+ * Idefics3's global image) are left out: they cover the whole image again.
+ */
 export function drawOverlay(image: Image, ls: LabelSet): Uint8Array {
   ensureFonts();
   const { width, height } = ls.image;
@@ -32,12 +35,12 @@ export function drawOverlay(image: Image, ls: LabelSet): Uint8Array {
   ctx.drawImage(image, 0, 0, width, height);
   const grid = gridOf(ls);
   for (const tile of grid.tiles) {
-    if (tile.kind === "thumbnail" && grid.tiles.length > 1) continue;
+    if (tile.kind !== "image" && tile.kind !== "tile" && grid.tiles.length > 1) continue;
     const cellH = tile.height / tile.rows;
     ctx.font = `${Math.max(6, Math.min(14, cellH * 0.32))}px "DejaVu Sans"`;
     for (let r = 0; r < tile.rows; r++) {
       for (let c = 0; c < tile.cols; c++) {
-        const t = tile.offset + r * tile.cols + c;
+        const t = tileTokenIndex(tile, r, c);
         const rect = cellRect(grid, tile, r, c);
         const w = rect.x1 - rect.x0;
         const h = rect.y1 - rect.y0;
