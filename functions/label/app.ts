@@ -4,7 +4,18 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { decodeBase64, encodeBase64 } from "../../lib/util/base64.ts";
-import { GEOMETRY_NAMES, GeometrySpecSchema } from "../../lib/geometry/mod.ts";
+import {
+  checkGeometrySpec,
+  GEOMETRY_NAMES,
+  GeometrySpecSchema,
+  presetTokenizer,
+} from "../../lib/geometry/mod.ts";
+import {
+  buildSequenceLayout,
+  ChatSchema,
+  SequenceLayoutError,
+  sequenceTokenizerFor,
+} from "../../lib/layout/mod.ts";
 import {
   AssignOptionsSchema,
   drawOverlay,
@@ -14,7 +25,7 @@ import {
   LabelSetSchema,
   WordBoxSchema,
 } from "../../lib/labels/mod.ts";
-import { BUILTIN_TOKENIZERS, getTokenizer } from "../../lib/tokenizer/mod.ts";
+import { BUILTIN_TOKENIZER_NAMES, getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
 import { readPdf } from "../../lib/pdf/mod.ts";
 import { ApiError, ErrorBodySchema } from "../../lib/http/mod.ts";
@@ -39,8 +50,8 @@ export const LabelRequestOptionsSchema = z.strictObject({
     .describe(
       "ocr: read words from the image; boxes: use `words`; pdf: the upload is a born-digital PDF",
     ),
-  tokenizer: z.string().default("qwen2").describe(
-    `one of: ${Object.keys(BUILTIN_TOKENIZERS).join(", ")}`,
+  tokenizer: z.string().max(200).optional().describe(
+    `one of: ${BUILTIN_TOKENIZER_NAMES.join(", ")}; default: the geometry preset's own`,
   ),
   geometry: GeometrySpecSchema.default({ name: "qwen2-vl", minPixels: 3136, maxPixels: 12845056 }),
   policy: AssignOptionsSchema.default({ split: "span", minCellOverlap: 0.1, minWordOverlap: 0.5 }),
@@ -48,6 +59,12 @@ export const LabelRequestOptionsSchema = z.strictObject({
   words: z.array(WordBoxSchema).max(50_000).optional().describe("word boxes for source 'boxes'"),
   dpi: z.number().int().min(36).max(600).default(150).describe("PDF rendering / OCR resolution"),
   overlay: z.boolean().default(false).describe("include a base64 overlay PNG per item"),
+  layout: z.enum(["labels", "sequence"]).default("labels").describe(
+    "sequence: also lay each item out as the model's input_ids and labels for `messages`",
+  ),
+  messages: ChatSchema.optional().describe(
+    "chat for layout 'sequence': one <image> marker (the item's image) and an assistant answer",
+  ),
 });
 export type LabelRequestOptions = z.infer<typeof LabelRequestOptionsSchema>;
 
@@ -65,6 +82,12 @@ export const LabelResponseSchema = z.object({
     page: z.number().int().optional(),
     labelSet: LabelSetSchema,
     overlay: z.string().optional().describe("base64 PNG"),
+    sequence: z.object({
+      family: z.string(),
+      inputIds: z.array(z.number().int()),
+      labels: z.array(z.number().int()),
+      visualPositions: z.array(z.number().int()),
+    }).optional().describe("layout 'sequence': the model's input ids and labels"),
   })),
   timing: z.object({ ocrMs: z.number(), labelMs: z.number() }),
 }).openapi("LabelResponse");
@@ -104,7 +127,11 @@ const geometriesRoute = createRoute({
       content: {
         "application/json": {
           schema: z.object({
-            geometries: z.array(z.object({ name: z.string(), defaults: z.unknown() })),
+            geometries: z.array(z.object({
+              name: z.string(),
+              defaults: z.unknown(),
+              tokenizer: z.string().nullable().describe("the preset's default tokenizer"),
+            })),
           }),
         },
       },
@@ -123,6 +150,16 @@ const tokenizersRoute = createRoute({
     },
   },
 });
+
+/** Sequence-layout refusals are the caller's to fix: 400 with the reason. */
+function sequenceOrBadRequest<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof SequenceLayoutError) throw new ApiError(400, "invalid_sequence", e.message);
+    throw e;
+  }
+}
 
 function parseOptionsText(text: string | undefined): unknown {
   if (text === undefined || text.trim() === "") return {};
@@ -183,7 +220,26 @@ export function createLabelApp(
         `Field 'words' is only for source 'boxes' (source is '${o.source}')`,
       );
     }
-    const tokenizer = await getTokenizer(o.tokenizer);
+    // bounds of the geometry's own numbers before any decoding or OCR (RangeError → 422)
+    checkGeometrySpec(o.geometry);
+    if (o.layout === "sequence" && !o.messages) {
+      throw new ApiError(400, "invalid_request", "Layout 'sequence' needs 'messages'");
+    }
+    if (o.layout !== "sequence" && o.messages) {
+      throw new ApiError(400, "invalid_request", "Field 'messages' is only for layout 'sequence'");
+    }
+    const tokenizerName = o.tokenizer ?? presetTokenizer(o.geometry.name);
+    if (tokenizerName === null) {
+      throw new ApiError(
+        400,
+        "invalid_request",
+        `Geometry '${o.geometry.name}' has no built-in tokenizer: give 'tokenizer'`,
+      );
+    }
+    const extraSpecialTokens = o.layout === "sequence"
+      ? sequenceOrBadRequest(() => sequenceTokenizerFor(o.geometry.name)).extraSpecialTokens
+      : [];
+    const tokenizer = await getTokenizer(tokenizerName, { extraSpecialTokens });
     const labelOptions = LabelOptionsSchema.parse({
       geometry: o.geometry,
       policy: o.policy,
@@ -231,11 +287,30 @@ export function createLabelApp(
         }),
       );
     }
+    const messages = o.messages;
+    const sequenceOf = (r: LabeledImage) => {
+      if (!messages) return {};
+      const s = sequenceOrBadRequest(() =>
+        buildSequenceLayout({
+          geometry: o.geometry,
+          messages,
+          images: [{
+            width: r.image.width,
+            height: r.image.height,
+            visionLabels: r.labelSet.tokens.label,
+          }],
+          tokenizer,
+        })
+      );
+      const { family, inputIds, labels, visualPositions } = s;
+      return { sequence: { family, inputIds, labels, visualPositions } };
+    };
     return c.json({
       items: results.map((r) => ({
         ...(r.page !== undefined ? { page: r.page } : {}),
         labelSet: r.labelSet,
         ...(o.overlay ? { overlay: encodeBase64(drawOverlay(r.image.image, r.labelSet)) } : {}),
+        ...sequenceOf(r),
       })),
       timing: {
         ocrMs: Math.round(results.reduce((s, r) => s + r.ocrMs, 0)),
@@ -245,18 +320,22 @@ export function createLabelApp(
   });
 
   app.openapi(geometriesRoute, (c) => {
-    const geometries: Array<{ name: string; defaults: unknown }> = GEOMETRY_NAMES.filter((n) =>
-      n !== "custom"
-    )
-      .map((name) => ({ name, defaults: GeometrySpecSchema.parse({ name }) }));
+    const geometries: Array<{ name: string; defaults: unknown; tokenizer: string | null }> =
+      GEOMETRY_NAMES.filter((n) => n !== "custom")
+        .map((name) => ({
+          name,
+          defaults: GeometrySpecSchema.parse({ name }),
+          tokenizer: presetTokenizer(name),
+        }));
     geometries.push({
       name: "custom",
       defaults: { patchSize: "required", merge: 1, resize: "smart | fixed | pad-square" },
+      tokenizer: presetTokenizer("custom"),
     });
     return c.json({ geometries }, 200);
   });
 
-  app.openapi(tokenizersRoute, (c) => c.json({ tokenizers: Object.keys(BUILTIN_TOKENIZERS) }, 200));
+  app.openapi(tokenizersRoute, (c) => c.json({ tokenizers: [...BUILTIN_TOKENIZER_NAMES] }, 200));
 
   return {
     app,

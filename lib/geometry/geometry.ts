@@ -216,7 +216,7 @@ export const PRESET_TOKENIZERS: ReadonlyMap<string, string | null> = new Map<
   ["internvl", "qwen2"], // InternVL3 / InternVL2.5 (Qwen2.5 LLMs)
   ["internvl2.5", "qwen2"],
   ["internvl3", "qwen2"],
-  ["custom", null],
+  ["custom", "qwen2"], // the HTTP default before presets named their own
 ]);
 
 /** The default tokenizer of a preset name (`null` when it has none; RangeError when unknown). */
