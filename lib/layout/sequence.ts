@@ -20,6 +20,7 @@ import {
   tileTokenCount,
 } from "../geometry/mod.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
+import type { LabelSet } from "../labels/mod.ts";
 
 /** Where an image goes in a message's text. */
 export const IMAGE_MARKER = "<image>";
@@ -388,6 +389,46 @@ export function buildSequenceLayout(input: SequenceLayoutInput): SequenceLayout 
     imageTokenId,
     imageTokens: grids.map((g) => g.tokens),
   };
+}
+
+/**
+ * {@linkcode buildSequenceLayout} over label sets (one per `<image>` of the chat, in order), as
+ * `POST /v1/label` returns them or a dataset export builds them. All must share one geometry,
+ * and have been labeled with the tokenizer `tokenizer` was loaded from (its extra special
+ * tokens do not change word ids).
+ */
+export function sequenceFromLabelSets(
+  labelSets: readonly LabelSet[],
+  messages: readonly ChatMessage[],
+  tokenizer: WordTokenizer,
+): SequenceLayout {
+  const first = labelSets[0];
+  if (!first) throw new SequenceLayoutError("Cannot lay out sequence: no label sets given");
+  const spec = JSON.stringify(first.geometry.spec);
+  for (const [i, ls] of labelSets.entries()) {
+    if (JSON.stringify(ls.geometry.spec) !== spec) {
+      throw new SequenceLayoutError(
+        `Cannot lay out sequence: label set ${i} has geometry ${
+          JSON.stringify(ls.geometry.spec)
+        }, label set 0 has ${spec}`,
+      );
+    }
+    if (ls.tokenizer.name !== tokenizer.name) {
+      throw new SequenceLayoutError(
+        `Cannot lay out sequence: label set ${i} was labeled with tokenizer '${ls.tokenizer.name}', not '${tokenizer.name}'`,
+      );
+    }
+  }
+  return buildSequenceLayout({
+    geometry: first.geometry.spec,
+    messages,
+    images: labelSets.map((ls) => ({
+      width: ls.image.width,
+      height: ls.image.height,
+      visionLabels: ls.tokens.label,
+    })),
+    tokenizer,
+  });
 }
 
 /**

@@ -1,10 +1,12 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import { computeGrid, GeometrySpecSchema, newlinePositions } from "../geometry/mod.ts";
 import { getTokenizer } from "../tokenizer/mod.ts";
+import { buildLabelSet } from "../labels/mod.ts";
 import {
   buildSequenceLayout,
   type ChatMessage,
   IGNORE_INDEX,
+  sequenceFromLabelSets,
   SequenceLayoutError,
   sequenceTokenizerFor,
 } from "./mod.ts";
@@ -131,5 +133,42 @@ Deno.test("sequence: pre-flight errors name what does not match", async () => {
       }),
     SequenceLayoutError,
     "geometry 'custom' has no model chat format",
+  );
+});
+
+Deno.test("sequenceFromLabelSets: two label sets, one chat; geometry and tokenizer must agree", async () => {
+  const tokenizer = await getTokenizer("qwen2");
+  const words = [{ text: "Invoice", box: [4, 4, 60, 24] as [number, number, number, number] }];
+  const make = (
+    width: number,
+    height: number,
+    geometry = GeometrySpecSchema.parse({ name: "qwen2-vl" }),
+  ) =>
+    buildLabelSet({
+      image: { sha256: "", width, height },
+      words: words.map((w) => ({ ...w, confidence: 100 })),
+      source: { kind: "boxes" },
+      tokenizer,
+      geometry,
+      policy: { split: "span", minCellOverlap: 0.1, minWordOverlap: 0.5 },
+      minConfidence: 0,
+    });
+  const a = make(112, 56);
+  const b = make(56, 84);
+  const s = sequenceFromLabelSets([a, b], [
+    { role: "user", content: "<image> then <image>" },
+    { role: "assistant", content: "Invoice" },
+  ], tokenizer);
+  assertEquals(s.imageTokens, [8, 6]);
+  assertEquals(s.visualPositions.map((p) => s.labels[p]), [...a.tokens.label, ...b.tokens.label]);
+  assertEquals(a.tokens.label.includes(tokenizer.pieces("Invoice")[0]!.id), true);
+  assertThrows(
+    () =>
+      sequenceFromLabelSets([a, make(56, 56, GeometrySpecSchema.parse({ name: "qwen3-vl" }))], [
+        { role: "user", content: "<image><image>" },
+        { role: "assistant", content: "x" },
+      ], tokenizer),
+    SequenceLayoutError,
+    "label set 1 has geometry",
   );
 });
