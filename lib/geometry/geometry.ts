@@ -531,6 +531,13 @@ function idefics3Grid(
   }
   const rows = Math.floor((canvas.height - o.tileSize) / o.tileSize) + 1;
   const cols = Math.floor((canvas.width - o.tileSize) / o.tileSize) + 1;
+  // bounded before the tiles exist: a 1 px tile size would otherwise make millions of them
+  const tokens = (rows * cols + 1) * n * n;
+  if (tokens > GEOMETRY_LIMITS.maxGridTokens) {
+    throw new RangeError(
+      `Cannot build grid: ${name} gives ${tokens} visual tokens (${rows}x${cols} sub-images) for a ${width}x${height} image, more than the limit of ${GEOMETRY_LIMITS.maxGridTokens}`,
+    );
+  }
   const tiles: Tile[] = [];
   // sub-images are exact tile-size crops of the canvas, the whole image scaled into it
   const tw = (o.tileSize * width) / canvas.width;

@@ -137,6 +137,12 @@ Deno.test("bounds: pixel bounds, fixed sizes and grid tokens refused with the li
     RangeError,
     "visual tokens",
   );
+  // Idefics3 with 1 px sub-images: 4096² tiles would be built; refused from the counts alone
+  assertThrows(
+    () => grid({ name: "idefics3", tileSize: 1, tokensPerSide: 1 }, 4000, 4000),
+    RangeError,
+    "more than the limit of 262144",
+  );
   assertEquals(performance.now() - t0 < 100, true);
 });
 
