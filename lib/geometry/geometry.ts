@@ -121,7 +121,12 @@ export const GeometrySpecSchema = z.discriminatedUnion("name", [
     minPixels: positiveInt.default(65536),
     maxPixels: positiveInt.default(16777216),
   }),
-  z.strictObject({ name: z.literal("llava-1.5") }),
+  z.strictObject({
+    name: z.literal("llava-1.5"),
+    // pad-square: LLaVA's expand2square (HF LlavaImageProcessor do_pad); center-crop: the
+    // CLIP processor of llava-hf checkpoints (shortest edge to 336, centre 336×336 kept)
+    resize: z.enum(["pad-square", "center-crop"]).default("pad-square"),
+  }),
   z.strictObject({
     // llava-hf/llava-v1.6-*: CLIP-L/336 (24×24 per crop, CLS dropped), anyres
     name: z.literal("llava-next"),
@@ -633,6 +638,27 @@ function paddedSquare(width: number, height: number) {
   };
 }
 
+/**
+ * The part of the image a CLIP processor keeps (shortest edge resized to `size` as
+ * transformers' `get_resize_output_image_size`, then a centred size×size crop), in
+ * original-image coordinates.
+ */
+function centerCropFrame(width: number, height: number, size: number) {
+  const short = Math.min(width, height);
+  const long = Math.max(width, height);
+  const newLong = Math.trunc((size * long) / short);
+  const rw = width <= height ? size : newLong;
+  const rh = width <= height ? newLong : size;
+  const top = Math.floor((rh - size) / 2);
+  const left = Math.floor((rw - size) / 2);
+  return {
+    x0: left * (width / rw),
+    y0: top * (height / rh),
+    width: size * (width / rw),
+    height: size * (height / rh),
+  };
+}
+
 function checkPixels(what: string, value: number): void {
   const limit = GEOMETRY_LIMITS.maxResizedPixels;
   if (!(value <= limit)) {
@@ -749,7 +775,9 @@ function computeGridUnchecked(spec: GeometrySpec, width: number, height: number)
         height,
         { width: 336, height: 336 },
         14,
-        paddedSquare(width, height),
+        spec.resize === "center-crop"
+          ? centerCropFrame(width, height, 336)
+          : paddedSquare(width, height),
       );
     case "llava-next":
       return anyresGrid(spec.name, width, height, {

@@ -103,6 +103,21 @@ Deno.test("qwen2.5-vl: window attention keeps the processor's token order", () =
   }
 });
 
+Deno.test("llava-1.5 center-crop: the window the CLIP processor keeps, in original pixels", () => {
+  const p = preset("llava-1.5-center-crop");
+  for (const c of p.cases) {
+    const g = grid(p.spec, c);
+    const t = g.tiles[0]!;
+    const sx = c.width / (c.resizedWidth as number);
+    const sy = c.height / (c.resizedHeight as number);
+    assertEquals(g.tokens, c.tokens);
+    assertAlmostEquals(t.x0, (c.left as number) * sx, 1e-9);
+    assertAlmostEquals(t.y0, (c.top as number) * sy, 1e-9);
+    assertAlmostEquals(t.width, 336 * sx, 1e-9);
+    assertAlmostEquals(t.height, 336 * sy, 1e-9);
+  }
+});
+
 for (const key of ["llava-next", "llava-onevision"]) {
   Deno.test(`${key}: canvas, unpadded grid, newline positions equal the model's packing`, () => {
     const p = preset(key);
