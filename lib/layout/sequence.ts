@@ -9,7 +9,8 @@
  * where the image token id lands (lib/layout/sequence_test.ts checks the ids against the HF
  * processors). Chat formats: ChatML (Qwen2-VL with its default system prompt, Qwen3-VL,
  * InternVL, LLaVA-OneVision), Vicuna's `USER: … ASSISTANT: …</s>` (LLaVA-1.5, LLaVA-NeXT),
- * Idefics3's `User:… <end_of_utterance>`, Gemma's `<start_of_turn>` turns.
+ * Idefics3's `User:… <end_of_utterance>` (SmolVLM the same after `<|im_start|>`; unchecked: no
+ * SmolLM2 tokenizer ships here), Gemma's `<start_of_turn>` turns.
  */
 import { z } from "zod";
 import {
@@ -93,8 +94,16 @@ function vicuna(messages: readonly ChatMessage[], image: () => string): Segment[
   return out;
 }
 
-function idefics3Chat(messages: readonly ChatMessage[], image: () => string): Segment[] {
-  const out: Segment[] = [{ text: "<|begin_of_text|>", supervised: false }];
+/** Idefics3's `User:… <end_of_utterance>` turns after `bos` (SmolVLM's templates open with `<|im_start|>`). */
+const idefics3Chat = (bos: string) => (messages: readonly ChatMessage[], image: () => string) =>
+  userAssistantTurns(bos, messages, image);
+
+function userAssistantTurns(
+  bos: string,
+  messages: readonly ChatMessage[],
+  image: () => string,
+): Segment[] {
+  const out: Segment[] = [{ text: bos, supervised: false }];
   for (const m of messages) {
     const role = m.role[0]!.toUpperCase() + m.role.slice(1);
     const sep = m.content.startsWith(IMAGE_MARKER) ? ":" : ": ";
@@ -201,7 +210,15 @@ const FAMILIES = new Map<string, SequenceFamily>([
     imageToken: "<image>",
     extraSpecialTokens: ["<fake_token_around_image>", "<image>", "<end_of_utterance>"],
     expandImage: idefics3Expand,
-    render: idefics3Chat,
+    render: idefics3Chat("<|begin_of_text|>"),
+  }],
+  ["smolvlm", {
+    // not checked against the HF processor here: SmolLM2's tokenizer is not shipped in npm
+    name: "smolvlm",
+    imageToken: "<image>",
+    extraSpecialTokens: ["<fake_token_around_image>", "<image>", "<end_of_utterance>"],
+    expandImage: idefics3Expand,
+    render: idefics3Chat("<|im_start|>"),
   }],
   ["gemma3", {
     name: "gemma3",
@@ -224,7 +241,7 @@ const PRESET_FAMILY = new Map<string, string>([
   ["internvl2.5", "internvl"],
   ["internvl3", "internvl"],
   ["idefics3", "idefics3"],
-  ["smolvlm", "idefics3"],
+  ["smolvlm", "smolvlm"],
   ["gemma3", "gemma3"],
 ]);
 
