@@ -4,14 +4,22 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { decodeBase64, encodeBase64 } from "../../lib/util/base64.ts";
-import { GEOMETRY_NAMES, GeometrySpecSchema } from "../../lib/geometry/mod.ts";
+import { GEOMETRY_NAMES, GeometrySpecSchema, presetTokenizer } from "../../lib/geometry/mod.ts";
+import {
+  buildSequenceLayout,
+  ChatSchema,
+  SequenceLayoutError,
+  sequenceTokenizerFor,
+} from "../../lib/layout/mod.ts";
 import {
   drawOverlay,
+  type LabeledInput,
   labelInput,
   LabelRequestSchema,
   LabelSetSchema,
+  requestTokenizerName,
 } from "../../lib/labels/mod.ts";
-import { BUILTIN_TOKENIZERS, getTokenizer } from "../../lib/tokenizer/mod.ts";
+import { BUILTIN_TOKENIZER_NAMES, getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
 import { ApiError, ErrorBodySchema } from "../../lib/http/mod.ts";
 import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
@@ -32,6 +40,12 @@ export interface LabelAppOptions {
 
 export const LabelRequestOptionsSchema = LabelRequestSchema.extend({
   overlay: z.boolean().default(false).describe("include a base64 overlay PNG per item"),
+  layout: z.enum(["labels", "sequence"]).default("labels").describe(
+    "sequence: also lay each item out as the model's input_ids and labels for `messages`",
+  ),
+  messages: ChatSchema.optional().describe(
+    "chat for layout 'sequence': one <image> marker (the item's image) and an assistant answer",
+  ),
 });
 export type LabelRequestOptions = z.infer<typeof LabelRequestOptionsSchema>;
 
@@ -49,6 +63,12 @@ export const LabelResponseSchema = z.object({
     page: z.number().int().optional(),
     labelSet: LabelSetSchema,
     overlay: z.string().optional().describe("base64 PNG"),
+    sequence: z.object({
+      family: z.string(),
+      inputIds: z.array(z.number().int()),
+      labels: z.array(z.number().int()),
+      visualPositions: z.array(z.number().int()),
+    }).optional().describe("layout 'sequence': the model's input ids and labels"),
   })),
   timing: z.object({ ocrMs: z.number(), labelMs: z.number() }),
 }).openapi("LabelResponse");
@@ -88,7 +108,11 @@ const geometriesRoute = createRoute({
       content: {
         "application/json": {
           schema: z.object({
-            geometries: z.array(z.object({ name: z.string(), defaults: z.unknown() })),
+            geometries: z.array(z.object({
+              name: z.string(),
+              defaults: z.unknown(),
+              tokenizer: z.string().nullable().describe("the preset's default tokenizer"),
+            })),
           }),
         },
       },
@@ -107,6 +131,16 @@ const tokenizersRoute = createRoute({
     },
   },
 });
+
+/** Sequence-layout refusals are the caller's to fix: 400 with the reason. */
+function sequenceOrBadRequest<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof SequenceLayoutError) throw new ApiError(400, "invalid_sequence", e.message);
+    throw e;
+  }
+}
 
 function parseOptionsText(text: string | undefined): unknown {
   if (text === undefined || text.trim() === "") return {};
@@ -156,18 +190,46 @@ export function createLabelApp(
     }
     const parsed = LabelRequestOptionsSchema.safeParse(raw);
     if (!parsed.success) throw parsed.error;
-    const { overlay, ...o } = parsed.data;
+    const { overlay, layout, messages, ...o } = parsed.data;
+    if (layout === "sequence" && !messages) {
+      throw new ApiError(400, "invalid_request", "Layout 'sequence' needs 'messages'");
+    }
+    if (layout !== "sequence" && messages) {
+      throw new ApiError(400, "invalid_request", "Field 'messages' is only for layout 'sequence'");
+    }
+    const extraSpecialTokens = layout === "sequence"
+      ? sequenceOrBadRequest(() => sequenceTokenizerFor(o.geometry.name)).extraSpecialTokens
+      : [];
+    const tokenizer = await getTokenizer(requestTokenizerName(o), { extraSpecialTokens });
     const results = await labelInput(bytes, o, {
-      tokenizer: await getTokenizer(o.tokenizer),
+      tokenizer,
       ocr: getOcr,
       limits: { maxPixels },
       maxPdfPages,
     });
+    const sequenceOf = (r: LabeledInput) => {
+      if (!messages) return {};
+      const s = sequenceOrBadRequest(() =>
+        buildSequenceLayout({
+          geometry: o.geometry,
+          messages,
+          images: [{
+            width: r.image.width,
+            height: r.image.height,
+            visionLabels: r.labelSet.tokens.label,
+          }],
+          tokenizer,
+        })
+      );
+      const { family, inputIds, labels, visualPositions } = s;
+      return { sequence: { family, inputIds, labels, visualPositions } };
+    };
     return c.json({
       items: results.map((r) => ({
         ...(r.page !== undefined ? { page: r.page } : {}),
         labelSet: r.labelSet,
         ...(overlay ? { overlay: encodeBase64(drawOverlay(r.image.image, r.labelSet)) } : {}),
+        ...sequenceOf(r),
       })),
       timing: {
         ocrMs: Math.round(results.reduce((s, r) => s + r.ocrMs, 0)),
@@ -177,18 +239,22 @@ export function createLabelApp(
   });
 
   app.openapi(geometriesRoute, (c) => {
-    const geometries: Array<{ name: string; defaults: unknown }> = GEOMETRY_NAMES.filter((n) =>
-      n !== "custom"
-    )
-      .map((name) => ({ name, defaults: GeometrySpecSchema.parse({ name }) }));
+    const geometries: Array<{ name: string; defaults: unknown; tokenizer: string | null }> =
+      GEOMETRY_NAMES.filter((n) => n !== "custom")
+        .map((name) => ({
+          name,
+          defaults: GeometrySpecSchema.parse({ name }),
+          tokenizer: presetTokenizer(name),
+        }));
     geometries.push({
       name: "custom",
       defaults: { patchSize: "required", merge: 1, resize: "smart | fixed | pad-square" },
+      tokenizer: presetTokenizer("custom"),
     });
     return c.json({ geometries }, 200);
   });
 
-  app.openapi(tokenizersRoute, (c) => c.json({ tokenizers: Object.keys(BUILTIN_TOKENIZERS) }, 200));
+  app.openapi(tokenizersRoute, (c) => c.json({ tokenizers: [...BUILTIN_TOKENIZER_NAMES] }, 200));
 
   return {
     app,

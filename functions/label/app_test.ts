@@ -111,12 +111,24 @@ Deno.test("GET /v1/geometries, /v1/tokenizers, /healthz, /readyz, /openapi.json"
     assertEquals(g.geometries.map((x: { name: string }) => x.name), [
       "qwen2-vl",
       "qwen2.5-vl",
+      "qwen3-vl",
       "llava-1.5",
+      "llava-next",
+      "llava-onevision",
+      "idefics3",
+      "smolvlm",
+      "gemma3",
       "internvl",
+      "internvl2.5",
+      "internvl3",
       "custom",
     ]);
+    assertEquals(g.geometries[0].tokenizer, "qwen2");
     assertEquals((await (await app.request("/v1/tokenizers")).json()).tokenizers, [
       "qwen2",
+      "llama2",
+      "llama3",
+      "gemma3",
       "dvsft-small",
     ]);
     assertEquals((await app.request("/healthz")).status, 200);

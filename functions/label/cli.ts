@@ -18,6 +18,7 @@ import {
   LabelOptionsSchema,
   LabelRequestSchema,
   LabelSetSchema,
+  requestTokenizerName,
   WordBoxSchema,
 } from "../../lib/labels/mod.ts";
 import { writeFileAtomic } from "../../lib/runs/atomic.ts";
@@ -36,7 +37,7 @@ Inputs: image files (png, jpg, webp, gif), folders of them, PDF files (--source 
 Options:
   --source ocr|render|pdf|boxes   where words come from (default ocr; render draws --n pages itself)
   --geometry NAME|JSON            qwen2-vl (default), qwen2.5-vl, llava-1.5, internvl, or a JSON spec
-  --tokenizer NAME|PATH           qwen2 (default) or a path to a tokenizer.json
+  --tokenizer NAME|PATH           a built-in name or a path to a tokenizer.json (default: the geometry's own)
   --out DIR                       output folder (default out/labels)
   --policy span|first             how a split word spreads over its cells (default span)
   --min-confidence N              drop OCR words below N (0-100, default 0)
@@ -55,7 +56,7 @@ Options:
 const FlagsSchema = z.strictObject({
   source: z.enum(["ocr", "render", "pdf", "boxes"]).default(LABEL_DEFAULTS.source),
   geometry: z.string().optional(),
-  tokenizer: z.string().default(LABEL_DEFAULTS.tokenizer),
+  tokenizer: z.string().optional(),
   out: z.string().default("out/labels"),
   policy: z.enum(["span", "first"]).optional(),
   "min-confidence": z.coerce.number().optional(),
@@ -179,7 +180,7 @@ export async function main(args: string[]): Promise<number> {
     policy: request.policy,
     minConfidence: request.minConfidence,
   });
-  const tokenizer = await getTokenizer(f.tokenizer, { allowPaths: true });
+  const tokenizer = await getTokenizer(requestTokenizerName(request), { allowPaths: true });
   await Deno.mkdir(f.out, { recursive: true });
   await removeStale(f.out, ".tmp-", 60_000); // half-written files of a killed run
 

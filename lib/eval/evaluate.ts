@@ -6,7 +6,7 @@
  */
 import { z } from "zod";
 import { type BackendName, tf, tokenCrossEntropy, useBackend } from "../backend/mod.ts";
-import { type Sample, SUITES, suiteSamples } from "../data/mod.ts";
+import type { Sample } from "../data/mod.ts";
 import {
   type ModelConfig,
   ModelConfigSchema,

@@ -22,7 +22,7 @@ import type { WordTokenizer } from "../tokenizer/mod.ts";
 import { IGNORE_INDEX } from "../labels/mod.ts";
 import { numVisualTokens } from "../model/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
-import { readSuiteFile, SUITE_LAYOUTS } from "./suite_file.ts";
+import { readSuiteFile, type SUITE_LAYOUTS } from "./suite_file.ts";
 
 /** A sample to evaluate, with every accepted answer. */
 export interface EvalSample extends Sample {

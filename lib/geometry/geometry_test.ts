@@ -4,9 +4,13 @@ import {
   computeGrid,
   GeometrySpecSchema,
   internvlTileGrid,
+  newlinePositions,
   roundHalfEven,
   smartResize,
+  tileTokenIndex,
+  tileTokenPosition,
 } from "./mod.ts";
+import { assignWordsToCells, IGNORE_INDEX } from "../labels/assign.ts";
 
 const grid = (spec: unknown, w: number, h: number) =>
   computeGrid(GeometrySpecSchema.parse(spec), w, h);
@@ -96,4 +100,68 @@ Deno.test("custom geometry and unknown fields", () => {
       ),
     RangeError,
   );
+});
+
+Deno.test("bounds: pixel bounds, fixed sizes and grid tokens refused with the limit and value, fast", () => {
+  const t0 = performance.now();
+  const cases: Array<[unknown, string]> = [
+    [
+      { name: "qwen2-vl", maxPixels: 2e10 },
+      "'maxPixels' must be at most 67108864 pixels, current value is 20000000000",
+    ],
+    [{ name: "qwen2.5-vl", minPixels: 1e12 }, "'minPixels' must be at most 67108864"],
+    [
+      { name: "custom", patchSize: 14, resize: { mode: "fixed", width: 1e6, height: 14 } },
+      "'resize.width' must be at most 32768 px",
+    ],
+    [
+      { name: "custom", patchSize: 2, resize: { mode: "fixed", width: 8192, height: 8192 } },
+      "more than the limit of 262144",
+    ],
+    [
+      { name: "custom", patchSize: 1, resize: { mode: "smart", maxPixels: 2e10 } },
+      "'resize.maxPixels'",
+    ],
+    [{ name: "llava-next", pinpoints: [[336, 1e6]] }, "'pinpoints width' must be at most"],
+  ];
+  for (const [spec, msg] of cases) assertThrows(() => grid(spec, 1000, 700), RangeError, msg);
+  assertThrows(() => grid({ name: "qwen2-vl" }, 2e6, 1000), RangeError, "at most 1048576 px");
+  // a 2^26-pixel smart resize of a huge image is computed, not allocated: refused by token count
+  assertThrows(
+    () =>
+      grid(
+        { name: "custom", patchSize: 1, resize: { mode: "smart", maxPixels: 1 << 26 } },
+        90000,
+        90000,
+      ),
+    RangeError,
+    "visual tokens",
+  );
+  // Idefics3 with 1 px sub-images: 4096² tiles would be built; refused from the counts alone
+  assertThrows(
+    () => grid({ name: "idefics3", tileSize: 1, tokensPerSide: 1 }, 4000, 4000),
+    RangeError,
+    "more than the limit of 262144",
+  );
+  assertEquals(performance.now() - t0 < 100, true);
+});
+
+Deno.test("llava-next: newline tokens shift indices, see nothing and are never labeled", () => {
+  const g = grid({ name: "llava-next" }, 1000, 700);
+  const t = g.tiles[1]!;
+  assertEquals(t.newline, true);
+  assertEquals(tileTokenIndex(t, 1, 0), 576 + t.cols + 1);
+  assertEquals(tileTokenPosition(t, tileTokenIndex(t, 3, 5)), { row: 3, col: 5 });
+  const rects = allCellRects(g);
+  const newlines = new Set(newlinePositions(g));
+  assertEquals(newlines.size, t.rows);
+  for (const p of newlines) assertEquals(rects[p]!.x1 - rects[p]!.x0, 0);
+  // a word over the whole image labels base and grid cells, never a newline position
+  const a = assignWordsToCells(g, [{ box: [0, 0, 1000, 700], pieces: [{ id: 7, text: "x" }] }], {
+    split: "first",
+    minCellOverlap: 0.1,
+    minWordOverlap: 0.5,
+  });
+  assertEquals(a.label.length, g.tokens);
+  for (const [i, l] of a.label.entries()) assertEquals(l === IGNORE_INDEX, newlines.has(i), `${i}`);
 });

@@ -8,7 +8,13 @@
  * proportion to the pieces' character counts (`span`), or repeat the first piece (`first`).
  */
 import { z } from "zod";
-import { cellRect, type Grid } from "../geometry/mod.ts";
+import {
+  cellRect,
+  type Grid,
+  tileTokenCount,
+  tileTokenIndex,
+  tileTokenPosition,
+} from "../geometry/mod.ts";
 import type { Piece } from "../tokenizer/mod.ts";
 
 export const AssignOptionsSchema = z.strictObject({
@@ -78,7 +84,7 @@ export function assignWordsToCells(
           const inter = ix * iy;
           const ok = inter / cellArea >= options.minCellOverlap ||
             inter / wordArea >= options.minWordOverlap;
-          const t = tile.offset + r * tile.cols + c;
+          const t = tileTokenIndex(tile, r, c);
           if (ok && inter > bestArea[t]!) {
             bestArea[t] = inter;
             bestWord[t] = wi;
@@ -87,7 +93,7 @@ export function assignWordsToCells(
         }
       }
     });
-    for (let t = tile.offset; t < tile.offset + tile.rows * tile.cols; t++) {
+    for (let t = tile.offset; t < tile.offset + tileTokenCount(tile); t++) {
       const wi = bestWord[t]!;
       if (wi >= 0) (cellsOf.get(wi) ?? cellsOf.set(wi, []).get(wi)!).push(t);
     }
@@ -101,7 +107,7 @@ export function assignWordsToCells(
       const c = Math.floor((cx - tile.x0) / cw);
       const r = Math.floor((cy - tile.y0) / ch);
       if (c < 0 || r < 0 || c >= tile.cols || r >= tile.rows) return;
-      const t = tile.offset + r * tile.cols + c;
+      const t = tileTokenIndex(tile, r, c);
       const rect = cellRect(grid, tile, r, c);
       const cellArea = (rect.x1 - rect.x0) * (rect.y1 - rect.y0);
       if (!(cellArea > 0)) return;
@@ -127,9 +133,8 @@ export function assignWordsToCells(
       for (const t of cells) {
         let k = 0;
         if (options.split === "span" && w.pieces.length > 1) {
-          const local = t - tile.offset;
-          const col = local % tile.cols;
-          const rect = cellRect(grid, tile, Math.floor(local / tile.cols), col);
+          const { row, col } = tileTokenPosition(tile, t);
+          const rect = cellRect(grid, tile, row, col);
           // where the cell's visible part of the word sits along the word, in [0, 1)
           const mid = (Math.max(bx0, rect.x0) + Math.min(bx1, rect.x1)) / 2;
           const f = Math.min(0.999999, Math.max(0, (mid - bx0) / (bx1 - bx0)));

@@ -6,22 +6,37 @@
  */
 import { z } from "zod";
 import type { DecodeImageOptions } from "../image/mod.ts";
+import { checkGeometrySpec, presetTokenizer } from "../geometry/mod.ts";
 import type { OcrEngine } from "../ocr/mod.ts";
 import { readPdf } from "../pdf/mod.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
 import { LabelOptionsSchema, WordBoxSchema } from "./label_set.ts";
 import { type LabeledImage, labelImage } from "./pipeline.ts";
 
-/** Defaults of every labeling edge (geometry, policy and confidence: LabelOptionsSchema's). */
-export const LABEL_DEFAULTS = { source: "ocr", tokenizer: "qwen2", dpi: 150 } as const;
+/**
+ * Defaults of every labeling edge (geometry, policy and confidence: LabelOptionsSchema's; the
+ * tokenizer: the geometry preset's own, see {@linkcode requestTokenizerName}).
+ */
+export const LABEL_DEFAULTS = { source: "ocr", dpi: 150 } as const;
+
+/** The tokenizer a request labels with: the one it names, else its geometry preset's own. */
+export function requestTokenizerName(r: Pick<LabelRequest, "tokenizer" | "geometry">): string {
+  const name = r.tokenizer ?? presetTokenizer(r.geometry.name);
+  if (name === null) {
+    throw new LabelRequestError(
+      `Geometry '${r.geometry.name}' has no built-in tokenizer: give 'tokenizer'`,
+    );
+  }
+  return name;
+}
 
 export const LabelRequestSchema = LabelOptionsSchema.extend({
   source: z.enum(["ocr", "boxes", "pdf"]).default(LABEL_DEFAULTS.source)
     .describe(
       "ocr: read words from the image; boxes: use `words`; pdf: the upload is a born-digital PDF",
     ),
-  tokenizer: z.string().default(LABEL_DEFAULTS.tokenizer).describe(
-    "a built-in tokenizer name (GET /v1/tokenizers)",
+  tokenizer: z.string().max(200).optional().describe(
+    "a built-in tokenizer name (GET /v1/tokenizers); default: the geometry preset's own",
   ),
   words: z.array(WordBoxSchema).max(50_000).optional().describe("word boxes for source 'boxes'"),
   dpi: z.number().int().min(36).max(600).default(LABEL_DEFAULTS.dpi).describe(
@@ -68,6 +83,8 @@ export async function labelInput(
       `Field 'words' is only for source 'boxes' (source is '${o.source}')`,
     );
   }
+  // bounds of the geometry's own numbers before any decoding or OCR (RangeError → 422)
+  checkGeometrySpec(o.geometry);
   const options = LabelOptionsSchema.parse({
     geometry: o.geometry,
     policy: o.policy,

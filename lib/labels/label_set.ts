@@ -38,7 +38,7 @@ export const WordBoxSchema = z.strictObject({
 export type WordBox = z.infer<typeof WordBoxSchema>;
 
 const TileSchema = z.strictObject({
-  kind: z.enum(["image", "tile", "thumbnail"]),
+  kind: z.enum(["image", "tile", "thumbnail", "base", "global"]),
   x0: z.number(),
   y0: z.number(),
   width: z.number(),
@@ -46,6 +46,7 @@ const TileSchema = z.strictObject({
   rows: z.number().int(),
   cols: z.number().int(),
   offset: z.number().int(),
+  newline: z.boolean().optional(),
 });
 
 export const LabelSetSchema = z.strictObject({

@@ -220,8 +220,6 @@ export async function train(
     );
   }
   const runDir = join(config.outDir, config.name);
-  const paths = runPaths(runDir);
-  const ckptDir = paths.checkpoints;
   // a run refused before its first step (bad data, a model that does not fit) leaves nothing
   const fresh = (await Deno.stat(runDir).catch(() => null)) === null;
   let stepped = false;
