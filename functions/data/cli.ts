@@ -17,7 +17,8 @@ import {
 } from "../../lib/data/mod.ts";
 import { MODEL_PRESETS } from "../../lib/model/mod.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
-import { GeometrySpecSchema } from "../../lib/geometry/mod.ts";
+import { sequenceTokenizerFor } from "../../lib/layout/mod.ts";
+import { GeometrySpecSchema, presetTokenizer } from "../../lib/geometry/mod.ts";
 import { createOcrEngine } from "../../lib/ocr/mod.ts";
 import { ensureFonts } from "../../lib/render/mod.ts";
 import { startProgress } from "../../lib/util/progress.ts";
@@ -30,7 +31,10 @@ const USAGE = `Usage:
                           (LLaMA-Factory / ms-swift messages + images; words: OCR, or <image>.boxes.json)
   deno task data export --in DIR --out FILE.jsonl [--geometry NAME|JSON] [--tokenizer NAME|PATH]
                           [--image-max-pixels N] [--image-min-pixels N] [--absolute] [--name NAME]
-                          (messages + images + vision_labels, and a dataset_info.json entry)
+                          [--layout labels|sequence]
+                          (messages + images + vision_labels, and a dataset_info.json entry;
+                          sequence: also input_ids + labels in the model's own layout;
+                          tokenizer default: the geometry's own)
   deno task data preview --suite NAME [--n 12] [--size 448] [--out FILE.png]
 
 A dataset is images + their words with boxes + QA turns; vision labels are derived for the
@@ -56,6 +60,7 @@ const FLAGS = {
   "image-min-pixels": { type: "string" },
   absolute: { type: "boolean" },
   name: { type: "string" },
+  layout: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -133,20 +138,28 @@ export async function main(args: string[]): Promise<number> {
       in: z.string({ error: "export needs --in DIR (a dataset folder)" }),
       out: z.string({ error: "export needs --out FILE.jsonl" }),
       geometry: z.string().default("qwen2-vl"),
-      tokenizer: z.string().default("qwen2"),
+      tokenizer: z.string().optional(),
       "image-max-pixels": z.coerce.number().int().min(0).max(1e9).default(0),
       "image-min-pixels": z.coerce.number().int().min(0).max(1e9).default(0),
       absolute: z.boolean().default(false),
       name: z.string().regex(/^[\w.-]+$/).optional(),
+      layout: z.enum(["labels", "sequence"]).default("labels"),
     }).safeParse(values);
     if (!f.success) return printIssues(f.error);
     const v = f.data;
     const geometry = GeometrySpecSchema.parse(
       v.geometry.trim().startsWith("{") ? JSON.parse(v.geometry) : { name: v.geometry },
     );
+    const extraSpecialTokens = v.layout === "sequence"
+      ? sequenceTokenizerFor(geometry.name).extraSpecialTokens
+      : [];
     const r = await exportDataset(v.in, v.out, {
       geometry,
-      tokenizer: await getTokenizer(v.tokenizer, { allowPaths: true }),
+      layout: v.layout,
+      tokenizer: await getTokenizer(v.tokenizer ?? presetTokenizer(geometry.name) ?? "qwen2", {
+        allowPaths: true,
+        extraSpecialTokens,
+      }),
       imageMaxPixels: v["image-max-pixels"],
       imageMinPixels: v["image-min-pixels"],
       absolutePaths: v.absolute,

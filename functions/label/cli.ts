@@ -22,6 +22,7 @@ import {
   WordBoxSchema,
 } from "../../lib/labels/mod.ts";
 import { writeFileAtomic } from "../../lib/runs/atomic.ts";
+import { buildSequenceLayout, ChatSchema, sequenceTokenizerFor } from "../../lib/layout/mod.ts";
 import { imageExtension, type ItemInput, writeDataset } from "../../lib/data/mod.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine } from "../../lib/ocr/mod.ts";
@@ -48,6 +49,8 @@ Options:
   --shard i/N                     process only every N-th input starting at i (scale-out)
   --overlay                       also write <name>.overlay.png
   --force                         relabel images whose label set already exists (default: skip them)
+  --layout sequence --messages F  also write <name>.sequence.json: the chat in F (JSON messages with one
+                                  <image>) as the model's input_ids and labels, vision labels in place
   --dataset DIR                   also write the inputs as a dataset (images or PDF pages + their words),
                                   for deno task train (data.task "dataset") and deno task data export
   -h, --help`;
@@ -69,6 +72,8 @@ const FlagsSchema = z.strictObject({
   overlay: z.boolean().default(false),
   force: z.boolean().default(false),
   dataset: z.string().optional(),
+  layout: z.enum(["labels", "sequence"]).default("labels"),
+  messages: z.string().optional(),
   help: z.boolean().default(false),
 });
 const BOOLEAN_FLAGS = new Set(["overlay", "force", "help"]);
@@ -180,7 +185,19 @@ export async function main(args: string[]): Promise<number> {
     policy: request.policy,
     minConfidence: request.minConfidence,
   });
-  const tokenizer = await getTokenizer(requestTokenizerName(request), { allowPaths: true });
+  if ((f.layout === "sequence") !== (f.messages !== undefined)) {
+    console.error("error: --layout sequence and --messages FILE go together");
+    return 2;
+  }
+  const messages = f.messages
+    ? ChatSchema.parse(JSON.parse(await Deno.readTextFile(f.messages)))
+    : undefined;
+  const tokenizer = await getTokenizer(requestTokenizerName(request), {
+    allowPaths: true,
+    extraSpecialTokens: messages
+      ? sequenceTokenizerFor(request.geometry.name).extraSpecialTokens
+      : [],
+  });
   await Deno.mkdir(f.out, { recursive: true });
   await removeStale(f.out, ".tmp-", 60_000); // half-written files of a killed run
 
@@ -251,6 +268,22 @@ export async function main(args: string[]): Promise<number> {
         for (const [p, r] of results.entries()) {
           const stem = results.length > 1 ? `${job.name}-p${p + 1}` : job.name;
           await writeFileAtomic(join(f.out, `${stem}.labels.json`), JSON.stringify(r.labelSet));
+          if (messages) {
+            const { family, inputIds, labels, visualPositions } = buildSequenceLayout({
+              geometry: request.geometry,
+              messages,
+              images: [{
+                width: r.image.width,
+                height: r.image.height,
+                visionLabels: r.labelSet.tokens.label,
+              }],
+              tokenizer,
+            });
+            await writeFileAtomic(
+              join(f.out, `${stem}.sequence.json`),
+              JSON.stringify({ family, inputIds, labels, visualPositions }),
+            );
+          }
           if (f.overlay) {
             await Deno.writeFile(
               join(f.out, `${stem}.overlay.png`),

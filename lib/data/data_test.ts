@@ -13,6 +13,7 @@ import {
 } from "./mod.ts";
 import { GeometrySpecSchema } from "../geometry/mod.ts";
 import { getTokenizer } from "../tokenizer/mod.ts";
+import { sequenceTokenizerFor } from "../layout/mod.ts";
 import { HELD_OUT_FONTS, TRAIN_FONTS } from "../render/fonts.ts";
 import { createOcrEngine } from "../ocr/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
@@ -299,6 +300,29 @@ Deno.test("datasets: import of a LLaMA-Factory mllm_demo file round-trips throug
       line("mllm_demo_data/0.boxes.json") + "\n",
       /line 1: Cannot read image/,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("datasets: export with layout sequence writes the model's input_ids and labels (Qwen2-VL placeholders)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dvsft-seq-" });
+  try {
+    await generateDataset({ suite: "doc-kv", n: 1, size: 224 }, { out: join(dir, "ds") });
+    const geometry = GeometrySpecSchema.parse({ name: "qwen2-vl" });
+    const tokenizer = await getTokenizer("qwen2", {
+      extraSpecialTokens: sequenceTokenizerFor("qwen2-vl").extraSpecialTokens,
+    });
+    const out = join(dir, "seq.jsonl");
+    await exportDataset(join(dir, "ds"), out, { geometry, tokenizer, layout: "sequence" });
+    const l = ChatLineSchema.parse(JSON.parse((await Deno.readTextFile(out)).split("\n")[0]!));
+    const ids = l.input_ids!, labels = l.labels!;
+    assertEquals(ids.length, labels.length);
+    const pad = tokenizer.tokenToId("<|image_pad|>")!;
+    const visual = ids.flatMap((id, p) => (id === pad ? [p] : []));
+    assertEquals(visual.length, 64); // 224² → 8 × 8 merged tokens
+    // the vision labels sit at the visual positions, in order
+    assertEquals(visual.map((p) => labels[p]), l.vision_labels[0]!.labels);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -14,6 +14,7 @@ import { decodeImage, probeImage, toPng } from "../image/mod.ts";
 import type { OcrEngine } from "../ocr/mod.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
+import { buildSequenceLayout } from "../layout/mod.ts";
 import { writeFileAtomic } from "../runs/atomic.ts";
 import {
   DatasetError,
@@ -50,6 +51,9 @@ export const ChatLineSchema = z.object({
   messages: z.array(z.object({ role: z.string(), content: z.string() })).min(1),
   images: z.array(z.string()).length(1),
   vision_labels: z.array(VisionLabelsSchema).length(1),
+  /** With `layout: "sequence"`: the model's input ids (placeholders expanded) and labels. */
+  input_ids: z.array(z.number().int()).optional(),
+  labels: z.array(z.number().int()).optional(),
 });
 export type ChatLine = z.infer<typeof ChatLineSchema>;
 
@@ -65,6 +69,12 @@ export interface ExportOptions {
   absolutePaths?: boolean;
   /** The entry's name in `dataset_info.json`. @default the file's stem */
   name?: string;
+  /**
+   * `sequence`: also write each line's `input_ids` and `labels` in the model's own layout (its
+   * placeholder expansion, vision labels at the visual positions, -100 over the prompt). The
+   * tokenizer must carry the family's special tokens. @default "labels"
+   */
+  layout?: "labels" | "sequence";
 }
 
 /**
@@ -152,11 +162,26 @@ export async function exportDataset(
       continue;
     }
     const image = resolve(dir, item.image);
+    const vision = await itemVisionLabels(dir, item, o);
     const line: ChatLine = {
       messages,
       images: [o.absolutePaths ? image : relative(outDir, image)],
-      vision_labels: [await itemVisionLabels(dir, item, o)],
+      vision_labels: [vision],
     };
+    if (o.layout === "sequence") {
+      const s = buildSequenceLayout({
+        geometry: o.geometry,
+        messages: messages.map((m) => ({ role: m.role, content: m.content })),
+        images: [{
+          width: vision.image_width,
+          height: vision.image_height,
+          visionLabels: vision.labels,
+        }],
+        tokenizer: o.tokenizer,
+      });
+      line.input_ids = s.inputIds;
+      line.labels = s.labels;
+    }
     lines.push(JSON.stringify(line));
   }
   await writeFileAtomic(outFile, lines.length ? lines.join("\n") + "\n" : "");
