@@ -17,6 +17,8 @@ import { train, type TrainConfigInput } from "../train/mod.ts";
 import type { StepMetrics } from "../runs/mod.ts";
 import { compareRuns, readRunMetrics, type RunMetrics } from "./compare.ts";
 import { evaluateAndStore } from "./evaluate.ts";
+import { pairedBootstrap } from "../metrics/mod.ts";
+import { Rng } from "../util/rng.ts";
 
 export const ExperimentOptionsSchema = z.strictObject({
   steps: z.number().int().min(1).default(600),
@@ -317,4 +319,140 @@ export function renderReport(r: ReportInput): string {
     JSON.stringify(r.runs.map((x) => x.config), null, 2),
     "```",
   ].join("\n") + "\n";
+}
+
+// ---------------------------------------------------------------- the machine-readable report
+
+/** A paired comparison at one checkpoint step: DV-SFT − SFT with its 95 % bootstrap interval. */
+export interface PairedAt {
+  step: number;
+  sft: number;
+  dvsft: number;
+  delta: number;
+  lo: number;
+  hi: number;
+  sftNll: number | null;
+  dvsftNll: number | null;
+}
+
+/** `results/experiment.json`: everything the markdown report shows, per suite, seed and step. */
+export interface ExperimentJson {
+  format: "dvsft-experiment-1";
+  command: string;
+  options: ExperimentOptions;
+  seeds: number[];
+  suites: Array<{ id: string; name: string; domain: "in" | "out"; items: number; metric: string }>;
+  /** The shared base's mean score over the in-domain suites (percent), null without a base. */
+  baseInDomainMean: number | null;
+  base: { name: string; steps: number; scores: Record<string, number> } | null;
+  /** results[suite][seed] → paired scores at every checkpoint step both runs were evaluated at. */
+  results: Record<string, Record<string, PairedAt[]>>;
+  /**
+   * Per seed: SFT's final in-domain mean, the first step at which DV-SFT's in-domain mean reaches
+   * it, and that step as a fraction of SFT's steps (null: never reached).
+   */
+  alignmentEfficiency: Array<
+    {
+      seed: number;
+      sftFinal: number;
+      sftSteps: number;
+      dvsftStep: number | null;
+      fraction: number | null;
+    }
+  >;
+  summary: ExperimentSummary;
+}
+
+const inDomainMean = (e: EvalResult | undefined, inDomain: string[]) => {
+  const xs = e?.suites.filter((s) => inDomain.includes(s.suite)).map((s) => s.score) ?? [];
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+};
+
+/** Build the JSON report from the loaded runs (and the base, when the experiment has one). */
+export function experimentJson(
+  runs: LoadedRun[],
+  o: ExperimentOptions,
+  command: string,
+  base: LoadedRun | null,
+): ExperimentJson {
+  const inDomain = o.suites.filter((s) => SUITES[s]!.domain === "in");
+  const results: ExperimentJson["results"] = {};
+  for (const suite of o.suites) {
+    results[suite] = {};
+    for (const seed of o.seeds) {
+      const sft = runs.find((r) => r.objective === "sft" && r.seed === seed);
+      const dv = runs.find((r) => r.objective === "dvsft" && r.seed === seed);
+      const at: PairedAt[] = [];
+      for (const e of sft?.evals ?? []) {
+        const a = e.suites.find((s) => s.suite === suite);
+        const b = dv?.evals.find((x) => x.checkpoint.step === e.checkpoint.step)?.suites.find((
+          s,
+        ) => s.suite === suite);
+        if (!a || !b || a.items.length !== b.items.length) continue;
+        const d = pairedBootstrap(
+          a.items.map((x) => x.score),
+          b.items.map((x) => x.score),
+          new Rng(7),
+        );
+        at.push({
+          step: e.checkpoint.step,
+          sft: a.score,
+          dvsft: b.score,
+          delta: d.delta,
+          lo: d.lo,
+          hi: d.hi,
+          sftNll: a.answerNll ?? null,
+          dvsftNll: b.answerNll ?? null,
+        });
+      }
+      results[suite]![String(seed)] = at;
+    }
+  }
+  const alignmentEfficiency = o.seeds.map((seed) => {
+    const sft = runs.find((r) => r.objective === "sft" && r.seed === seed);
+    const dv = runs.find((r) => r.objective === "dvsft" && r.seed === seed);
+    const final = sft?.evals.at(-1);
+    const sftFinal = inDomainMean(final, inDomain);
+    const reached = dv?.evals.find((e) => inDomainMean(e, inDomain) >= sftFinal);
+    const sftSteps = final?.checkpoint.step ?? 0;
+    return {
+      seed,
+      sftFinal,
+      sftSteps,
+      dvsftStep: reached?.checkpoint.step ?? null,
+      fraction: reached && sftSteps ? reached.checkpoint.step / sftSteps : null,
+    };
+  });
+  const baseFinal = base?.evals.at(-1);
+  const firstFinal = runs.find((r) => r.evals.length)?.evals.at(-1);
+  return {
+    format: "dvsft-experiment-1",
+    command,
+    options: o,
+    seeds: o.seeds,
+    suites: o.suites.map((s) => ({
+      id: firstFinal?.suites.find((x) => x.suite === s)?.id ?? SUITES[s]!.id,
+      name: s,
+      domain: SUITES[s]!.domain as "in" | "out",
+      items: firstFinal?.suites.find((x) => x.suite === s)?.n ?? 0,
+      metric: SUITES[s]!.metric,
+    })),
+    baseInDomainMean: baseFinal ? inDomainMean(baseFinal, inDomain) * 100 : null,
+    base: base && baseFinal
+      ? {
+        name: base.name,
+        steps: baseFinal.checkpoint.step,
+        scores: Object.fromEntries(baseFinal.suites.map((s) => [s.suite, s.score])),
+      }
+      : null,
+    results,
+    alignmentEfficiency,
+    summary: summarize(runs, o),
+  };
+}
+
+/** The base run with what it left on disk, or null when the experiment has none. */
+export async function loadBase(o: ExperimentOptions): Promise<LoadedRun | null> {
+  const base = planBase(o);
+  return base ? (await loadRuns([base]))[0]! : null;
 }
