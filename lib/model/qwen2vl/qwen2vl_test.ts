@@ -1,0 +1,232 @@
+/**
+ * Parity with transformers on the tiny random Qwen2-VL and Qwen2.5-VL of
+ * tests/fixtures/qwen2vl/make_fixtures.py: pixel_values, M-RoPE positions, window order, logits
+ * (1e-4 relative), the DV-SFT loss and gradient norms of one step.
+ */
+import { assert, assertEquals } from "@std/assert";
+import { tf, useBackend } from "../../backend/mod.ts";
+import { SafetensorsFile } from "../../hf/safetensors.ts";
+import { jointNextTokenLoss } from "../../loss/mod.ts";
+import { loadQwenVL, saveQwenVL } from "./load.ts";
+import { imagesToPixelValues } from "./pixels.ts";
+import { type GridThw, ropeIndex, windowIndex } from "./positions.ts";
+import { canonicalWeightName, type QwenVLModel } from "./model.ts";
+
+const FIX = new URL("../../../tests/fixtures/qwen2vl/", import.meta.url).pathname;
+
+interface ImageJson {
+  height: number;
+  width: number;
+  rgb_base64: string;
+}
+interface CaseJson {
+  name: string;
+  input_ids: number[][];
+  image_grid_thw: GridThw[];
+  images: ImageJson[];
+}
+interface TrainJson {
+  input_ids: number[][];
+  labels: number[][];
+  vision_range: [number, number];
+  image_grid_thw: GridThw[];
+  images: ImageJson[];
+  hf_loss: number;
+  text_loss: number;
+  vision_loss: number;
+  total_loss: number;
+  grad_norms: Record<string, number>;
+  grad_norm_all: number;
+}
+const expected = JSON.parse(await Deno.readTextFile(FIX + "expected.json")) as {
+  models: Record<string, { cases: CaseJson[]; train: TrainJson }>;
+};
+const ref = await SafetensorsFile.open(FIX + "expected.safetensors");
+
+function rgb(im: ImageJson): Float32Array {
+  const bytes = Uint8Array.from(atob(im.rgb_base64), (c) => c.charCodeAt(0));
+  return Float32Array.from(bytes, (b) => b / 255);
+}
+
+/** max |a - b| / max |b|: the relative error of a whole tensor. */
+function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assertEquals(a.length, b.length, "lengths");
+  let diff = 0, scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return diff / scale;
+}
+
+function close(actual: number, want: number, tol: number, what: string) {
+  const rel = Math.abs(actual - want) / Math.max(Math.abs(want), 1e-12);
+  assert(
+    rel <= tol,
+    `${what}: ${actual} vs transformers ${want} (relative ${rel.toExponential(2)})`,
+  );
+}
+
+await useBackend(Deno.env.get("DVSFT_TEST_BACKEND") as "wasm" | "cpu" | undefined ?? "wasm");
+
+for (const family of ["qwen2_vl", "qwen2_5_vl"] as const) {
+  const fixture = expected.models[family]!;
+
+  Deno.test(`${family}: pixel_values match the HF image processor`, async () => {
+    const { model } = await loadQwenVL(FIX + family);
+    try {
+      for (const c of fixture.cases) {
+        const pv = imagesToPixelValues(
+          c.images.map((im) => ({ data: rgb(im), height: im.height, width: im.width })),
+          model.config.vision,
+        );
+        assertEquals(pv.grids, c.image_grid_thw);
+        const want = await ref.read(`${family}.${c.name}.pixel_values`);
+        assertEquals([pv.rows, pv.cols], want.shape);
+        assert(relativeError(pv.data, want.data) < 1e-6, `${c.name}: pixel_values differ`);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
+  Deno.test(`${family}: M-RoPE positions match get_rope_index`, async () => {
+    const { model } = await loadQwenVL(FIX + family);
+    try {
+      for (const c of fixture.cases) {
+        const B = c.input_ids.length, T = c.input_ids[0]!.length;
+        const pos = ropeIndex(
+          Int32Array.from(c.input_ids.flat()),
+          B,
+          T,
+          c.image_grid_thw,
+          2,
+          model.config,
+        );
+        const want = await ref.read(`${family}.${c.name}.position_ids`);
+        assertEquals([3, B, T], want.shape);
+        assertEquals(Array.from(pos), Array.from(want.data), c.name);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
+  if (family === "qwen2_5_vl") {
+    Deno.test(`${family}: window order matches get_vision_window_index`, async () => {
+      for (const c of fixture.cases) {
+        const w = windowIndex(c.image_grid_thw, 2, 56, 14);
+        assertEquals(
+          Array.from(w.index),
+          Array.from((await ref.read(`${family}.${c.name}.window_index`)).data),
+        );
+        assertEquals(
+          w.segments,
+          Array.from((await ref.read(`${family}.${c.name}.cu_window_seqlens`)).data),
+        );
+      }
+    });
+  }
+
+  Deno.test(`${family}: logits match transformers to 1e-4 (relative)`, async () => {
+    const { model } = await loadQwenVL(FIX + family);
+    try {
+      for (const c of fixture.cases) {
+        const pv = imagesToPixelValues(
+          c.images.map((im) => ({ data: rgb(im), height: im.height, width: im.width })),
+          model.config.vision,
+        );
+        const logits = tf.tidy(() =>
+          model.apply(
+            { pixelValues: tf.tensor2d(pv.data, [pv.rows, pv.cols]), gridThw: pv.grids },
+            tf.tensor2d(c.input_ids, undefined, "int32"),
+          )
+        );
+        const want = await ref.read(`${family}.${c.name}.logits`);
+        assertEquals(logits.shape, want.shape);
+        const err = relativeError(await logits.data(), want.data);
+        logits.dispose();
+        assert(err < 1e-4, `${c.name}: logits relative error ${err.toExponential(2)}`);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
+  Deno.test(`${family}: DV-SFT loss and gradient norms of one step match transformers`, async () => {
+    const { model } = await loadQwenVL(FIX + family);
+    try {
+      const t = fixture.train;
+      const [H, W] = [t.images[0]!.height, t.images[0]!.width];
+      const before = tf.memory().numTensors;
+      // the trainer's path: images [B, H, W, 3] in [0, 1], patchified inside apply
+      const pixels = tf.tensor4d(
+        Float32Array.from(t.images.flatMap((im) => Array.from(rgb(im)))),
+        [t.images.length, H, W, 3],
+      );
+      const ids = tf.tensor2d(t.input_ids, undefined, "int32");
+      const labels = tf.tensor2d(t.labels, undefined, "int32");
+      let parts: tf.Scalar[] = [];
+      const { value, grads } = tf.variableGrads(() => {
+        const l = jointNextTokenLoss(model.apply(pixels, ids), labels, t.vision_range, {
+          lambda: 1,
+          align: "next",
+        });
+        parts = [tf.keep(l.text), tf.keep(l.vision)];
+        return l.total;
+      });
+      const [total, text, vision] = await Promise.all(
+        [value, ...parts].map(async (s) => (await s.data())[0]!),
+      );
+      close(text!, t.text_loss, 1e-5, "text loss");
+      close(vision!, t.vision_loss, 1e-5, "vision loss");
+      close(total!, t.total_loss, 1e-5, "total loss");
+      // transformers' own loss is the pooled mean over both parts
+      const n = (mask: (p: number, b: number) => boolean) =>
+        t.labels.reduce(
+          (a, row, b) => a + row.slice(1).filter((v, p) => v >= 0 && mask(p + 1, b)).length,
+          0,
+        );
+      const inVis = (p: number) => p >= t.vision_range[0] && p < t.vision_range[1];
+      const nv = n((p) => inVis(p)), nt = n((p) => !inVis(p));
+      close((text! * nt + vision! * nv) / (nt + nv), t.hf_loss, 1e-5, "pooled loss vs HF loss");
+      const byName = new Map<string, tf.Tensor>();
+      for (const [name, w] of model.weights) byName.set(name, grads[w.name]!);
+      let all = 0;
+      const sq = (g: tf.Tensor) => tf.tidy(() => tf.sum(tf.square(g)).dataSync()[0]!);
+      for (const g of Object.values(grads)) all += sq(g);
+      close(Math.sqrt(all), t.grad_norm_all, 1e-4, "global gradient norm");
+      for (const [name, want] of Object.entries(t.grad_norms)) {
+        const g = byName.get(canonicalWeightName(name)); // transformers names them model.visual.*, …
+        if (!g) throw new Error(`no gradient for ${name}`);
+        close(Math.sqrt(sq(g)), want, 1e-4, `gradient norm of ${name}`);
+      }
+      tf.dispose([value, ...parts, pixels, ids, labels]);
+      tf.dispose(Object.values(grads));
+      assert(
+        tf.memory().numTensors <= before + 2,
+        `leaked ${tf.memory().numTensors - before} tensors`,
+      );
+    } finally {
+      model.dispose();
+    }
+  });
+}
+
+Deno.test("saveQwenVL → loadQwenVL round trip keeps every weight and the logits (bf16 sharded too)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dvsft-qwen-" });
+  let model: QwenVLModel | null = null, again: QwenVLModel | null = null;
+  try {
+    const loaded = await loadQwenVL(FIX + "qwen2_vl");
+    model = loaded.model;
+    await saveQwenVL(model, loaded.configJson, dir, { dtype: "F32", maxShardBytes: 200_000 });
+    again = (await loadQwenVL(dir)).model;
+    for (const [name, w] of model.weights) {
+      assertEquals(await again.weights.get(name)!.data(), await w.data(), name);
+    }
+  } finally {
+    model?.dispose();
+    again?.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
