@@ -338,13 +338,9 @@ export class QwenVLModel {
     return this.#linear(gated, `${p}.down_proj`);
   }
 
-  /**
-   * pixel_values [P, C·tps·ps·ps] + grids → image features [P / merge², decoder hidden], images in
-   * order (transformers' `get_image_features`, concatenated).
-   */
-  encodeImages(pixelValues: tf.Tensor2D, grids: readonly GridThw[]): tf.Tensor2D {
+  /** pixel_values must hold exactly the grids' patches; returns the patch count. */
+  #checkPixels(pixelValues: tf.Tensor2D, grids: readonly GridThw[]): number {
     const v = this.config.vision;
-    const unit = v.mergeSize * v.mergeSize;
     const P = grids.reduce((a, g) => a + gridPatches(g, v.mergeSize), 0);
     const cols = v.inChannels * v.temporalPatchSize * v.patchSize ** 2;
     if (pixelValues.shape[0] !== P || pixelValues.shape[1] !== cols) {
@@ -354,6 +350,17 @@ export class QwenVLModel {
         } need [${P}, ${cols}]`,
       );
     }
+    return P;
+  }
+
+  /**
+   * pixel_values [P, C·tps·ps·ps] + grids → image features [P / merge², decoder hidden], images in
+   * order (transformers' `get_image_features`, concatenated).
+   */
+  encodeImages(pixelValues: tf.Tensor2D, grids: readonly GridThw[]): tf.Tensor2D {
+    const v = this.config.vision;
+    const unit = v.mergeSize * v.mergeSize;
+    const P = this.#checkPixels(pixelValues, grids);
     const hd = v.dim / v.heads;
     const rope = visionRope(visionPositionIds(grids, v.mergeSize), hd, v.ropeTheta);
     const full = frameSegments(grids);
@@ -453,6 +460,7 @@ export class QwenVLModel {
   #forward(vision: QwenVisionInput, inputIds: tf.Tensor2D): tf.Tensor3D {
     const [B, T] = inputIds.shape;
     const t = this.config.text;
+    if (vision.gridThw.length > 0) this.#checkPixels(vision.pixelValues, vision.gridThw);
     const ids = inputIds.dataSync() as Int32Array;
     for (let i = 0; i < ids.length; i++) {
       if (!(ids[i]! >= 0 && ids[i]! < t.vocabSize)) {

@@ -3,12 +3,13 @@
  * tests/fixtures/qwen2vl/make_fixtures.py: pixel_values, M-RoPE positions, window order, logits
  * (1e-4 relative), the DV-SFT loss and gradient norms of one step.
  */
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { tf, useBackend } from "../../backend/mod.ts";
 import { SafetensorsFile } from "../../hf/safetensors.ts";
 import { jointNextTokenLoss } from "../../loss/mod.ts";
 import { loadQwenVL, saveQwenVL } from "./load.ts";
 import { imagesToPixelValues } from "./pixels.ts";
+import { QwenConfigError } from "./config.ts";
 import { type GridThw, ropeIndex, windowIndex } from "./positions.ts";
 import { canonicalWeightName, type QwenVLModel } from "./model.ts";
 
@@ -213,13 +214,14 @@ for (const family of ["qwen2_vl", "qwen2_5_vl"] as const) {
   });
 }
 
-Deno.test("saveQwenVL → loadQwenVL round trip keeps every weight and the logits (bf16 sharded too)", async () => {
+Deno.test("saveQwenVL → loadQwenVL round trip (sharded f32) keeps every weight", async () => {
   const dir = await Deno.makeTempDir({ prefix: "dvsft-qwen-" });
   let model: QwenVLModel | null = null, again: QwenVLModel | null = null;
   try {
     const loaded = await loadQwenVL(FIX + "qwen2_vl");
     model = loaded.model;
-    await saveQwenVL(model, loaded.configJson, dir, { dtype: "F32", maxShardBytes: 200_000 });
+    const { files } = await saveQwenVL(model, loaded.configJson, dir, { maxShardBytes: 200_000 });
+    assert(files.includes("model.safetensors.index.json"), `sharded: ${files}`);
     again = (await loadQwenVL(dir)).model;
     for (const [name, w] of model.weights) {
       assertEquals(await again.weights.get(name)!.data(), await w.data(), name);
@@ -227,6 +229,102 @@ Deno.test("saveQwenVL → loadQwenVL round trip keeps every weight and the logit
   } finally {
     model?.dispose();
     again?.dispose();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the bf16 sharded checkpoint loads and gives the f32 logits to bf16 precision", async () => {
+  const { model } = await loadQwenVL(FIX + "qwen2_vl_bf16_sharded");
+  try {
+    const c = expected.models.qwen2_vl!.cases[0]!;
+    const pv = await ref.read(`qwen2_vl.${c.name}.pixel_values`);
+    const logits = tf.tidy(() =>
+      model.apply(
+        {
+          pixelValues: tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]),
+          gridThw: c.image_grid_thw,
+        },
+        tf.tensor2d(c.input_ids, undefined, "int32"),
+      )
+    );
+    const err = relativeError(
+      await logits.data(),
+      (await ref.read(`qwen2_vl.${c.name}.logits`)).data,
+    );
+    logits.dispose();
+    assert(err > 1e-6 && err < 5e-2, `bf16 weights: logits relative error ${err}`);
+  } finally {
+    model.dispose();
+  }
+});
+
+Deno.test("bad checkpoints and inputs are refused with the offending value named", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dvsft-qwen-bad-" });
+  try {
+    const config = JSON.parse(await Deno.readTextFile(FIX + "qwen2_vl/config.json"));
+    await Deno.copyFile(FIX + "qwen2_vl/model.safetensors", dir + "/model.safetensors");
+    await Deno.writeTextFile(
+      dir + "/config.json",
+      JSON.stringify({ ...config, text_config: { ...config.text_config, num_hidden_layers: 3 } }),
+    );
+    await assertRejects(
+      () => loadQwenVL(dir),
+      RangeError,
+      "weight 'model.layers.2.input_layernorm.weight' is missing",
+    );
+    await Deno.writeTextFile(
+      dir + "/config.json",
+      JSON.stringify({ ...config, text_config: { ...config.text_config, intermediate_size: 64 } }),
+    );
+    await assertRejects(() => loadQwenVL(dir), RangeError, "[48,32], the config needs [64,32]");
+    await Deno.writeTextFile(
+      dir + "/config.json",
+      JSON.stringify({ ...config, model_type: "llava" }),
+    );
+    await assertRejects(() => loadQwenVL(dir), QwenConfigError, "model_type");
+    await Deno.writeTextFile(dir + "/config.json", JSON.stringify(config));
+    await assertRejects(
+      () => loadQwenVL(dir, { maxParameters: 1000 }),
+      RangeError,
+      "exceed maxParameters 1000",
+    );
+    const { model } = await loadQwenVL(dir);
+    try {
+      const c = expected.models.qwen2_vl!.cases[0]!;
+      const pv = await ref.read(`qwen2_vl.${c.name}.pixel_values`);
+      const input = {
+        pixelValues: tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]),
+        gridThw: [c.image_grid_thw[0]!],
+      };
+      assertThrows(
+        () => model.apply(input, tf.tensor2d(c.input_ids, undefined, "int32")),
+        RangeError,
+        "pixel_values is [48,1176], the grids [[1,4,6]] need [24, 1176]",
+      );
+      const ids = c.input_ids.map((r) => r.map((v) => v === 292 ? 5 : v));
+      assertThrows(
+        () =>
+          model.apply(
+            { ...input, gridThw: c.image_grid_thw },
+            tf.tensor2d(ids, undefined, "int32"),
+          ),
+        RangeError,
+        "2 image grid(s) given, the input ids hold 0",
+      );
+      assertThrows(
+        () =>
+          model.apply(
+            { ...input, gridThw: c.image_grid_thw },
+            tf.tensor2d([[1, 300]], undefined, "int32"),
+          ),
+        RangeError,
+        "input id 300",
+      );
+      input.pixelValues.dispose();
+    } finally {
+      model.dispose();
+    }
+  } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });

@@ -1,0 +1,2 @@
+export * from "./safetensors.ts";
+export * from "./checkpoint.ts";

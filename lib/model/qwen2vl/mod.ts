@@ -1,0 +1,5 @@
+export * from "./config.ts";
+export * from "./positions.ts";
+export * from "./pixels.ts";
+export * from "./model.ts";
+export * from "./load.ts";
