@@ -3,3 +3,4 @@ export * from "./positions.ts";
 export * from "./pixels.ts";
 export * from "./model.ts";
 export * from "./load.ts";
+export * from "./lora.ts";
