@@ -29,6 +29,7 @@ import {
   windowIndex,
 } from "./positions.ts";
 import { imagesToPixelValues } from "./pixels.ts";
+import { Rng } from "../../util/rng.ts";
 
 /**
  * The visual input of a Qwen2-VL-family model, as transformers' processor gives it:
@@ -161,6 +162,32 @@ export function toHfTensor(
   if (!isMatrix(name, hfShape)) return data;
   const out = hfShape[0]!;
   return transpose2d(data, data.length / out, out);
+}
+
+/**
+ * Randomly initialised weights for a config, in our layout (transformers' scheme: normal(0, std)
+ * matrices and embeddings, zero biases, unit norms), seeded. For tests and from-scratch runs.
+ */
+export function randomQwenWeights(
+  config: QwenVLConfig,
+  seed = 0,
+  std = 0.02,
+): Map<string, { shape: number[]; data: Float32Array }> {
+  const rng = new Rng(seed);
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, shape] of qwenWeightShapes(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (/norm\d?\.weight$|layernorm\.weight$|ln_q\.weight$/.test(name)) data.fill(1);
+    else if (!name.endsWith(".bias")) {
+      for (let i = 0; i < n; i++) {
+        const u = Math.max(rng.next(), 1e-12), v = rng.next();
+        data[i] = std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+      }
+    }
+    out.set(name, fromHfTensor(name, shape, data));
+  }
+  return out;
 }
 
 /** Options of {@linkcode QwenVLModel}. */
