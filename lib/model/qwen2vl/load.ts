@@ -4,6 +4,7 @@
  * {@linkcode QwenVLModel}; `saveQwenVL` writes a folder transformers' `from_pretrained` loads.
  */
 import { join } from "node:path";
+import { tf } from "../../backend/mod.ts";
 import { Checkpoint, readConfigJson, writeCheckpointWeights } from "../../hf/checkpoint.ts";
 import type { WriteDtype } from "../../hf/safetensors.ts";
 import { parseQwenConfig, qwenParameterCount } from "./config.ts";
@@ -15,6 +16,15 @@ import {
   qwenWeightShapes,
   toHfTensor,
 } from "./model.ts";
+
+/**
+ * f32 tensor bytes the wasm backend could hold at once, measured on tfjs-backend-wasm 4.22 in
+ * Deno 2.9.6 (31 tensors of 128 MiB, the 32nd aborts): the 4 GiB of a 32-bit heap, less its own use.
+ */
+export const WASM_MAX_TENSOR_BYTES = 31 * 128 * 2 ** 20;
+
+/** A refusal bound before anything is allocated (any backend). */
+export const DEFAULT_MAX_PARAMETERS = 8e9;
 
 /** A loaded model and the config.json it came from (written back unchanged by `saveQwenVL`). */
 export interface LoadedQwenVL {
@@ -37,11 +47,20 @@ export async function loadQwenVL(
 ): Promise<LoadedQwenVL> {
   const configJson = await readConfigJson(dir) as Record<string, unknown>;
   const config = parseQwenConfig(configJson);
-  const { maxParameters = 2e9 } = options;
+  const { maxParameters = DEFAULT_MAX_PARAMETERS } = options;
   const count = qwenParameterCount(config);
   if (count > maxParameters) {
     throw new RangeError(
       `Cannot load '${dir}': ${count} parameters exceed maxParameters ${maxParameters}`,
+    );
+  }
+  if (tf.getBackend() === "wasm" && 4 * count > WASM_MAX_TENSOR_BYTES) {
+    throw new RangeError(
+      `Cannot load '${dir}' on wasm: ${count} parameters need ${
+        (4 * count / 2 ** 30).toFixed(1)
+      } GiB as f32, the wasm heap (32-bit) holds at most ${
+        (WASM_MAX_TENSOR_BYTES / 2 ** 30).toFixed(1)
+      } GiB of tensors (use webgpu or tensorflow)`,
     );
   }
   const shapes = qwenWeightShapes(config);

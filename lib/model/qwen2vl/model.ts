@@ -192,7 +192,7 @@ export function randomQwenWeights(
 
 /** Options of {@linkcode QwenVLModel}. */
 export interface QwenVLModelOptions {
-  /** Refuse configs above this many parameters before allocating anything. @default 2e9 */
+  /** Refuse configs above this many parameters before allocating anything. @default 8e9 */
   maxParameters?: number;
 }
 
@@ -212,7 +212,7 @@ export class QwenVLModel {
     weights: Map<string, tf.Variable>,
     options: QwenVLModelOptions = {},
   ) {
-    const { maxParameters = 2e9 } = options;
+    const { maxParameters = 8e9 } = options;
     const n = qwenParameterCount(config);
     if (n > maxParameters) {
       throw new RangeError(

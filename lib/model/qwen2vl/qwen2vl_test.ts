@@ -9,9 +9,9 @@ import { SafetensorsFile } from "../../hf/safetensors.ts";
 import { jointNextTokenLoss } from "../../loss/mod.ts";
 import { loadQwenVL, saveQwenVL } from "./load.ts";
 import { imagesToPixelValues } from "./pixels.ts";
-import { QwenConfigError } from "./config.ts";
+import { parseQwenConfig, QwenConfigError, qwenParameterCount } from "./config.ts";
 import { type GridThw, ropeIndex, windowIndex } from "./positions.ts";
-import { canonicalWeightName, type QwenVLModel } from "./model.ts";
+import { canonicalWeightName, type QwenVLModel, qwenWeightShapes } from "./model.ts";
 
 const FIX = new URL("../../../tests/fixtures/qwen2vl/", import.meta.url).pathname;
 
@@ -324,6 +324,43 @@ Deno.test("bad checkpoints and inputs are refused with the offending value named
     } finally {
       model.dispose();
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("released Qwen2-VL-2B / Qwen2.5-VL-3B config.json (flat layout, rope_scaling) parse to transformers' parameter counts", async () => {
+  const counts = (JSON.parse(await Deno.readTextFile(FIX + "expected.json")) as {
+    real_config_parameters: Record<string, number>;
+  }).real_config_parameters;
+  for (const [name, want] of Object.entries(counts)) {
+    const config = parseQwenConfig(
+      JSON.parse(await Deno.readTextFile(`${FIX}real_configs/${name}.json`)),
+    );
+    assertEquals(qwenParameterCount(config), want, name);
+    let n = 0;
+    for (const shape of qwenWeightShapes(config).values()) n += shape.reduce((a, b) => a * b, 1);
+    assertEquals(n, want, `${name}: weight shapes`);
+    assertEquals(config.text.mropeSection, [16, 24, 24]);
+    assertEquals(config.text.ropeTheta, 1e6);
+    assertEquals(config.tieWordEmbeddings, true);
+  }
+  // too big for the wasm heap: refused before any weight is read
+  const dir = await Deno.makeTempDir({ prefix: "dvsft-qwen-big-" });
+  try {
+    await Deno.copyFile(`${FIX}real_configs/qwen2_vl_2b_instruct.json`, `${dir}/config.json`);
+    if (tf.getBackend() === "wasm") {
+      await assertRejects(
+        () => loadQwenVL(dir),
+        RangeError,
+        "the wasm heap (32-bit) holds at most 3.9 GiB",
+      );
+    }
+    await assertRejects(
+      () => loadQwenVL(dir, { maxParameters: 1e9 }),
+      RangeError,
+      "2208985600 parameters exceed maxParameters",
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
