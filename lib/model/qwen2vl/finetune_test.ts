@@ -14,7 +14,9 @@ import { parseQwenConfig } from "./config.ts";
 import { addLora, trainableWeights } from "./lora.ts";
 import { QwenVLModel, randomQwenWeights } from "./model.ts";
 
-await useBackend(Deno.env.get("DVSFT_TEST_BACKEND") as "wasm" | "cpu" | undefined ?? "wasm");
+await useBackend(
+  Deno.env.get("DVSFT_TEST_BACKEND") as "wasm" | "cpu" | "webgpu" | undefined ?? "wasm",
+);
 
 /** Qwen2-VL-2B's token ids and vocabulary, tiny widths. */
 const CONFIG = parseQwenConfig({

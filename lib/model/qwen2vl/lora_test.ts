@@ -34,7 +34,9 @@ const expected = JSON.parse(await Deno.readTextFile(FIX + "expected.json")) as {
   models: Record<string, Fixture>;
 };
 const ref = await SafetensorsFile.open(FIX + "expected.safetensors");
-await useBackend(Deno.env.get("DVSFT_TEST_BACKEND") as "wasm" | "cpu" | undefined ?? "wasm");
+await useBackend(
+  Deno.env.get("DVSFT_TEST_BACKEND") as "wasm" | "cpu" | "webgpu" | undefined ?? "wasm",
+);
 
 function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assertEquals(a.length, b.length);
@@ -107,7 +109,9 @@ for (const family of ["qwen2_vl", "qwen2_5_vl"] as const) {
         const m = /^(.+)\.lora_([AB])\.weight$/.exec(name)!;
         const g = byName.get(`${canonicalWeightName(m[1]!)}.lora_${m[2]}`);
         if (!g) throw new Error(`no gradient for ${name}`);
-        const norm = tf.tidy(() => tf.norm(g).dataSync()[0]!);
+        const n = tf.norm(g);
+        const norm = (await n.data())[0]!;
+        n.dispose();
         assert(
           Math.abs(norm - want) / want < 1e-4,
           `${name}: gradient norm ${norm} vs PEFT ${want}`,

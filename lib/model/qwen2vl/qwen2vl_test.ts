@@ -68,7 +68,9 @@ function close(actual: number, want: number, tol: number, what: string) {
   );
 }
 
-await useBackend(Deno.env.get("DVSFT_TEST_BACKEND") as "wasm" | "cpu" | undefined ?? "wasm");
+await useBackend(
+  Deno.env.get("DVSFT_TEST_BACKEND") as "wasm" | "cpu" | "webgpu" | undefined ?? "wasm",
+);
 
 for (const family of ["qwen2_vl", "qwen2_5_vl"] as const) {
   const fixture = expected.models[family]!;
@@ -194,13 +196,19 @@ for (const family of ["qwen2_vl", "qwen2_5_vl"] as const) {
       const byName = new Map<string, tf.Tensor>();
       for (const [name, w] of model.weights) byName.set(name, grads[w.name]!);
       let all = 0;
-      const sq = (g: tf.Tensor) => tf.tidy(() => tf.sum(tf.square(g)).dataSync()[0]!);
-      for (const g of Object.values(grads)) all += sq(g);
+      // read back asynchronously: webgpu has no synchronous readback in Deno
+      const sq = async (g: tf.Tensor) => {
+        const s = tf.tidy(() => tf.sum(tf.square(g)));
+        const v = (await s.data())[0]!;
+        s.dispose();
+        return v;
+      };
+      for (const g of Object.values(grads)) all += await sq(g);
       close(Math.sqrt(all), t.grad_norm_all, 1e-4, "global gradient norm");
       for (const [name, want] of Object.entries(t.grad_norms)) {
         const g = byName.get(canonicalWeightName(name)); // transformers names them model.visual.*, …
         if (!g) throw new Error(`no gradient for ${name}`);
-        close(Math.sqrt(sq(g)), want, 1e-4, `gradient norm of ${name}`);
+        close(Math.sqrt(await sq(g)), want, 1e-4, `gradient norm of ${name}`);
       }
       tf.dispose([value, ...parts, pixels, ids, labels]);
       tf.dispose(Object.values(grads));
