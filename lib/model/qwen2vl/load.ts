@@ -10,6 +10,7 @@ import type { WriteDtype } from "../../hf/safetensors.ts";
 import { parseQwenConfig, qwenParameterCount } from "./config.ts";
 import {
   canonicalWeightName,
+  checkTensorBytes,
   fromHfTensor,
   QwenVLModel,
   type QwenVLModelOptions,
@@ -64,6 +65,12 @@ export async function loadQwenVL(
     );
   }
   const shapes = qwenWeightShapes(config);
+  for (const [name, shape] of shapes) {
+    checkTensorBytes(
+      `weight '${name}'`,
+      shape.reduce((a, b) => a * b, 1),
+    );
+  }
   const ckpt = await Checkpoint.open(dir);
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   try {

@@ -190,6 +190,34 @@ export function randomQwenWeights(
   return out;
 }
 
+/**
+ * The largest single tensor the current backend computes correctly, in bytes: on webgpu the
+ * device's `maxStorageBufferBindingSize` (tfjs binds a tensor as one storage buffer; past it,
+ * results are silently wrong — measured on lavapipe, whose limit is 128 MiB), elsewhere unbounded
+ * here (wasm's whole heap is bounded separately at load).
+ */
+export function backendTensorByteLimit(): number {
+  if (tf.getBackend() !== "webgpu") return Infinity;
+  const device =
+    (tf.backend() as unknown as { device?: { limits?: { maxStorageBufferBindingSize?: number } } })
+      .device;
+  return device?.limits?.maxStorageBufferBindingSize ?? Infinity;
+}
+
+/** Refuse a tensor the backend cannot hold in one piece (see backendTensorByteLimit). */
+export function checkTensorBytes(what: string, elements: number): void {
+  const limit = backendTensorByteLimit();
+  if (4 * elements >= limit) {
+    throw new RangeError(
+      `Cannot run Qwen2-VL on ${tf.getBackend()}: ${what} needs ${
+        (4 * elements / 2 ** 20).toFixed(0)
+      } MiB in one tensor, the device binds at most ${
+        (limit / 2 ** 20).toFixed(0)
+      } MiB (maxStorageBufferBindingSize)`,
+    );
+  }
+}
+
 /** Options of {@linkcode QwenVLModel}. */
 export interface QwenVLModelOptions {
   /** Refuse configs above this many parameters before allocating anything. @default 8e9 */
@@ -237,6 +265,7 @@ export class QwenVLModel {
         throw new RangeError(`Cannot build Qwen2-VL model: unexpected weight '${name}'`);
       }
     }
+    for (const [name, w] of weights) checkTensorBytes(`weight '${name}'`, w.size);
     this.weights = weights;
     this.prefix = `qwen${++instances}/`;
   }
@@ -487,6 +516,7 @@ export class QwenVLModel {
   #forward(vision: QwenVisionInput, inputIds: tf.Tensor2D): tf.Tensor3D {
     const [B, T] = inputIds.shape;
     const t = this.config.text;
+    checkTensorBytes(`the logits [${B}, ${T}, ${t.vocabSize}]`, B * T * t.vocabSize);
     if (vision.gridThw.length > 0) this.#checkPixels(vision.pixelValues, vision.gridThw);
     const ids = inputIds.dataSync() as Int32Array;
     for (let i = 0; i < ids.length; i++) {

@@ -11,7 +11,12 @@ import { loadQwenVL, saveQwenVL } from "./load.ts";
 import { imagesToPixelValues } from "./pixels.ts";
 import { parseQwenConfig, QwenConfigError, qwenParameterCount } from "./config.ts";
 import { type GridThw, ropeIndex, windowIndex } from "./positions.ts";
-import { canonicalWeightName, type QwenVLModel, qwenWeightShapes } from "./model.ts";
+import {
+  backendTensorByteLimit,
+  canonicalWeightName,
+  type QwenVLModel,
+  qwenWeightShapes,
+} from "./model.ts";
 
 const FIX = new URL("../../../tests/fixtures/qwen2vl/", import.meta.url).pathname;
 
@@ -371,5 +376,24 @@ Deno.test("released Qwen2-VL-2B / Qwen2.5-VL-3B config.json (flat layout, rope_s
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "logits larger than one webgpu storage binding are refused, not computed wrong",
+  ignore: tf.getBackend() !== "webgpu", // the bound exists only there
+}, async () => {
+  const { model } = await loadQwenVL(FIX + "qwen2_vl");
+  try {
+    const limit = backendTensorByteLimit();
+    const T = Math.ceil(limit / 4 / 300) + 1; // [1, T, 300] logits just past the limit
+    assertThrows(
+      () =>
+        model.apply({ pixelValues: tf.zeros([0, 1176]), gridThw: [] }, tf.zeros([1, T], "int32")),
+      RangeError,
+      "maxStorageBufferBindingSize",
+    );
+  } finally {
+    model.dispose();
   }
 });
