@@ -397,3 +397,34 @@ Deno.test({
     model.dispose();
   }
 });
+
+Deno.test("a checkpoint saveQwenVL wrote (bf16, sharded) loads in transformers with our logits (check_lora.py's figure)", async () => {
+  const dir = FIX + "qwen2_vl_saved_bf16";
+  const check = JSON.parse(await Deno.readTextFile(dir + "/check.json")) as {
+    relative_error: number;
+  };
+  assert(check.relative_error < 1e-4, `transformers vs tfjs logits: ${check.relative_error}`);
+  // the files still give the logits check_lora.py compared against
+  const { model } = await loadQwenVL(dir);
+  try {
+    const c = expected.models.qwen2_vl!.cases[0]!;
+    const pv = await ref.read(`qwen2_vl.${c.name}.pixel_values`);
+    const logits = tf.tidy(() =>
+      model.apply(
+        {
+          pixelValues: tf.tensor2d(pv.data as Float32Array, pv.shape as [number, number]),
+          gridThw: c.image_grid_thw,
+        },
+        tf.tensor2d(c.input_ids, undefined, "int32"),
+      )
+    );
+    const f = await SafetensorsFile.open(dir + "/logits_tfjs.safetensors");
+    const want = await f.read("logits");
+    f.close();
+    const err = relativeError(await logits.data(), want.data);
+    logits.dispose();
+    assert(err < 1e-5, `logits from the saved checkpoint: ${err}`);
+  } finally {
+    model.dispose();
+  }
+});
