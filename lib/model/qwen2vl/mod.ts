@@ -4,3 +4,4 @@ export * from "./pixels.ts";
 export * from "./model.ts";
 export * from "./load.ts";
 export * from "./lora.ts";
+export * from "./sequence.ts";
