@@ -7,6 +7,7 @@ import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import { tf, useBackend } from "../../backend/mod.ts";
 import { SafetensorsFile } from "../../hf/safetensors.ts";
 import { jointNextTokenLoss } from "../../loss/mod.ts";
+import type { VisionLanguageModel } from "../model.ts";
 import { loadQwenVL, saveQwenVL } from "./load.ts";
 import { imagesToPixelValues } from "./pixels.ts";
 import { parseQwenConfig, QwenConfigError, qwenParameterCount } from "./config.ts";
@@ -424,6 +425,17 @@ Deno.test("a checkpoint saveQwenVL wrote (bf16, sharded) loads in transformers w
     const err = relativeError(await logits.data(), want.data);
     logits.dispose();
     assert(err < 1e-5, `logits from the saved checkpoint: ${err}`);
+  } finally {
+    model.dispose();
+  }
+});
+
+Deno.test("QwenVLModel has the trainer's model shape (weights, apply(images [B, H, W, 3], ids), dispose)", async () => {
+  const { model } = await loadQwenVL(FIX + "qwen2_vl");
+  try {
+    // compile-time: the interface the trainer calls, less the built-in model's own config type
+    const asTrainerModel: Omit<VisionLanguageModel, "config"> = model;
+    assertEquals(asTrainerModel.weights.size, model.hfShapes.size);
   } finally {
     model.dispose();
   }
