@@ -185,7 +185,9 @@ export function randomQwenWeights(
         data[i] = std * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
       }
     }
-    out.set(name, fromHfTensor(name, shape, data));
+    // iid values: drawn straight into our layout (a transpose would only cost time)
+    const ours = isMatrix(name, shape) ? [n / shape[0]!, shape[0]!] : [...shape];
+    out.set(name, { shape: ours, data });
   }
   return out;
 }
