@@ -1,0 +1,3 @@
+export * from "./safetensors.ts";
+export * from "./checkpoint.ts";
+export * from "./peft.ts";
