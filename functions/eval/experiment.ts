@@ -15,8 +15,10 @@ import { runMain } from "../shared/cli.ts";
 import {
   comparable,
   compareRuns,
+  experimentJson,
   ExperimentOptionsSchema,
   experimentTag,
+  loadBase,
   loadRuns,
   planRuns,
   renderReport,
@@ -40,6 +42,9 @@ const Flags = z.strictObject({
   labels: z.string().optional(),
   "ocr-data": z.string().optional(),
   lr: z.coerce.number().optional(),
+  "base-steps": z.coerce.number().optional(),
+  "base-lr": z.coerce.number().optional(),
+  "base-checkpoints": z.coerce.number().optional(),
   runs: z.string().optional(),
   suites: z.string().transform(list).optional(),
   backend: z.string().optional(),
@@ -73,6 +78,9 @@ export async function main(args: string[]): Promise<number> {
     labels: f.labels,
     ocrData: f["ocr-data"],
     lr: f.lr,
+    baseSteps: f["base-steps"],
+    baseLr: f["base-lr"],
+    baseCheckpoints: f["base-checkpoints"],
     runs: f.runs,
     suites: f.suites,
     backend: f.backend,
@@ -104,13 +112,16 @@ export async function main(args: string[]): Promise<number> {
   const command = ["deno task experiment", ...args.filter((a) => a !== "--report-only")].join(
     " ",
   );
-  const md = renderReport({ options: o, runs, summary, command, notes, plots: pngs });
+  const base = await loadBase(o);
+  const data = experimentJson(runs, o, command, base);
+  const md = renderReport({ options: o, runs, summary, command, notes, plots: pngs, json: data });
   await Deno.mkdir(f.out, { recursive: true });
   const file = join(
     f.out,
     f.report ? `${f.report}.md` : tag === "small-l1-next-exact" ? "experiment.md" : `${stem}.md`,
   );
   await Deno.writeTextFile(file, md);
+  await Deno.writeTextFile(file.replace(/\.md$/, ".json"), JSON.stringify(data, null, 1) + "\n");
   console.log(md.split("## DV-SFT − SFT per seed")[0]);
   console.log(`report → ${file}`);
   return 0;

@@ -267,6 +267,8 @@ export interface ReportInput {
   notes?: string;
   /** Plot image files, linked at the end of the report. */
   plots?: string[];
+  /** The machine-readable report: adds the base, per-checkpoint intervals, alignment efficiency. */
+  json?: ExperimentJson;
 }
 
 const pct = (x: number) => (x * 100).toFixed(1);
@@ -302,6 +304,7 @@ export function renderReport(r: ReportInput): string {
     "",
     `DV-SFT is above SFT on ${s.wins} of ${s.rows.length} suites (ties: ${s.ties}); its answer NLL is lower on ${s.nllWins} of ${s.rows.length}.`,
     "",
+    ...(r.json ? jsonSections(r.json) : []),
     ...(r.notes ? ["## Findings", "", r.notes.trim(), ""] : []),
     "## DV-SFT − SFT per seed (final checkpoints; paired bootstrap 95% CI over items)",
     "",
@@ -455,4 +458,50 @@ export function experimentJson(
 export async function loadBase(o: ExperimentOptions): Promise<LoadedRun | null> {
   const base = planBase(o);
   return base ? (await loadRuns([base]))[0]! : null;
+}
+
+/** The report's sections that come from the JSON: base, alignment efficiency, every checkpoint. */
+function jsonSections(j: ExperimentJson): string[] {
+  const out: string[] = [];
+  if (j.base) {
+    out.push(
+      "## Base model (shared by every pair)",
+      "",
+      `\`${j.base.name}\`: ${j.base.steps} steps of plain SFT; in-domain mean ${
+        j.baseInDomainMean!.toFixed(1)
+      } %. Scores: ${Object.entries(j.base.scores).map(([s, x]) => `${s} ${pct(x)}`).join(", ")}.`,
+      "",
+    );
+  }
+  out.push(
+    "## Alignment efficiency",
+    "",
+    "Fraction of SFT's steps DV-SFT needs to reach SFT's final in-domain mean score (first evaluated checkpoint at or above it):",
+    "",
+    "| seed | SFT final in-domain | SFT steps | DV-SFT reaches it at | fraction |",
+    "|---|---|---|---|---|",
+    ...j.alignmentEfficiency.map((a) =>
+      `| ${a.seed} | ${pct(a.sftFinal)} | ${a.sftSteps} | ${a.dvsftStep ?? "not reached"} | ${
+        a.fraction === null ? "—" : a.fraction.toFixed(2)
+      } |`
+    ),
+    "",
+    "## Every checkpoint (DV-SFT − SFT, paired bootstrap 95% CI)",
+    "",
+    "| suite | seed | step | SFT | DV-SFT | Δ [95% CI] |",
+    "|---|---|---|---|---|---|",
+  );
+  for (const [suite, bySeed] of Object.entries(j.results)) {
+    for (const [seed, at] of Object.entries(bySeed)) {
+      for (const p of at) {
+        out.push(
+          `| ${suite} | ${seed} | ${p.step} | ${pct(p.sft)} | ${pct(p.dvsft)} | ${
+            p.delta >= 0 ? "+" : ""
+          }${pct(p.delta)} [${pct(p.lo)}, ${pct(p.hi)}] |`,
+        );
+      }
+    }
+  }
+  out.push("");
+  return out;
 }

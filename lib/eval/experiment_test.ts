@@ -1,6 +1,8 @@
 import { assert, assertEquals } from "@std/assert";
 import {
+  experimentJson,
   ExperimentOptionsSchema,
+  loadBase,
   loadRuns,
   planRuns,
   renderReport,
@@ -8,7 +10,7 @@ import {
   summarize,
 } from "./mod.ts";
 
-Deno.test("experiment: plan → train + evaluate each checkpoint → summary → report, on tiny", async () => {
+Deno.test("experiment: base → pair → report (markdown + JSON), on tiny", async () => {
   const runs = await Deno.makeTempDir({ prefix: "dvsft-exp-" });
   try {
     const o = ExperimentOptionsSchema.parse({
@@ -19,12 +21,20 @@ Deno.test("experiment: plan → train + evaluate each checkpoint → summary →
       checkpoints: 2,
       n: 2,
       suites: ["text-reading", "charts"],
+      baseSteps: 3,
+      baseCheckpoints: 1,
       runs,
       backend: "wasm",
       cacheDir: `${runs}/cache`,
     });
     const plan = planRuns(o);
     assertEquals(plan.map((r) => [r.objective, r.seed]), [["sft", 0], ["dvsft", 0]]);
+    // both start from the base's weights, on data after what the base saw
+    assert(
+      plan.every((r) => r.config.initFrom?.endsWith("base-tiny-g4-b3")),
+      plan[0]!.config.initFrom,
+    );
+    assertEquals((plan[0]!.config.data as { start: number }).start, 3 * 2);
     // same init, data and steps: only the objective differs
     const [sft, dv] = plan;
     assertEquals({ ...sft!.config, name: "", objective: "" }, {
@@ -35,9 +45,10 @@ Deno.test("experiment: plan → train + evaluate each checkpoint → summary →
     const evaluated: string[] = [];
     await runPlan(plan, o, {
       onEvaluate: (r, ck, done, total) =>
-        done === total && evaluated.push(`${r.objective}:${ck.split("/").at(-1)}`),
+        done === total && evaluated.push(`${r.name.split("-")[0]}:${ck.split("/").at(-1)}`),
     });
     assertEquals(evaluated, [
+      "base:step-000003",
       "sft:step-000002",
       "sft:step-000004",
       "dvsft:step-000002",
