@@ -6,7 +6,7 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { dataRootPaths, listRunFiles, runFilePath } from "../../lib/runs/mod.ts";
 import { resolveInside } from "../../lib/util/paths.ts";
 import { JobSchema } from "../../lib/jobs/mod.ts";
-import { TrainConfigSchema } from "../../lib/train/mod.ts";
+import { hfModelPath, TrainConfigSchema } from "../../lib/train/mod.ts";
 import { ApiError, type ServerMetrics } from "../../lib/http/mod.ts";
 import { type AppEnv, contentTypeOf, errorResponses, requireContentType } from "../shared/http.ts";
 import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
@@ -140,6 +140,9 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
     if (config.data.path !== undefined) {
       config.data.path = await resolveInside(dataRoot, config.data.path);
     }
+    // so must a Hugging Face checkpoint folder
+    const hf = hfModelPath(config.model);
+    if (hf !== null) config.model = `hf:${await resolveInside(dataRoot, hf)}`;
     const { store, runner } = await deps();
     if (runner.queued >= maxQueuedJobs) {
       throw new ApiError(

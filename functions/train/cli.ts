@@ -14,6 +14,9 @@ const USAGE = `Usage: deno task train [--config FILE] [--resume] [--set key=valu
 
   --config FILE    JSON training config (see configs/); unknown keys are errors
   --set k=v        override a field, dotted for nested ones (--set loss.lambda=2 --set steps=500)
+  --model M        tiny | small | hf:<folder> (a Qwen2-VL / Qwen2.5-VL checkpoint: config.json +
+                   safetensors; LoRA, freezing and accumulation under "hf" in the config)
+  --data DIR       train on a dataset folder (deno task data generate|import, label --dataset)
   --resume         continue from the run's latest checkpoint
   --quiet          no progress bar`;
 
@@ -34,6 +37,8 @@ export async function main(args: string[]): Promise<number> {
     options: {
       config: { type: "string" },
       set: { type: "string", multiple: true },
+      model: { type: "string" },
+      data: { type: "string" },
       resume: { type: "boolean" },
       quiet: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -46,6 +51,8 @@ export async function main(args: string[]): Promise<number> {
   const raw: Record<string, unknown> = values.config
     ? JSON.parse(await Deno.readTextFile(values.config))
     : {};
+  if (values.model) raw.model = values.model;
+  if (values.data) raw.data = { ...(raw.data as object ?? {}), task: "dataset", path: values.data };
   for (const s of values.set ?? []) {
     const i = s.indexOf("=");
     if (i < 1) throw new Error(`--set '${s}': expected key=value`);

@@ -10,7 +10,40 @@ export const TrainConfigSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]{1,80}$/, "letters, digits, . _ - only").default("run"),
   outDir: z.string().default("out/runs"),
   /** Model preset, and overrides of its fields (e.g. { "layers": 2 }). */
-  model: z.enum(["tiny", "small"]).default("tiny"),
+  model: z.union([
+    z.enum(["tiny", "small"]),
+    z.string().regex(/^hf:.+$/, "a preset (tiny, small) or hf:<checkpoint folder>"),
+  ]).default("tiny"),
+  /**
+   * For `model: "hf:<folder>"` (Qwen2-VL / Qwen2.5-VL checkpoints): LoRA, frozen parts,
+   * gradient accumulation (one image per micro-batch), the resize limit and the longest sequence.
+   */
+  hf: z.strictObject({
+    lora: z.strictObject({
+      rank: z.number().int().min(1).max(1024).default(8),
+      alpha: z.number().positive().default(16),
+      targetModules: z.union([z.array(z.string()).min(1), z.string()]).default([
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+      ]),
+    }).optional(),
+    freeze: z.strictObject({
+      vision: z.boolean().default(false),
+      merger: z.boolean().default(false),
+      lm: z.boolean().default(false),
+    }).default({ vision: false, merger: false, lm: false }),
+    gradAccum: z.number().int().min(1).max(1024).default(1),
+    /** smart_resize's max_pixels for the training images. */
+    maxPixels: z.number().int().min(3136).max(16_777_216).default(200_704),
+    maxSequence: z.number().int().min(16).max(65_536).default(4096),
+  }).default({
+    freeze: { vision: false, merger: false, lm: false },
+    gradAccum: 1,
+    maxPixels: 200_704,
+    maxSequence: 4096,
+  }),
   modelOverrides: z.record(z.string(), z.number()).default({}),
   /** sft: text loss only; dvsft: text + λ·vision. */
   objective: z.enum(["sft", "dvsft"]).default("dvsft"),

@@ -41,6 +41,7 @@ import { IGNORE_INDEX } from "../labels/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
 import { type TrainConfig, type TrainConfigInput, TrainConfigSchema } from "./config.ts";
 import { lineChartSvg } from "../plot/mod.ts";
+import { hfModelPath, trainHf } from "./hf.ts";
 
 /** Write `loss.svg` from the run's metrics (the whole run, across resumes). */
 export async function writeLossPlot(runDir: string): Promise<void> {
@@ -102,7 +103,11 @@ export class NonFiniteLossError extends Error {
 }
 
 export function resolveModelConfig(c: TrainConfig, vocabSize: number): ModelConfig {
-  return ModelConfigSchema.parse({ ...MODEL_PRESETS[c.model], ...c.modelOverrides, vocabSize });
+  if (hfModelPath(c.model) !== null) {
+    throw new RangeError(`${c.model} is a Hugging Face checkpoint, not a built-in preset`);
+  }
+  const preset = MODEL_PRESETS[c.model as keyof typeof MODEL_PRESETS];
+  return ModelConfigSchema.parse({ ...preset, ...c.modelOverrides, vocabSize });
 }
 
 /** A batch as tensors: pixels [B, S, S, 3], inputIds [B, T], labels [B, T]. */
@@ -225,7 +230,9 @@ export async function train(
   let stepped = false;
   await Deno.mkdir(runDir, { recursive: true });
   try {
-    return await trainIn(runDir, config, options, () => (stepped = true));
+    return hfModelPath(config.model) !== null
+      ? await trainHf(runDir, config, options, () => (stepped = true))
+      : await trainIn(runDir, config, options, () => (stepped = true));
   } catch (e) {
     if (fresh && !stepped) await Deno.remove(runDir, { recursive: true }).catch(() => {});
     throw e;
