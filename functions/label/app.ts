@@ -16,7 +16,14 @@ import {
 } from "../../lib/labels/mod.ts";
 import { BUILTIN_TOKENIZERS, getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
-import { readPdf } from "../../lib/pdf/mod.ts";
+import {
+  isPdfBytes,
+  PdfError,
+  type PdfPage,
+  type PdfPageImage,
+  rasterizePdf,
+  readPdf,
+} from "../../lib/pdf/mod.ts";
 import { ApiError, ErrorBodySchema } from "../../lib/http/mod.ts";
 import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
 
@@ -30,14 +37,15 @@ export interface LabelAppOptions {
   ocrMaxQueue?: number;
   /** @default 40_000_000 */
   maxPixels?: number;
-  /** @default 50 */
+  /** A PDF with more pages → 413 (ask for fewer with a smaller file). @default 50 */
   maxPdfPages?: number;
 }
 
 export const LabelRequestOptionsSchema = z.strictObject({
   source: z.enum(["ocr", "boxes", "pdf"]).default("ocr")
     .describe(
-      "ocr: read words from the image; boxes: use `words`; pdf: the upload is a born-digital PDF",
+      "ocr: read words from the image (a PDF upload: its pages drawn at `dpi`); boxes: use `words`; " +
+        "pdf: the upload is a born-digital PDF",
     ),
   tokenizer: z.string().default("qwen2").describe(
     `one of: ${Object.keys(BUILTIN_TOKENIZERS).join(", ")}`,
@@ -124,6 +132,16 @@ const tokenizersRoute = createRoute({
   },
 });
 
+/** PDF errors carry their own 4xx status (encrypted 422, over the page cap 413, ...). */
+async function pdfOrApiError<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof PdfError) throw new ApiError(e.status, e.code, e.message);
+    throw e;
+  }
+}
+
 function parseOptionsText(text: string | undefined): unknown {
   if (text === undefined || text.trim() === "") return {};
   try {
@@ -191,31 +209,33 @@ export function createLabelApp(
     });
     const limits = { maxPixels };
     const results: Array<LabeledImage & { page?: number }> = [];
-    if (o.source === "pdf") {
-      if (!(bytes[0] === 0x25 && bytes[1] === 0x50 && bytes[2] === 0x44 && bytes[3] === 0x46)) {
-        throw new ApiError(
-          415,
-          "unsupported_pdf",
-          "Cannot read PDF: the upload does not start with %PDF",
-        );
-      }
-      const path = await Deno.makeTempFile({ suffix: ".pdf" });
-      try {
-        await Deno.writeFile(path, bytes);
-        const pages = await readPdf(path, { dpi: o.dpi, lastPage: maxPdfPages });
-        for (const p of pages) {
-          const r = await labelImage({
-            bytes: p.png,
-            source: "pdf",
-            words: p.words,
-            tokenizer,
-            options: labelOptions,
-            limits,
-          });
-          results.push({ ...r, page: p.page });
-        }
-      } finally {
-        await Deno.remove(path).catch(() => {});
+    if (o.source === "pdf" && !isPdfBytes(bytes)) {
+      throw new ApiError(
+        415,
+        "unsupported_pdf",
+        "Cannot read PDF: the upload does not start with %PDF",
+      );
+    }
+    if (isPdfBytes(bytes) && (o.source === "pdf" || o.source === "ocr")) {
+      // pdf: the text layer's words; ocr: the pages drawn at `dpi` and read (scanned PDFs)
+      const pages: Array<PdfPageImage & Partial<Pick<PdfPage, "words">>> = await pdfOrApiError(() =>
+        o.source === "pdf"
+          ? readPdf(bytes, { dpi: o.dpi, maxPages: maxPdfPages, maxPixels })
+          : rasterizePdf(bytes, { dpi: o.dpi, maxPages: maxPdfPages, maxPixels })
+      );
+      const ocrEngine = o.source === "ocr" ? await getOcr() : undefined;
+      for (const p of pages) {
+        const r = await labelImage({
+          bytes: p.png,
+          source: o.source,
+          words: p.words,
+          tokenizer,
+          options: labelOptions,
+          ocr: ocrEngine,
+          dpi: o.dpi,
+          limits,
+        });
+        results.push({ ...r, page: p.page });
       }
     } else {
       results.push(
