@@ -8,6 +8,7 @@ import { availableParallelism } from "node:os";
 import { Buffer } from "node:buffer";
 import type { WordBox } from "../labels/mod.ts";
 import { Limiter } from "../util/limiter.ts";
+import { createCanvas, loadImage } from "@napi-rs/canvas";
 
 export type OcrEngineName = "auto" | "native" | "tesseract.js";
 
@@ -29,6 +30,99 @@ export interface OcrEngineOptions {
   recycleAfter?: number;
   /** Tesseract language. @default "eng" */
   lang?: string;
+  /**
+   * Images read at a lower resolution than this (by the `dpi` hint) are upscaled before OCR and
+   * their boxes mapped back: Tesseract misreads and drops small text. @default 300
+   */
+  upscaleToDpi?: number;
+  /** The largest upscale factor. @default 3 */
+  maxUpscale?: number;
+  /** Upscaled images stay under this many pixels. @default 40_000_000 */
+  maxUpscaledPixels?: number;
+  /**
+   * `line`: each word's box spans its text line's height (ascenders to descenders), as the
+   * boxes of a PDF text layer do; `ink`: the word's own ink box. @default "line"
+   */
+  boxes?: OcrBoxMode;
+}
+
+export type OcrBoxMode = "line" | "ink";
+
+/** Settings that change what an engine reads; part of its recorded name. */
+interface ReadSettings {
+  upscaleToDpi: number;
+  maxUpscale: number;
+  maxUpscaledPixels: number;
+  boxes: OcrBoxMode;
+}
+
+function settingsLabel(lang: string, s: ReadSettings): string {
+  return `${lang}, upscale to ${s.upscaleToDpi} dpi (max ${s.maxUpscale}x), ${s.boxes} boxes`;
+}
+
+/** The internal scale for an image of `pixels` read at `dpi` (1 when no dpi is known). */
+export function ocrScale(dpi: number | undefined, pixels: number, s: ReadSettings): number {
+  if (!dpi || dpi >= s.upscaleToDpi) return 1;
+  const byDpi = Math.min(s.maxUpscale, s.upscaleToDpi / dpi);
+  const byPixels = Math.sqrt(s.maxUpscaledPixels / pixels);
+  return Math.max(1, Math.min(byDpi, byPixels));
+}
+
+/** PNG → PNG scaled by `scale` (bilinear, high quality), with its pixel size. */
+async function upscalePng(png: Uint8Array, scale: number): Promise<Uint8Array> {
+  const img = await loadImage(png);
+  const c = createCanvas(Math.round(img.width * scale), Math.round(img.height * scale));
+  const ctx = c.getContext("2d");
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(0, 0, c.width, c.height);
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(img, 0, 0, c.width, c.height);
+  return new Uint8Array(c.toBuffer("image/png"));
+}
+
+function pngPixels(png: Uint8Array): number {
+  const v = new DataView(png.buffer, png.byteOffset, png.byteLength);
+  return png.byteLength >= 24 ? v.getUint32(16) * v.getUint32(20) : 0;
+}
+
+/** A word as read, with the index of its text line. */
+interface LineWord extends WordBox {
+  line: number;
+}
+
+/**
+ * Boxes back in the input image's pixels; in `line` mode each word's top and bottom become
+ * its line's (the union of the line's word boxes), so a word without ascenders or descenders
+ * covers the same rows as its neighbours.
+ */
+function finishWords(words: LineWord[], scale: number, mode: OcrBoxMode): WordBox[] {
+  const extent = new Map<number, [number, number]>();
+  if (mode === "line") {
+    for (const w of words) {
+      const e = extent.get(w.line);
+      if (e) extent.set(w.line, [Math.min(e[0], w.box[1]), Math.max(e[1], w.box[3])]);
+      else extent.set(w.line, [w.box[1], w.box[3]]);
+    }
+  }
+  const r2 = (v: number) => Math.round((v / scale) * 100) / 100;
+  return words.map(({ line, text, box, confidence }) => {
+    const [y0, y1] = extent.get(line) ?? [box[1], box[3]];
+    return { text, box: [r2(box[0]), r2(y0), r2(box[2]), r2(y1)], confidence };
+  });
+}
+
+/** Upscale as the settings ask, recognize, and map the words back. */
+async function readScaled(
+  png: Uint8Array,
+  dpi: number | undefined,
+  s: ReadSettings,
+  recognize: (png: Uint8Array, dpi: number | undefined) => Promise<LineWord[]>,
+): Promise<WordBox[]> {
+  const scale = ocrScale(dpi, pngPixels(png), s);
+  const input = scale > 1 ? await upscalePng(png, scale) : png;
+  const words = await recognize(input, dpi ? Math.round(dpi * scale) : undefined);
+  return finishWords(words, scale, s.boxes);
 }
 
 /** The native CLI's version, or null when it is not installed. */
@@ -47,9 +141,10 @@ export async function nativeTesseractVersion(): Promise<string | null> {
   }
 }
 
-/** Parse tesseract's TSV output (level 5 rows are words). */
-export function parseTesseractTsv(tsv: string): WordBox[] {
-  const words: WordBox[] = [];
+/** Parse tesseract's TSV output (level 5 rows are words; block/par/line number their line). */
+export function parseTesseractTsv(tsv: string): Array<WordBox & { line: number }> {
+  const words: Array<WordBox & { line: number }> = [];
+  const lines = new Map<string, number>();
   for (const line of tsv.split("\n").slice(1)) {
     const f = line.split("\t");
     if (f.length < 12 || f[0] !== "5") continue;
@@ -58,10 +153,13 @@ export function parseTesseractTsv(tsv: string): WordBox[] {
     ) as number[];
     const text = f.slice(11).join("\t").trim();
     if (!text || !(width! > 0 && height! > 0)) continue;
+    const key = `${f[1]}/${f[2]}/${f[3]}/${f[4]}`;
+    if (!lines.has(key)) lines.set(key, lines.size);
     words.push({
       text,
       box: [left!, top!, left! + width!, top! + height!],
       confidence: Math.max(0, Math.min(100, conf!)),
+      line: lines.get(key)!,
     });
   }
   return words;
@@ -69,11 +167,22 @@ export function parseTesseractTsv(tsv: string): WordBox[] {
 
 class NativeEngine implements OcrEngine {
   readonly limiter: Limiter;
-  constructor(readonly name: string, concurrency: number, maxQueue: number, readonly lang: string) {
+  readonly name: string;
+  constructor(
+    version: string,
+    concurrency: number,
+    maxQueue: number,
+    readonly lang: string,
+    readonly settings: ReadSettings,
+  ) {
+    this.name = `tesseract-cli@${version} (${settingsLabel(lang, settings)})`;
     this.limiter = new Limiter(concurrency, maxQueue);
   }
   recognize(png: Uint8Array, { dpi }: { dpi?: number } = {}): Promise<WordBox[]> {
-    return this.limiter.run(async () => {
+    return this.limiter.run(() => readScaled(png, dpi, this.settings, (p, d) => this.#run(p, d)));
+  }
+  async #run(png: Uint8Array, dpi: number | undefined): Promise<LineWord[]> {
+    {
       const args = ["stdin", "stdout", "-l", this.lang, "--psm", "3"];
       if (dpi) args.push("--dpi", String(dpi));
       args.push("tsv");
@@ -97,7 +206,7 @@ class NativeEngine implements OcrEngine {
         );
       }
       return parseTesseractTsv(new TextDecoder().decode(out.stdout));
-    });
+    }
   }
   close(): Promise<void> {
     return Promise.resolve();
@@ -115,7 +224,7 @@ interface PooledWorker {
 }
 
 class TesseractJsEngine implements OcrEngine {
-  readonly name = "tesseract.js@7";
+  readonly name: string;
   readonly limiter: Limiter;
   #idle: Promise<PooledWorker>[] = [];
   #all = new Set<Promise<PooledWorker>>();
@@ -124,7 +233,9 @@ class TesseractJsEngine implements OcrEngine {
     maxQueue: number,
     readonly recycleAfter: number,
     readonly lang: string,
+    readonly settings: ReadSettings,
   ) {
+    this.name = `tesseract.js@7.0.0 (${settingsLabel(lang, settings)})`;
     this.limiter = new Limiter(concurrency, maxQueue);
   }
   #spawn(): Promise<PooledWorker> {
@@ -138,7 +249,10 @@ class TesseractJsEngine implements OcrEngine {
     return p;
   }
   recognize(png: Uint8Array, { dpi }: { dpi?: number } = {}): Promise<WordBox[]> {
-    return this.limiter.run(async () => {
+    return this.limiter.run(() => readScaled(png, dpi, this.settings, (p, d) => this.#run(p, d)));
+  }
+  async #run(png: Uint8Array, dpi: number | undefined): Promise<LineWord[]> {
+    {
       const slot = this.#idle.pop() ?? this.#spawn();
       const pw = await slot;
       let ok = false;
@@ -149,10 +263,12 @@ class TesseractJsEngine implements OcrEngine {
           {},
           { blocks: true },
         );
-        const words: WordBox[] = [];
+        const words: LineWord[] = [];
+        let line = 0;
         for (const b of r.data.blocks ?? []) {
           for (const p of b.paragraphs) {
             for (const l of p.lines) {
+              line++;
               for (const w of l.words) {
                 const text = w.text.trim();
                 if (!text || !(w.bbox.x1 > w.bbox.x0 && w.bbox.y1 > w.bbox.y0)) continue;
@@ -160,6 +276,7 @@ class TesseractJsEngine implements OcrEngine {
                   text,
                   box: [w.bbox.x0, w.bbox.y0, w.bbox.x1, w.bbox.y1],
                   confidence: Math.max(0, Math.min(100, w.confidence)),
+                  line,
                 });
               }
             }
@@ -176,7 +293,7 @@ class TesseractJsEngine implements OcrEngine {
           this.#idle.push(slot);
         }
       }
-    });
+    }
   }
   async close(): Promise<void> {
     const all = [...this.#all];
@@ -205,15 +322,20 @@ export async function createOcrEngine(
     maxQueue = Infinity,
     recycleAfter = 200,
     lang = "eng",
+    upscaleToDpi = 300,
+    maxUpscale = 3,
+    maxUpscaledPixels = 40_000_000,
+    boxes = "line",
   } = options;
+  const settings: ReadSettings = { upscaleToDpi, maxUpscale, maxUpscaledPixels, boxes };
   if (name !== "tesseract.js") {
     const version = await nativeTesseractVersion();
-    if (version) return new NativeEngine(`tesseract-cli@${version}`, concurrency, maxQueue, lang);
+    if (version) return new NativeEngine(version, concurrency, maxQueue, lang, settings);
     if (name === "native") {
       throw new Error(
         "Cannot start OCR: engine 'native' needs the tesseract CLI (apt-get install tesseract-ocr)",
       );
     }
   }
-  return new TesseractJsEngine(concurrency, maxQueue, recycleAfter, lang);
+  return new TesseractJsEngine(concurrency, maxQueue, recycleAfter, lang, settings);
 }
