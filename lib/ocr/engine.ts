@@ -44,20 +44,41 @@ export interface OcrEngineOptions {
    * boxes of a PDF text layer do; `ink`: the word's own ink box. @default "line"
    */
   boxes?: OcrBoxMode;
+  /**
+   * Words read with less confidence (0–100) are dropped: on photos without text Tesseract
+   * reads texture as words at confidence 0–69. @default 70
+   */
+  minConfidence?: number;
+  /** Words of no letter or digit (`|`, `~`, `“` from edges) need this much. @default 90 */
+  minSymbolConfidence?: number;
 }
 
 export type OcrBoxMode = "line" | "ink";
 
 /** Settings that change what an engine reads; part of its recorded name. */
-interface ReadSettings {
+export interface ReadSettings {
   upscaleToDpi: number;
   maxUpscale: number;
   maxUpscaledPixels: number;
   boxes: OcrBoxMode;
+  minConfidence: number;
+  minSymbolConfidence: number;
 }
 
 function settingsLabel(lang: string, s: ReadSettings): string {
-  return `${lang}, upscale to ${s.upscaleToDpi} dpi (max ${s.maxUpscale}x), ${s.boxes} boxes`;
+  return `${lang}, upscale to ${s.upscaleToDpi} dpi (max ${s.maxUpscale}x), ${s.boxes} boxes, ` +
+    `confidence >= ${s.minConfidence} (${s.minSymbolConfidence} without letters or digits)`;
+}
+
+const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
+
+/** Whether a word read by OCR passes the engine's confidence floors. */
+export function keepOcrWord(
+  w: { text: string; confidence: number },
+  s: { minConfidence: number; minSymbolConfidence: number },
+): boolean {
+  return w.confidence >= s.minConfidence &&
+    (w.confidence >= s.minSymbolConfidence || LETTER_OR_DIGIT.test(w.text));
 }
 
 /** The internal scale for an image of `pixels` read at `dpi` (1 when no dpi is known). */
@@ -87,7 +108,7 @@ function pngPixels(png: Uint8Array): number {
 }
 
 /** A word as read, with the index of its text line. */
-interface LineWord extends WordBox {
+export interface LineWord extends WordBox {
   line: number;
 }
 
@@ -96,7 +117,10 @@ interface LineWord extends WordBox {
  * its line's (the union of the line's word boxes), so a word without ascenders or descenders
  * covers the same rows as its neighbours.
  */
-function finishWords(words: LineWord[], scale: number, mode: OcrBoxMode): WordBox[] {
+export function finishOcrWords(all: LineWord[], scale: number, s: ReadSettings): WordBox[] {
+  const mode = s.boxes;
+  // noise is dropped before the line extents, so it cannot stretch a line
+  const words = all.filter((w) => keepOcrWord(w, s));
   const extent = new Map<number, [number, number]>();
   if (mode === "line") {
     for (const w of words) {
@@ -122,7 +146,7 @@ async function readScaled(
   const scale = ocrScale(dpi, pngPixels(png), s);
   const input = scale > 1 ? await upscalePng(png, scale) : png;
   const words = await recognize(input, dpi ? Math.round(dpi * scale) : undefined);
-  return finishWords(words, scale, s.boxes);
+  return finishOcrWords(words, scale, s);
 }
 
 /** The native CLI's version, or null when it is not installed. */
@@ -182,31 +206,29 @@ class NativeEngine implements OcrEngine {
     return this.limiter.run(() => readScaled(png, dpi, this.settings, (p, d) => this.#run(p, d)));
   }
   async #run(png: Uint8Array, dpi: number | undefined): Promise<LineWord[]> {
-    {
-      const args = ["stdin", "stdout", "-l", this.lang, "--psm", "3"];
-      if (dpi) args.push("--dpi", String(dpi));
-      args.push("tsv");
-      const child = new Deno.Command("tesseract", {
-        args,
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "piped",
-        // one thread per process: OpenMP threads on 2 cores are ~10x slower (TOOLCHAIN.md)
-        env: { OMP_THREAD_LIMIT: "1" },
-      }).spawn();
-      const writer = child.stdin.getWriter();
-      await writer.write(png);
-      await writer.close();
-      const out = await child.output();
-      if (!out.success) {
-        throw new Error(
-          `OCR failed: tesseract exited ${out.code}: ${
-            new TextDecoder().decode(out.stderr).slice(0, 300)
-          }`,
-        );
-      }
-      return parseTesseractTsv(new TextDecoder().decode(out.stdout));
+    const args = ["stdin", "stdout", "-l", this.lang, "--psm", "3"];
+    if (dpi) args.push("--dpi", String(dpi));
+    args.push("tsv");
+    const child = new Deno.Command("tesseract", {
+      args,
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      // one thread per process: OpenMP threads on 2 cores are ~10x slower (TOOLCHAIN.md)
+      env: { OMP_THREAD_LIMIT: "1" },
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(png);
+    await writer.close();
+    const out = await child.output();
+    if (!out.success) {
+      throw new Error(
+        `OCR failed: tesseract exited ${out.code}: ${
+          new TextDecoder().decode(out.stderr).slice(0, 300)
+        }`,
+      );
     }
+    return parseTesseractTsv(new TextDecoder().decode(out.stdout));
   }
   close(): Promise<void> {
     return Promise.resolve();
@@ -252,46 +274,44 @@ class TesseractJsEngine implements OcrEngine {
     return this.limiter.run(() => readScaled(png, dpi, this.settings, (p, d) => this.#run(p, d)));
   }
   async #run(png: Uint8Array, dpi: number | undefined): Promise<LineWord[]> {
-    {
-      const slot = this.#idle.pop() ?? this.#spawn();
-      const pw = await slot;
-      let ok = false;
-      try {
-        if (dpi) await pw.worker.setParameters({ user_defined_dpi: String(dpi) });
-        const r = await pw.worker.recognize(
-          Buffer.from(png.buffer, png.byteOffset, png.byteLength),
-          {},
-          { blocks: true },
-        );
-        const words: LineWord[] = [];
-        let line = 0;
-        for (const b of r.data.blocks ?? []) {
-          for (const p of b.paragraphs) {
-            for (const l of p.lines) {
-              line++;
-              for (const w of l.words) {
-                const text = w.text.trim();
-                if (!text || !(w.bbox.x1 > w.bbox.x0 && w.bbox.y1 > w.bbox.y0)) continue;
-                words.push({
-                  text,
-                  box: [w.bbox.x0, w.bbox.y0, w.bbox.x1, w.bbox.y1],
-                  confidence: Math.max(0, Math.min(100, w.confidence)),
-                  line,
-                });
-              }
+    const slot = this.#idle.pop() ?? this.#spawn();
+    const pw = await slot;
+    let ok = false;
+    try {
+      if (dpi) await pw.worker.setParameters({ user_defined_dpi: String(dpi) });
+      const r = await pw.worker.recognize(
+        Buffer.from(png.buffer, png.byteOffset, png.byteLength),
+        {},
+        { blocks: true },
+      );
+      const words: LineWord[] = [];
+      let line = 0;
+      for (const b of r.data.blocks ?? []) {
+        for (const p of b.paragraphs) {
+          for (const l of p.lines) {
+            line++;
+            for (const w of l.words) {
+              const text = w.text.trim();
+              if (!text || !(w.bbox.x1 > w.bbox.x0 && w.bbox.y1 > w.bbox.y0)) continue;
+              words.push({
+                text,
+                box: [w.bbox.x0, w.bbox.y0, w.bbox.x1, w.bbox.y1],
+                confidence: Math.max(0, Math.min(100, w.confidence)),
+                line,
+              });
             }
           }
         }
-        ok = true;
-        return words;
-      } finally {
-        pw.pages++;
-        if (!ok || pw.pages >= this.recycleAfter) {
-          this.#all.delete(slot);
-          await pw.worker.terminate().catch(() => {});
-        } else {
-          this.#idle.push(slot);
-        }
+      }
+      ok = true;
+      return words;
+    } finally {
+      pw.pages++;
+      if (!ok || pw.pages >= this.recycleAfter) {
+        this.#all.delete(slot);
+        await pw.worker.terminate().catch(() => {});
+      } else {
+        this.#idle.push(slot);
       }
     }
   }
@@ -326,8 +346,17 @@ export async function createOcrEngine(
     maxUpscale = 3,
     maxUpscaledPixels = 40_000_000,
     boxes = "line",
+    minConfidence = 70,
+    minSymbolConfidence = 90,
   } = options;
-  const settings: ReadSettings = { upscaleToDpi, maxUpscale, maxUpscaledPixels, boxes };
+  const settings: ReadSettings = {
+    upscaleToDpi,
+    maxUpscale,
+    maxUpscaledPixels,
+    boxes,
+    minConfidence,
+    minSymbolConfidence,
+  };
   if (name !== "tesseract.js") {
     const version = await nativeTesseractVersion();
     if (version) return new NativeEngine(version, concurrency, maxQueue, lang, settings);
