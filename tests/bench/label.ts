@@ -3,6 +3,9 @@
  * are the ground truth. Prints figures and ratios measured in the same run.
  *
  *   --pages N   OCR pages (default 8)      --samples N   rendered samples (default 200)
+ *   --real-pages 2,3   pages of the Debian manual in tests/fixtures/pdf for the real-page
+ *                      section (its text layer is the truth; OCR at 100 and 150 dpi)
+ *   --only real        run only the real-page section
  */
 import { parseArgs } from "node:util";
 import { availableParallelism } from "node:os";
@@ -15,20 +18,92 @@ import {
 } from "../../lib/labels/mod.ts";
 import { type RenderedPage, renderPage } from "../../lib/render/mod.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
-import { createOcrEngine, nativeTesseractVersion } from "../../lib/ocr/mod.ts";
+import {
+  createOcrEngine,
+  nativeTesseractVersion,
+  type OcrEngineOptions,
+} from "../../lib/ocr/mod.ts";
+import { readPdf } from "../../lib/pdf/mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { pages: { type: "string" }, samples: { type: "string" } },
+  options: {
+    pages: { type: "string" },
+    samples: { type: "string" },
+    "real-pages": { type: "string" },
+    only: { type: "string" },
+  },
 });
 const flags = z.strictObject({
   pages: z.coerce.number().int().min(1).default(8),
   samples: z.coerce.number().int().min(1).default(200),
+  "real-pages": z.string().regex(/^\d+(,\d+)*$/).default("2,3"),
+  only: z.enum(["real"]).optional(),
 }).parse(values);
 const cores = availableParallelism();
 const tokenizer = await getTokenizer("qwen2");
 const options = LabelOptionsSchema.parse({});
 const fmt = (x: number, d = 2) => x.toFixed(d);
+
+// 3. a real born-digital page: the PDF text layer's labels are the truth for OCR of its image
+async function realPages() {
+  const file = new URL("../fixtures/pdf/shared-mime-info-spec.pdf", import.meta.url).pathname;
+  const pageNumbers = flags["real-pages"].split(",").map(Number);
+  const configs: Array<[string, OcrEngineOptions]> = [
+    ["defaults", {}],
+    ["former: no upscale, ink boxes, no confidence floor", {
+      upscaleToDpi: 1,
+      boxes: "ink",
+      minConfidence: 0,
+      minSymbolConfidence: 0,
+    }],
+  ];
+  console.log(
+    `\nReal born-digital pages (tests/fixtures/pdf/shared-mime-info-spec.pdf pages ${
+      pageNumbers.join(",")
+    }, a Debian manual): OCR labels vs the PDF text layer's, per cell, geometry qwen2-vl:`,
+  );
+  for (const dpi of [100, 150]) {
+    const pdfPages = await Promise.all(
+      pageNumbers.map(async (n) => (await readPdf(file, { dpi, firstPage: n, lastPage: n }))[0]!),
+    );
+    const truth = await Promise.all(
+      pdfPages.map(async (p) =>
+        (await labelImage({ bytes: p.png, source: "pdf", words: p.words, tokenizer, options }))
+          .labelSet
+      ),
+    );
+    for (const [what, cfg] of configs) {
+      const ocr = await createOcrEngine("tesseract.js", { concurrency: cores, ...cfg });
+      try {
+        const t0 = performance.now();
+        const read = await Promise.all(
+          pdfPages.map((p) =>
+            labelImage({ bytes: p.png, source: "ocr", tokenizer, options, ocr, dpi: p.dpi })
+          ),
+        );
+        const s = (performance.now() - t0) / 1000;
+        let agree = 0, total = 0;
+        read.forEach((r, k) => {
+          const a = labelAgreement(truth[k]!, r.labelSet);
+          agree += a.agree;
+          total += a.total;
+        });
+        console.log(
+          `  ${dpi} dpi, ${what.padEnd(52)} agreement ${fmt(agree / total, 4)} (${total} cells), ` +
+            `${fmt(pdfPages.length / s, 3)} pages/s`,
+        );
+      } finally {
+        await ocr.close();
+      }
+    }
+  }
+}
+
+if (flags.only === "real") {
+  await realPages();
+  Deno.exit(0);
+}
 
 // 1. rendered + exactly labeled samples (448x448, the size of the synthetic-data suites)
 {
@@ -160,3 +235,4 @@ if (await nativeTesseractVersion()) {
   );
 }
 console.log(rows.join("\n"));
+await realPages();
