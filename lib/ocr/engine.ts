@@ -112,6 +112,50 @@ export interface LineWord extends WordBox {
   line: number;
 }
 
+/** Scripts written without spaces between words (Han, kana, CJK punctuation, full-width forms). */
+const UNSPACED =
+  /^[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\u3000-\u303f\uff00-\uffef\u30fc]+$/u;
+
+/**
+ * Join neighbouring words of one line that are both in a script without spaces into one run:
+ * Tesseract's word split there is its own dictionary guess with jittery boxes, while the run's
+ * box is reliable; the tokenizer then splits the run and its pieces spread over the box by
+ * their character counts (full-width glyphs: one advance each). Confidence: the run's lowest;
+ * top and bottom: the medians of its words' (one of Tesseract's CJK boxes can be far off).
+ */
+export function mergeUnspacedRuns(words: LineWord[]): LineWord[] {
+  const runs: LineWord[][] = [];
+  for (const w of words) {
+    const run = runs.at(-1);
+    const prev = run?.at(-1);
+    const h = Math.max(w.box[3] - w.box[1], prev ? prev.box[3] - prev.box[1] : 0);
+    if (
+      run && prev && prev.line === w.line && UNSPACED.test(prev.text) && UNSPACED.test(w.text) &&
+      w.box[0] - prev.box[2] < h
+    ) run.push(w);
+    else runs.push([w]);
+  }
+  const median = (v: number[]) => {
+    const s = [...v].sort((a, b) => a - b);
+    return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  };
+  return runs.map((run) => {
+    if (run.length === 1) return run[0]!;
+    // the run's top and bottom: its words' medians, as one word's box can be far off
+    return {
+      text: run.map((w) => w.text).join(""),
+      box: [
+        Math.min(...run.map((w) => w.box[0])),
+        median(run.map((w) => w.box[1])),
+        Math.max(...run.map((w) => w.box[2])),
+        median(run.map((w) => w.box[3])),
+      ],
+      confidence: Math.min(...run.map((w) => w.confidence)),
+      line: run[0]!.line,
+    };
+  });
+}
+
 /**
  * Boxes back in the input image's pixels; in `line` mode each word's top and bottom become
  * its line's (the union of the line's word boxes), so a word without ascenders or descenders
@@ -120,7 +164,7 @@ export interface LineWord extends WordBox {
 export function finishOcrWords(all: LineWord[], scale: number, s: ReadSettings): WordBox[] {
   const mode = s.boxes;
   // noise is dropped before the line extents, so it cannot stretch a line
-  const words = all.filter((w) => keepOcrWord(w, s));
+  const words = mergeUnspacedRuns(all.filter((w) => keepOcrWord(w, s)));
   const extent = new Map<number, [number, number]>();
   if (mode === "line") {
     for (const w of words) {
@@ -240,6 +284,51 @@ function embeddedLangPath(): string {
   return fileURLToPath(new URL("./4.0.0_best_int", import.meta.resolve("@tesseract.js-data/eng")));
 }
 
+/** Where Debian's `tesseract-ocr-<lang>` packages put their models (also read by tesseract.js). */
+export const TESSDATA_DIRS = [
+  "/usr/share/tesseract-ocr/5/tessdata",
+  "/usr/share/tesseract-ocr/4.00/tessdata",
+];
+
+export interface LangData {
+  langPath: string;
+  gzip: boolean;
+  /** Where the models came from, recorded in the engine name. */
+  source: string;
+}
+
+/**
+ * The models for `lang` (`eng`, `chi_sim`, `chi_sim+eng`, …): English alone from the npm
+ * package; other languages from `TESSDATA_PREFIX` or Debian's tessdata folder, all from one
+ * folder. Throws naming the package to install when a model is missing.
+ */
+export function findLangData(lang: string): LangData {
+  if (lang === "eng") {
+    return { langPath: embeddedLangPath(), gzip: true, source: "@tesseract.js-data/eng@1.0.0" };
+  }
+  const langs = lang.split("+");
+  if (langs.some((l) => !/^[a-z_]{3,16}$/.test(l))) {
+    throw new Error(`Cannot start OCR: language '${lang}' is not like 'eng' or 'chi_sim+eng'`);
+  }
+  const prefix = Deno.env.get("TESSDATA_PREFIX");
+  for (const dir of [...(prefix ? [prefix] : []), ...TESSDATA_DIRS]) {
+    const all = langs.every((l) => {
+      try {
+        return Deno.statSync(`${dir}/${l}.traineddata`).isFile;
+      } catch {
+        return false;
+      }
+    });
+    if (all) return { langPath: dir, gzip: false, source: dir };
+  }
+  const pkgs = langs.map((l) => `tesseract-ocr-${l.replaceAll("_", "-")}`).join(" ");
+  throw new Error(
+    `Cannot start OCR: no model for '${lang}' in ${
+      [prefix ?? "(TESSDATA_PREFIX unset)", ...TESSDATA_DIRS].join(", ")
+    } (apt-get install ${pkgs})`,
+  );
+}
+
 interface PooledWorker {
   worker: Worker;
   pages: number;
@@ -256,15 +345,16 @@ class TesseractJsEngine implements OcrEngine {
     readonly recycleAfter: number,
     readonly lang: string,
     readonly settings: ReadSettings,
+    readonly data: LangData = findLangData(lang),
   ) {
-    this.name = `tesseract.js@7.0.0 (${settingsLabel(lang, settings)})`;
+    this.name = `tesseract.js@7.0.0 (${settingsLabel(lang, settings)}; models ${data.source})`;
     this.limiter = new Limiter(concurrency, maxQueue);
   }
   #spawn(): Promise<PooledWorker> {
     const p = createWorker(this.lang, 1, {
-      langPath: embeddedLangPath(),
+      langPath: this.data.langPath,
       cacheMethod: "none",
-      gzip: true,
+      gzip: this.data.gzip,
     })
       .then((worker) => ({ worker, pages: 0 }));
     this.#all.add(p);
