@@ -49,15 +49,20 @@ const fmt = (x: number, d = 2) => x.toFixed(d);
 async function realPages() {
   const file = new URL("../fixtures/pdf/shared-mime-info-spec.pdf", import.meta.url).pathname;
   const pageNumbers = flags["real-pages"].split(",").map(Number);
-  const configs: Array<[string, OcrEngineOptions]> = [
-    ["defaults", {}],
-    ["former: no upscale, ink boxes, no confidence floor", {
-      upscaleToDpi: 1,
-      boxes: "ink",
-      minConfidence: 0,
-      minSymbolConfidence: 0,
-    }],
+  const former: OcrEngineOptions = {
+    upscaleToDpi: 1,
+    boxes: "ink",
+    minConfidence: 0,
+    minSymbolConfidence: 0,
+  };
+  const configs: Array<[string, "native" | "tesseract.js", OcrEngineOptions]> = [
+    ["tesseract.js, defaults", "tesseract.js", {}],
+    ["tesseract.js, former: no upscale, ink boxes, no floor", "tesseract.js", former],
   ];
+  if (await nativeTesseractVersion()) {
+    configs.push(["tesseract CLI, defaults", "native", {}]);
+    configs.push(["tesseract CLI, former settings", "native", former]);
+  }
   console.log(
     `\nReal born-digital pages (tests/fixtures/pdf/shared-mime-info-spec.pdf pages ${
       pageNumbers.join(",")
@@ -73,8 +78,8 @@ async function realPages() {
           .labelSet
       ),
     );
-    for (const [what, cfg] of configs) {
-      const ocr = await createOcrEngine("tesseract.js", { concurrency: cores, ...cfg });
+    for (const [what, engine, cfg] of configs) {
+      const ocr = await createOcrEngine(engine, { concurrency: cores, ...cfg });
       try {
         const t0 = performance.now();
         const read = await Promise.all(
