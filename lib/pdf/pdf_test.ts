@@ -10,6 +10,7 @@ import {
   runCapped,
   wordBoxAgreement,
 } from "./mod.ts";
+import { MupdfDoc } from "./mupdf.ts";
 
 const FIXTURE = new URL("../../tests/fixtures/pdf/shared-mime-info-spec.pdf", import.meta.url);
 const POPPLER = new URL(
@@ -117,5 +118,55 @@ Deno.test({
       r.words.map((w) => ({ ...w, box: w.box.map((v) => Math.round(v * 100) / 100) }));
     assertEquals(pages.map((p) => p.words), reference.map(round));
     assert(pages[0]!.engine.startsWith("poppler@"));
+  },
+});
+
+/** A one-page PDF whose content stream has `n` unknown operators (one error line each in poppler). */
+function floodPdf(n: number): Uint8Array {
+  const content = "BT /F1 12 Tf 10 10 Td " + "(x) Tj zz ".repeat(n) + "ET";
+  const objs = [
+    "<< /Type /Catalog /Pages 2 0 R >>",
+    "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+    "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] /Contents 4 0 R " +
+    "/Resources << /Font << /F1 5 0 R >> >> >>",
+    `<< /Length ${content.length} >>\nstream\n${content}\nendstream`,
+    "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+  ];
+  let pdf = "%PDF-1.4\n";
+  const offsets: number[] = [];
+  objs.forEach((o, i) => {
+    offsets.push(pdf.length);
+    pdf += `${i + 1} 0 obj\n${o}\nendobj\n`;
+  });
+  const xref = pdf.length;
+  pdf += `xref\n0 ${objs.length + 1}\n0000000000 65535 f \n` +
+    offsets.map((o) => `${String(o).padStart(10, "0")} 00000 n \n`).join("") +
+    `trailer\n<< /Size ${objs.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
+  return new TextEncoder().encode(pdf);
+}
+
+Deno.test("a content stream of 100 000 errors: MuPDF reads it, its warnings counted not kept", async () => {
+  const bytes = floodPdf(100_000);
+  const [page] = await readPdf(bytes, { dpi: 72 });
+  // MuPDF draws the operators before it gives up on the stream: a run of "x" at one place
+  assert(page!.words.length >= 1 && page!.words.every((w) => /^x+$/.test(w.text)));
+  const doc = await MupdfDoc.open(bytes);
+  try {
+    doc.words(1, 72);
+    assertGreater(doc.warnings.count, 0);
+    assert(doc.warnings.first.length <= 5);
+    assert(doc.warnings.first[0]!.includes("unknown keyword"), doc.warnings.first[0]);
+  } finally {
+    doc.close();
+  }
+});
+
+Deno.test({
+  name: "engine poppler (when installed): 100 000 error lines on stderr do not fail or pile up",
+  ignore: !(await popplerVersion()),
+  fn: async () => {
+    const [page] = await readPdf(floodPdf(100_000), { dpi: 72, engine: "poppler" });
+    assertEquals(page!.page, 1);
+    assertGreater(page!.words.length, 0);
   },
 });
