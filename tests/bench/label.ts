@@ -20,6 +20,7 @@ import { type RenderedPage, renderPage } from "../../lib/render/mod.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
 import {
   createOcrEngine,
+  nativeLangData,
   nativeTesseractVersion,
   type OcrEngineOptions,
 } from "../../lib/ocr/mod.ts";
@@ -179,6 +180,8 @@ async function ocrRun(engineName: "native" | "tesseract.js") {
 
 async function cliAlone(): Promise<number> {
   const dir = await Deno.makeTempDir();
+  // the model the native engine reads with (the npm package's), so the ratio is like for like
+  const models = await nativeLangData("eng");
   try {
     const files = await Promise.all(pages.map(async (p, k) => {
       const f = `${dir}/p${k}.png`;
@@ -191,7 +194,18 @@ async function cliAlone(): Promise<number> {
       while (next < files.length) {
         const f = files[next++]!;
         const out = await new Deno.Command("tesseract", {
-          args: [f, "stdout", "-l", "eng", "--psm", "3", "tsv"],
+          args: [
+            f,
+            "stdout",
+            "--tessdata-dir",
+            models.dir,
+            "-l",
+            "eng",
+            "--psm",
+            "3",
+            "-c",
+            "tessedit_create_tsv=1",
+          ],
           env: { OMP_THREAD_LIMIT: "1" },
           stdout: "piped",
           stderr: "null",
@@ -202,6 +216,7 @@ async function cliAlone(): Promise<number> {
     return pages.length / ((performance.now() - t0) / 1000);
   } finally {
     await Deno.remove(dir, { recursive: true });
+    if (models.temporary) await Deno.remove(models.dir, { recursive: true });
   }
 }
 
