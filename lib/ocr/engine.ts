@@ -117,7 +117,8 @@ const UNSPACED =
   /^[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\u3000-\u303f\uff00-\uffef\u30fc]+$/u;
 
 /**
- * Join neighbouring words of one line that are both in a script without spaces into one run:
+ * Join neighbouring words of one line (less than two line heights apart: Tesseract's CJK boxes
+ * can be short by a glyph) that are both in a script without spaces into one run:
  * Tesseract's word split there is its own dictionary guess with jittery boxes, while the run's
  * box is reliable; the tokenizer then splits the run and its pieces spread over the box by
  * their character counts (full-width glyphs: one advance each). Confidence: the run's lowest;
@@ -131,7 +132,7 @@ export function mergeUnspacedRuns(words: LineWord[]): LineWord[] {
     const h = Math.max(w.box[3] - w.box[1], prev ? prev.box[3] - prev.box[1] : 0);
     if (
       run && prev && prev.line === w.line && UNSPACED.test(prev.text) && UNSPACED.test(w.text) &&
-      w.box[0] - prev.box[2] < h
+      w.box[0] - prev.box[2] < 2 * h
     ) run.push(w);
     else runs.push([w]);
   }
