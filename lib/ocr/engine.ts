@@ -49,6 +49,12 @@ export interface OcrEngineOptions {
    * reads texture as words at confidence 0–69. @default 70
    */
   minConfidence?: number;
+  /**
+   * Lines whose words' mean confidence is lower are dropped whole: texture read as text comes
+   * in lines of low confidence, while a real line keeps a high mean around a few hard words
+   * (code, names). @default 70
+   */
+  minLineConfidence?: number;
   /** Words of no letter or digit (`|`, `~`, `“` from edges) need this much. @default 90 */
   minSymbolConfidence?: number;
 }
@@ -62,12 +68,14 @@ export interface ReadSettings {
   maxUpscaledPixels: number;
   boxes: OcrBoxMode;
   minConfidence: number;
+  minLineConfidence: number;
   minSymbolConfidence: number;
 }
 
 function settingsLabel(lang: string, s: ReadSettings): string {
   return `${lang}, upscale to ${s.upscaleToDpi} dpi (max ${s.maxUpscale}x), ${s.boxes} boxes, ` +
-    `confidence >= ${s.minConfidence} (${s.minSymbolConfidence} without letters or digits)`;
+    `confidence >= ${s.minConfidence} (${s.minSymbolConfidence} without letters or digits, ` +
+    `line mean >= ${s.minLineConfidence})`;
 }
 
 const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
@@ -165,7 +173,16 @@ export function mergeUnspacedRuns(words: LineWord[]): LineWord[] {
 export function finishOcrWords(all: LineWord[], scale: number, s: ReadSettings): WordBox[] {
   const mode = s.boxes;
   // noise is dropped before the line extents, so it cannot stretch a line
-  const words = mergeUnspacedRuns(all.filter((w) => keepOcrWord(w, s)));
+  const lineSum = new Map<number, [number, number]>();
+  for (const w of all) {
+    const e = lineSum.get(w.line) ?? [0, 0];
+    lineSum.set(w.line, [e[0] + w.confidence, e[1] + 1]);
+  }
+  const lineOk = (line: number) => {
+    const [sum, n] = lineSum.get(line)!;
+    return sum / n >= s.minLineConfidence;
+  };
+  const words = mergeUnspacedRuns(all.filter((w) => lineOk(w.line) && keepOcrWord(w, s)));
   const extent = new Map<number, [number, number]>();
   if (mode === "line") {
     for (const w of words) {
@@ -474,7 +491,8 @@ export async function createOcrEngine(
     maxUpscale = 3,
     maxUpscaledPixels = 40_000_000,
     boxes = "line",
-    minConfidence = 70,
+    minConfidence = 30,
+    minLineConfidence = 70,
     minSymbolConfidence = 90,
   } = options;
   const settings: ReadSettings = {
@@ -483,6 +501,7 @@ export async function createOcrEngine(
     maxUpscaledPixels,
     boxes,
     minConfidence,
+    minLineConfidence,
     minSymbolConfidence,
   };
   if (name !== "tesseract.js") {

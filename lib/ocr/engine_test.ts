@@ -19,7 +19,8 @@ const settings: ReadSettings = {
   maxUpscale: 3,
   maxUpscaledPixels: 40_000_000,
   boxes: "line",
-  minConfidence: 70,
+  minConfidence: 30,
+  minLineConfidence: 70,
   minSymbolConfidence: 90,
 };
 const options = LabelOptionsSchema.parse({});
@@ -73,6 +74,7 @@ Deno.test("a photo without text gets no words and no labels; the engine is recor
   const raw = await createOcrEngine("tesseract.js", {
     concurrency: 1,
     minConfidence: 0,
+    minLineConfidence: 0,
     minSymbolConfidence: 0,
   });
   try {
@@ -81,7 +83,7 @@ Deno.test("a photo without text gets no words and no labels; the engine is recor
     assertEquals(r.labelSet.stats.labeled, 0);
     assertEquals(r.labelSet.source, { kind: "ocr", engine: ocr.name });
     assert(ocr.name.startsWith("tesseract.js@7.0.0 (eng, upscale to 300 dpi"), ocr.name);
-    assert(ocr.name.includes("confidence >= 70"), ocr.name);
+    assert(ocr.name.includes("line mean >= 70"), ocr.name);
     // without the floors the same photo reads as a dozen "words"
     const noise = await labelImage({ bytes, source: "ocr", tokenizer, options, ocr: raw });
     assertGreater(noise.labelSet.words.length, 10);

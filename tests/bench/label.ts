@@ -54,6 +54,7 @@ async function realPages() {
     upscaleToDpi: 1,
     boxes: "ink",
     minConfidence: 0,
+    minLineConfidence: 0,
     minSymbolConfidence: 0,
   };
   const configs: Array<[string, "native" | "tesseract.js", OcrEngineOptions]> = [
