@@ -1,6 +1,7 @@
 /**
  * OCR engines that return words with boxes: tesseract.js (embedded, offline, a pool of
- * workers) and the native `tesseract` CLI (faster, when installed). `auto` picks native.
+ * workers) and the native `tesseract` CLI (faster, when installed). `auto` picks native; both
+ * read English with the same model, and the engine's name says which one read.
  */
 import { createWorker, type Worker } from "tesseract.js";
 import { fileURLToPath } from "node:url";
@@ -13,7 +14,11 @@ import { createCanvas, loadImage } from "@napi-rs/canvas";
 export type OcrEngineName = "auto" | "native" | "tesseract.js";
 
 export interface OcrEngine {
-  /** `tesseract.js@7` or `tesseract-cli@5.3.0`: recorded in label sets. */
+  /**
+   * Engine, version, language, models and the read settings, e.g. `tesseract.js@7.0.0 (eng,
+   * upscale to 300 dpi …; models @tesseract.js-data/eng@1.0.0)`: recorded in every label set,
+   * so labels made by different engines or settings are never mistaken for each other.
+   */
   readonly name: string;
   readonly limiter: Limiter;
   recognize(png: Uint8Array, options?: { dpi?: number }): Promise<WordBox[]>;
@@ -44,10 +49,7 @@ export interface OcrEngineOptions {
    * boxes of a PDF text layer do; `ink`: the word's own ink box. @default "line"
    */
   boxes?: OcrBoxMode;
-  /**
-   * Words read with less confidence (0–100) are dropped: on photos without text Tesseract
-   * reads texture as words at confidence 0–69. @default 70
-   */
+  /** Words read with less confidence (0–100) are dropped. @default 30 */
   minConfidence?: number;
   /**
    * Lines whose words' mean confidence is lower are dropped whole: texture read as text comes

@@ -5,6 +5,8 @@
  *   --pages N   OCR pages (default 8)      --samples N   rendered samples (default 200)
  *   --real-pages 2,3   pages of the Debian manual in tests/fixtures/pdf for the real-page
  *                      section (its text layer is the truth; OCR at 100 and 150 dpi)
+ *   --real-file F.pdf  another born-digital PDF for that section (e.g. apt libtasn1-doc's
+ *                      /usr/share/doc/libtasn1-doc/libtasn1.pdf, pages 5,12: API identifiers)
  *   --only real        run only the real-page section
  */
 import { parseArgs } from "node:util";
@@ -32,6 +34,7 @@ const { values } = parseArgs({
     pages: { type: "string" },
     samples: { type: "string" },
     "real-pages": { type: "string" },
+    "real-file": { type: "string" },
     only: { type: "string" },
   },
 });
@@ -39,6 +42,7 @@ const flags = z.strictObject({
   pages: z.coerce.number().int().min(1).default(8),
   samples: z.coerce.number().int().min(1).default(200),
   "real-pages": z.string().regex(/^\d+(,\d+)*$/).default("2,3"),
+  "real-file": z.string().optional(),
   only: z.enum(["real"]).optional(),
 }).parse(values);
 const cores = availableParallelism();
@@ -48,7 +52,8 @@ const fmt = (x: number, d = 2) => x.toFixed(d);
 
 // 3. a real born-digital page: the PDF text layer's labels are the truth for OCR of its image
 async function realPages() {
-  const file = new URL("../fixtures/pdf/shared-mime-info-spec.pdf", import.meta.url).pathname;
+  const file = flags["real-file"] ??
+    new URL("../fixtures/pdf/shared-mime-info-spec.pdf", import.meta.url).pathname;
   const pageNumbers = flags["real-pages"].split(",").map(Number);
   const former: OcrEngineOptions = {
     upscaleToDpi: 1,
@@ -66,9 +71,9 @@ async function realPages() {
     configs.push(["tesseract CLI, former settings", "native", former]);
   }
   console.log(
-    `\nReal born-digital pages (tests/fixtures/pdf/shared-mime-info-spec.pdf pages ${
+    `\nReal born-digital pages (${file.split("/").slice(-3).join("/")} pages ${
       pageNumbers.join(",")
-    }, a Debian manual): OCR labels vs the PDF text layer's, per cell, geometry qwen2-vl:`,
+    }): OCR labels vs the PDF text layer's, per cell, geometry qwen2-vl:`,
   );
   for (const dpi of [100, 150]) {
     const pdfPages = await Promise.all(
