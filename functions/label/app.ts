@@ -34,7 +34,7 @@ export interface LabelAppOptions {
   ocrMaxQueue?: number;
   /** @default 40_000_000 */
   maxPixels?: number;
-  /** @default 50 */
+  /** A PDF with more pages → 413 (ask for fewer with a smaller file). @default 50 */
   maxPdfPages?: number;
 }
 

@@ -301,3 +301,58 @@ Deno.test("OCR queue full → 503 with Retry-After; the accepted request still s
     await close();
   }
 });
+
+Deno.test("POST /v1/label: encrypted PDF → 422, over the page cap → 413, a scan → OCR per page", async () => {
+  const doc = new PDFDocument();
+  for (const text of ["Invoice total", "Second page"]) {
+    const ctx = doc.beginPage(300, 120);
+    ctx.font = "28px DejaVu Sans";
+    ctx.fillText(text, 20, 70);
+    doc.endPage();
+  }
+  const pdf = new Uint8Array(doc.close());
+  const mupdf = await import("mupdf");
+  const plain = new mupdf.PDFDocument(pdf);
+  const encrypted = plain.saveToBuffer("encrypt=aes-256,user-password=pw").asUint8Array().slice();
+  plain.destroy();
+  const { app, close } = createServerApp({
+    functions: ["label"],
+    maxPdfPages: 1,
+    ocrConcurrency: 1,
+  });
+  try {
+    const enc = await app.request("/v1/label", {
+      method: "POST",
+      body: form(encrypted, { source: "pdf" }, "e.pdf"),
+    });
+    assertEquals([enc.status, (await enc.json()).error.code], [422, "encrypted"]);
+    const many = await app.request("/v1/label", {
+      method: "POST",
+      body: form(pdf, { source: "pdf" }, "d.pdf"),
+    });
+    const manyBody = await many.json();
+    assertEquals([many.status, manyBody.error.code], [413, "too_many_pages"]);
+    assert(manyBody.error.message.includes("cap of 1"), manyBody.error.message);
+    // the same PDF treated as a scan: its first page drawn and read by OCR
+    const one = new PDFDocument();
+    const ctx = one.beginPage(300, 120);
+    ctx.font = "28px DejaVu Sans";
+    ctx.fillText("Invoice total", 20, 70);
+    one.endPage();
+    const res = await app.request("/v1/label", {
+      method: "POST",
+      body: form(new Uint8Array(one.close()), { source: "ocr", dpi: 150 }, "scan.pdf"),
+    });
+    const body = await res.json();
+    assertEquals(res.status, 200, JSON.stringify(body));
+    assertEquals(body.items.length, 1);
+    assertEquals(body.items[0].page, 1);
+    assertEquals(body.items[0].labelSet.source.kind, "ocr");
+    assertEquals(body.items[0].labelSet.words.map((w: { text: string }) => w.text), [
+      "Invoice",
+      "total",
+    ]);
+  } finally {
+    await close();
+  }
+});

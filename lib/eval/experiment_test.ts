@@ -59,12 +59,23 @@ Deno.test("experiment: base → pair → report (markdown + JSON), on tiny", asy
     const summary = summarize(loaded, o);
     assertEquals(summary.rows.map((r) => r.suite), ["text-reading", "charts"]);
     assert(summary.rows.every((r) => Number.isFinite(r.sft) && Number.isFinite(r.dvsftNll)));
-    const md = renderReport({
-      options: o,
-      runs: loaded,
-      summary,
-      command: "deno task experiment --model tiny",
-    });
+    const base = await loadBase(o);
+    assertEquals(base!.evals.map((e) => e.checkpoint.step), [3]);
+    const command = "deno task experiment --model tiny";
+    const json = experimentJson(loaded, o, command, base);
+    assertEquals(json.seeds, [0]);
+    assertEquals(json.suites.map((s) => [s.name, s.domain, s.items, s.metric]), [
+      ["text-reading", "in", 2, "anls"],
+      ["charts", "out", 2, "relaxed"],
+    ]);
+    assert(Number.isFinite(json.baseInDomainMean), String(json.baseInDomainMean));
+    assertEquals(json.results["charts"]!["0"]!.map((p) => p.step), [2, 4]);
+    assert(json.results["charts"]!["0"]!.every((p) => p.lo <= p.delta && p.delta <= p.hi));
+    assertEquals(json.alignmentEfficiency[0]!.sftSteps, 4);
+    const md = renderReport({ options: o, runs: loaded, summary, command, json });
+    assert(md.includes("## Base model (shared by every pair)"), md);
+    assert(md.includes("## Alignment efficiency"), md);
+    assert(md.includes("## Every checkpoint"), md);
     assert(md.startsWith("# SFT vs DV-SFT (tiny-l1-next-exact)"), md.slice(0, 80));
     assert(md.includes("| text-reading | in |"), md);
     assert(md.includes("### Seed 0"), md);
@@ -76,7 +87,8 @@ Deno.test("experiment: base → pair → report (markdown + JSON), on tiny", asy
         options: o,
         runs: await loadRuns(plan),
         summary: summarize(await loadRuns(plan), o),
-        command: "deno task experiment --model tiny",
+        command,
+        json: experimentJson(await loadRuns(plan), o, command, await loadBase(o)),
       }).replace(/[\d.]+ min/, ""),
       md.replace(/[\d.]+ min/, ""),
     );

@@ -73,7 +73,7 @@ export function toErrorResponse(
   if (err instanceof LabelInputError) return make(400, "invalid_input", err.message);
   if (err instanceof LabelRequestError) return make(400, "invalid_request", err.message);
   if (err instanceof UnsupportedInputError) return make(415, "unsupported_pdf", err.message);
-  if (err instanceof PdfError) return make(422, "corrupt_pdf", err.message);
+  if (err instanceof PdfError) return make(err.status, err.code, err.message);
   if (err instanceof QueueFullError) {
     return make(503, "busy", `Server busy: ${err.message}; retry later`, undefined, {
       "Retry-After": "2",

@@ -8,7 +8,7 @@ import { z } from "zod";
 import type { DecodeImageOptions } from "../image/mod.ts";
 import { checkGeometrySpec, presetTokenizer } from "../geometry/mod.ts";
 import type { OcrEngine } from "../ocr/mod.ts";
-import { readPdf } from "../pdf/mod.ts";
+import { isPdfBytes, type PdfPage, type PdfPageImage, rasterizePdf, readPdf } from "../pdf/mod.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
 import { LabelOptionsSchema, WordBoxSchema } from "./label_set.ts";
 import { type LabeledImage, labelImage } from "./pipeline.ts";
@@ -58,8 +58,6 @@ export interface LabelContext {
 /** A label set with the PDF page it came from (1-based; absent for images). */
 export type LabeledInput = LabeledImage & { page?: number };
 
-const isPdf = (b: Uint8Array) => b[0] === 0x25 && b[1] === 0x50 && b[2] === 0x44 && b[3] === 0x46;
-
 /** Raised when the bytes are not what the source needs (maps to HTTP 415). */
 export class UnsupportedInputError extends Error {
   override name = "UnsupportedInputError";
@@ -91,30 +89,35 @@ export async function labelInput(
     minConfidence: o.minConfidence,
   });
   const { tokenizer, limits } = ctx;
-  if (o.source === "pdf") {
-    if (!isPdf(bytes)) {
-      throw new UnsupportedInputError("Cannot read PDF: the input does not start with %PDF");
+  if (o.source === "pdf" && !isPdfBytes(bytes)) {
+    throw new UnsupportedInputError("Cannot read PDF: the input does not start with %PDF");
+  }
+  if (isPdfBytes(bytes) && (o.source === "pdf" || o.source === "ocr")) {
+    // pdf: the text layer's words; ocr: the pages drawn at `dpi` and read (scanned PDFs)
+    const pdfOptions = {
+      dpi: o.dpi,
+      maxPages: ctx.maxPdfPages ?? 50,
+      ...(limits?.maxPixels ? { maxPixels: limits.maxPixels } : {}),
+    };
+    const pages: Array<PdfPageImage & Partial<Pick<PdfPage, "words">>> = o.source === "pdf"
+      ? await readPdf(bytes, pdfOptions)
+      : await rasterizePdf(bytes, pdfOptions);
+    const ocr = o.source === "ocr" ? await ctx.ocr?.() : undefined;
+    const out: LabeledInput[] = [];
+    for (const p of pages) {
+      const r = await labelImage({
+        bytes: p.png,
+        source: o.source,
+        words: p.words,
+        tokenizer,
+        options,
+        ocr,
+        dpi: o.dpi,
+        limits,
+      });
+      out.push({ ...r, page: p.page });
     }
-    const path = await Deno.makeTempFile({ suffix: ".pdf" });
-    try {
-      await Deno.writeFile(path, bytes);
-      const pages = await readPdf(path, { dpi: o.dpi, lastPage: ctx.maxPdfPages ?? 50 });
-      const out: LabeledInput[] = [];
-      for (const p of pages) {
-        const r = await labelImage({
-          bytes: p.png,
-          source: "pdf",
-          words: p.words,
-          tokenizer,
-          options,
-          limits,
-        });
-        out.push({ ...r, page: p.page });
-      }
-      return out;
-    } finally {
-      await Deno.remove(path).catch(() => {});
-    }
+    return out;
   }
   return [
     await labelImage({

@@ -3,6 +3,11 @@
  * are the ground truth. Prints figures and ratios measured in the same run.
  *
  *   --pages N   OCR pages (default 8)      --samples N   rendered samples (default 200)
+ *   --real-pages 2,3   pages of the Debian manual in tests/fixtures/pdf for the real-page
+ *                      section (its text layer is the truth; OCR at 100 and 150 dpi)
+ *   --real-file F.pdf  another born-digital PDF for that section (e.g. apt libtasn1-doc's
+ *                      /usr/share/doc/libtasn1-doc/libtasn1.pdf, pages 5,12: API identifiers)
+ *   --only real        run only the real-page section
  */
 import { parseArgs } from "node:util";
 import { availableParallelism } from "node:os";
@@ -15,20 +20,102 @@ import {
 } from "../../lib/labels/mod.ts";
 import { type RenderedPage, renderPage } from "../../lib/render/mod.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
-import { createOcrEngine, nativeTesseractVersion } from "../../lib/ocr/mod.ts";
+import {
+  createOcrEngine,
+  nativeLangData,
+  nativeTesseractVersion,
+  type OcrEngineOptions,
+} from "../../lib/ocr/mod.ts";
+import { readPdf } from "../../lib/pdf/mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { pages: { type: "string" }, samples: { type: "string" } },
+  options: {
+    pages: { type: "string" },
+    samples: { type: "string" },
+    "real-pages": { type: "string" },
+    "real-file": { type: "string" },
+    only: { type: "string" },
+  },
 });
 const flags = z.strictObject({
   pages: z.coerce.number().int().min(1).default(8),
   samples: z.coerce.number().int().min(1).default(200),
+  "real-pages": z.string().regex(/^\d+(,\d+)*$/).default("2,3"),
+  "real-file": z.string().optional(),
+  only: z.enum(["real"]).optional(),
 }).parse(values);
 const cores = availableParallelism();
 const tokenizer = await getTokenizer("qwen2");
 const options = LabelOptionsSchema.parse({});
 const fmt = (x: number, d = 2) => x.toFixed(d);
+
+// 3. a real born-digital page: the PDF text layer's labels are the truth for OCR of its image
+async function realPages() {
+  const file = flags["real-file"] ??
+    new URL("../fixtures/pdf/shared-mime-info-spec.pdf", import.meta.url).pathname;
+  const pageNumbers = flags["real-pages"].split(",").map(Number);
+  const former: OcrEngineOptions = {
+    upscaleToDpi: 1,
+    boxes: "ink",
+    minConfidence: 0,
+    minLineConfidence: 0,
+    minSymbolConfidence: 0,
+  };
+  const configs: Array<[string, "native" | "tesseract.js", OcrEngineOptions]> = [
+    ["tesseract.js, defaults", "tesseract.js", {}],
+    ["tesseract.js, former: no upscale, ink boxes, no floor", "tesseract.js", former],
+  ];
+  if (await nativeTesseractVersion()) {
+    configs.push(["tesseract CLI, defaults", "native", {}]);
+    configs.push(["tesseract CLI, former settings", "native", former]);
+  }
+  console.log(
+    `\nReal born-digital pages (${file.split("/").slice(-3).join("/")} pages ${
+      pageNumbers.join(",")
+    }): OCR labels vs the PDF text layer's, per cell, geometry qwen2-vl:`,
+  );
+  for (const dpi of [100, 150]) {
+    const pdfPages = await Promise.all(
+      pageNumbers.map(async (n) => (await readPdf(file, { dpi, firstPage: n, lastPage: n }))[0]!),
+    );
+    const truth = await Promise.all(
+      pdfPages.map(async (p) =>
+        (await labelImage({ bytes: p.png, source: "pdf", words: p.words, tokenizer, options }))
+          .labelSet
+      ),
+    );
+    for (const [what, engine, cfg] of configs) {
+      const ocr = await createOcrEngine(engine, { concurrency: cores, ...cfg });
+      try {
+        const t0 = performance.now();
+        const read = await Promise.all(
+          pdfPages.map((p) =>
+            labelImage({ bytes: p.png, source: "ocr", tokenizer, options, ocr, dpi: p.dpi })
+          ),
+        );
+        const s = (performance.now() - t0) / 1000;
+        let agree = 0, total = 0;
+        read.forEach((r, k) => {
+          const a = labelAgreement(truth[k]!, r.labelSet);
+          agree += a.agree;
+          total += a.total;
+        });
+        console.log(
+          `  ${dpi} dpi, ${what.padEnd(52)} agreement ${fmt(agree / total, 4)} (${total} cells), ` +
+            `${fmt(pdfPages.length / s, 3)} pages/s`,
+        );
+      } finally {
+        await ocr.close();
+      }
+    }
+  }
+}
+
+if (flags.only === "real") {
+  await realPages();
+  Deno.exit(0);
+}
 
 // 1. rendered + exactly labeled samples (448x448, the size of the synthetic-data suites)
 {
@@ -99,6 +186,8 @@ async function ocrRun(engineName: "native" | "tesseract.js") {
 
 async function cliAlone(): Promise<number> {
   const dir = await Deno.makeTempDir();
+  // the model the native engine reads with (the npm package's), so the ratio is like for like
+  const models = await nativeLangData("eng");
   try {
     const files = await Promise.all(pages.map(async (p, k) => {
       const f = `${dir}/p${k}.png`;
@@ -111,7 +200,18 @@ async function cliAlone(): Promise<number> {
       while (next < files.length) {
         const f = files[next++]!;
         const out = await new Deno.Command("tesseract", {
-          args: [f, "stdout", "-l", "eng", "--psm", "3", "tsv"],
+          args: [
+            f,
+            "stdout",
+            "--tessdata-dir",
+            models.dir,
+            "-l",
+            "eng",
+            "--psm",
+            "3",
+            "-c",
+            "tessedit_create_tsv=1",
+          ],
           env: { OMP_THREAD_LIMIT: "1" },
           stdout: "piped",
           stderr: "null",
@@ -122,6 +222,7 @@ async function cliAlone(): Promise<number> {
     return pages.length / ((performance.now() - t0) / 1000);
   } finally {
     await Deno.remove(dir, { recursive: true });
+    if (models.temporary) await Deno.remove(models.dir, { recursive: true });
   }
 }
 
@@ -160,3 +261,4 @@ if (await nativeTesseractVersion()) {
   );
 }
 console.log(rows.join("\n"));
+await realPages();
