@@ -35,7 +35,7 @@ export const EvalJobConfigSchema = z.strictObject({
 const IdParam = z.object({
   id: z.string().regex(/^eval-[a-z0-9]+-[a-f0-9]{8}$/, "not an eval job id"),
 });
-const JobResponse = JobSchema.openapi("EvalJob");
+const JobResponse = z.object(JobSchema.shape).openapi("EvalJob");
 
 const createJob = createRoute({
   method: "post",

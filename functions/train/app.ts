@@ -32,7 +32,8 @@ export const TrainJobConfigSchema = TrainConfigSchema.omit({ outDir: true, name:
 const IdParam = z.object({
   id: z.string().regex(/^[a-z]+-[a-z0-9]+-[a-f0-9]{8}$/, "not a job id"),
 });
-const JobResponse = JobSchema.openapi("Job");
+// rebuilt with zod-openapi's z: a schema made in lib/ before it loaded has no .openapi
+const JobResponse = z.object(JobSchema.shape).openapi("Job");
 const notFound = {
   404: {
     description: "No such job",
