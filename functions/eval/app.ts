@@ -4,7 +4,7 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { dataRootPaths, hasCheckpoint, readEvaluation } from "../../lib/runs/mod.ts";
-import { JobSchema } from "../../lib/jobs/mod.ts";
+import { checkEvalJob, isSuiteName, JobSchema } from "../../lib/jobs/mod.ts";
 import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
 import { ApiError } from "../../lib/http/mod.ts";
 import { resolveInside } from "../../lib/util/paths.ts";
@@ -15,7 +15,7 @@ export const EvalJobConfigSchema = z.strictObject({
   /** A training run: its job id (a folder under the data root's runs/). */
   run: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, "a run name or training job id"),
   suites: z.array(
-    z.string().refine((s) => s in SUITES, { message: `one of ${Object.keys(SUITES).join(", ")}` }),
+    z.string().refine(isSuiteName, { message: `one of ${Object.keys(SUITES).join(", ")}` }),
   ).min(1).default(BENCHMARK_SUITES),
   n: z.number().int().min(1).max(10_000).default(50),
 }).openapi("EvalJobConfig");
@@ -76,6 +76,7 @@ export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) 
   const app = new OpenAPIHono<AppEnv>();
   app.openapi(createJob, async (c) => {
     const config = c.req.valid("json");
+    checkEvalJob(config, (await deps()).runner.limits);
     const root = dataRootPaths(ctx.dataRoot);
     const runDir = await resolveInside(root.runs, config.run).catch(() => {
       throw new ApiError(404, "not_found", `No training run '${config.run}'`);

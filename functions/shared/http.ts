@@ -16,6 +16,7 @@ import {
   toErrorResponse,
   zodIssues,
 } from "../../lib/http/mod.ts";
+import { LimitError } from "../../lib/jobs/limits.ts";
 
 // deno-lint-ignore ban-types
 export type AppEnv = { Variables: {} };
@@ -157,9 +158,12 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
         error: { code: "bad_request", message: err.message || "Malformed request body" },
       }, status);
     }
-    const { status, body, headers } = toErrorResponse(
-      err instanceof HTTPException && err.cause ? err.cause : err,
-    );
+    const cause = err instanceof HTTPException && err.cause ? err.cause : err;
+    if (cause instanceof LimitError) {
+      const code = cause.status === 413 ? "too_large" : "exceeds_memory";
+      return c.json({ error: { code, message: cause.message } }, cause.status);
+    }
+    const { status, body, headers } = toErrorResponse(cause);
     for (const [k, v] of Object.entries(headers)) c.header(k, v);
     return c.json(body, status as 400);
   });

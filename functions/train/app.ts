@@ -4,8 +4,10 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { dataRootPaths, listRunFiles, runFilePath } from "../../lib/runs/mod.ts";
+import { relative } from "node:path";
 import { resolveInside } from "../../lib/util/paths.ts";
-import { JobSchema } from "../../lib/jobs/mod.ts";
+import { checkDatasetSize, checkTrainJob, isSuiteName, JobSchema } from "../../lib/jobs/mod.ts";
+import { SUITES } from "../../lib/data/mod.ts";
 import { TrainConfigSchema } from "../../lib/train/mod.ts";
 import { ApiError, type ServerMetrics } from "../../lib/http/mod.ts";
 import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
@@ -25,9 +27,18 @@ export interface TrainAppOptions {
 }
 
 /** A job's config: the training config without the output location (the server owns that). */
-export const TrainJobConfigSchema = TrainConfigSchema.omit({ outDir: true, name: true }).openapi(
-  "TrainJobConfig",
-);
+export const TrainJobConfigSchema = TrainConfigSchema.omit({ outDir: true, name: true })
+  .superRefine((c, ctx) => {
+    // names a request gives are looked up as own keys (not "constructor", "__proto__")
+    const expected = `one of ${Object.keys(SUITES).join(", ")}`;
+    if (!isSuiteName(c.data.suite)) {
+      ctx.addIssue({ code: "custom", path: ["data", "suite"], message: expected });
+    }
+    c.evalSuites.forEach((s, i) => {
+      if (!isSuiteName(s)) ctx.addIssue({ code: "custom", path: ["evalSuites", i], message: expected });
+    });
+  })
+  .openapi("TrainJobConfig");
 
 const IdParam = z.object({
   id: z.string().regex(/^[a-z]+-[a-z0-9]+-[a-f0-9]{8}$/, "not a job id"),
@@ -136,11 +147,16 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
 
   app.openapi(createJob, async (c) => {
     const config = c.req.valid("json");
-    // a dataset a request names must lie inside the data root (no .., absolute paths, symlinks out)
-    if (config.data.path !== undefined) {
-      config.data.path = await resolveInside(dataRoot, config.data.path);
-    }
     const { store, runner } = await deps();
+    // every size bounded before the job is queued (steps, batch × sequence, memory, data, evals)
+    checkTrainJob(config, runner.limits);
+    // a dataset a request names must lie inside the data root (no .., absolute paths, symlinks
+    // out); stored relative, and confined again when the job starts
+    if (config.data.path !== undefined) {
+      const real = await resolveInside(dataRoot, config.data.path);
+      await checkDatasetSize(real, runner.limits);
+      config.data.path = relative(await Deno.realPath(dataRoot), real);
+    }
     if (runner.queued >= maxQueuedJobs) {
       throw new ApiError(
         503,
