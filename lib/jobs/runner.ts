@@ -153,7 +153,8 @@ export class JobRunner {
     };
     if (reason === "memory") return kill("SIGKILL");
     kill("SIGTERM");
-    r.killTimer ??= setTimeout(() => kill("SIGKILL"), this.limits.killGraceMs);
+    const grace = reason === "cancel" ? this.limits.cancelGraceMs : this.limits.killGraceMs;
+    r.killTimer ??= setTimeout(() => kill("SIGKILL"), grace);
   }
 
   #pump(): void {
@@ -335,7 +336,10 @@ export class JobRunner {
         ? null
         : `the job process ${how}${tail ? `: ${tail}` : ""}`;
       final = why === null
-        ? { state: "cancelled", error: `did not stop within the grace period; ${how}` }
+        ? {
+          state: "cancelled",
+          error: `stopped during a step: the job process ${how}; its last checkpoint is kept`,
+        }
         : { state: "failed", error: why };
     }
     await this.store.update(id, { ...final, finishedAt: new Date().toISOString() });

@@ -1,0 +1,92 @@
+import { assert, assertEquals, assertMatch } from "@std/assert";
+import { type Job, JobRunner, type JobRunnerOptions, JobStore } from "./mod.ts";
+
+const tiny = { model: "tiny", batchSize: 4, checkpointEvery: 0, backend: "wasm" };
+
+async function until(store: JobStore, id: string, ok: (j: Job) => boolean, ms = 120_000) {
+  const t0 = Date.now();
+  for (;;) {
+    const j = (await store.get(id))!;
+    if (ok(j)) return j;
+    if (Date.now() - t0 > ms) throw new Error(`job ${id} stuck in ${j.state}: ${j.error}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+const ended = (j: Job) => !["queued", "running"].includes(j.state);
+
+async function withRunner(
+  options: Partial<JobRunnerOptions>,
+  f: (store: JobStore, runner: JobRunner) => Promise<void>,
+) {
+  const dataRoot = await Deno.makeTempDir({ prefix: "dvsft-runner-" });
+  const store = await JobStore.open(":memory:");
+  const runner = new JobRunner(store, { dataRoot, ...options });
+  try {
+    await f(store, runner);
+  } finally {
+    await runner.shutdown(5_000);
+    store.close();
+    await Deno.remove(dataRoot, { recursive: true });
+  }
+}
+
+Deno.test("job process over its memory cap is killed, failed with the reason; this process stays small", async () => {
+  const rss0 = Deno.memoryUsage().rss;
+  await withRunner({ limits: { memoryMB: 120 }, watchMs: 50 }, async (store, runner) => {
+    const job = await store.create("train", { ...tiny, steps: 1000 }, (id) => `runs/${id}`, 1000);
+    runner.enqueue(job.id);
+    const j = await until(store, job.id, ended);
+    assertEquals(j.state, "failed");
+    assertMatch(j.error!, /memory cap 120 MB exceeded \(RSS \d+ MB\); the job process was killed/);
+  });
+  // the job's memory was another process's
+  assert(Deno.memoryUsage().rss - rss0 < 100e6, `${(Deno.memoryUsage().rss - rss0) / 1e6} MB`);
+});
+
+Deno.test("cancel during a long step: the job stops within the cancel grace (+ exit), state cancelled", async () => {
+  await withRunner({ limits: { cancelGraceMs: 500 } }, async (store, runner) => {
+    // a batch whose step takes seconds: SIGTERM cannot interrupt it, the grace period does
+    const job = await store.create(
+      "train",
+      { ...tiny, batchSize: 512, steps: 1000 },
+      (id) => `runs/${id}`,
+      1000,
+    );
+    runner.enqueue(job.id);
+    await until(store, job.id, (j) => j.state === "running");
+    await new Promise((r) => setTimeout(r, 2500)); // loaded, inside the first step
+    const t0 = performance.now();
+    await runner.cancel(job.id);
+    const j = await until(store, job.id, ended);
+    const ms = performance.now() - t0;
+    assertEquals(j.state, "cancelled", j.error ?? "");
+    assert(ms < 1_500, `stopped ${ms.toFixed(0)} ms after cancel`);
+  });
+});
+
+Deno.test("a time cap fails the job (checkpointed, resumable); a job killed from outside is failed with the signal", async () => {
+  await withRunner({ limits: { timeS: 3 } }, async (store, runner) => {
+    const job = await store.create(
+      "train",
+      { ...tiny, steps: 1_000_000, checkpointEvery: 0 },
+      (id) => `runs/${id}`,
+      1_000_000,
+    );
+    runner.enqueue(job.id);
+    const j = await until(store, job.id, ended);
+    assertEquals(j.state, "failed");
+    assertMatch(j.error!, /^time cap of 3 s exceeded at step \d+ \(checkpoint kept\)/);
+  });
+  await withRunner({}, async (store, runner) => {
+    const job = await store.create("train", { ...tiny, steps: 100_000 }, (id) => `runs/${id}`, 1);
+    runner.enqueue(job.id);
+    await until(store, job.id, (j) => j.lastMetrics !== null);
+    Deno.kill(runner.pids()[0]!, "SIGKILL");
+    const j = await until(store, job.id, ended);
+    assertEquals([j.state, j.error], ["failed", "the job process was killed by SIGKILL"]);
+    // the runner takes the next job
+    const next = await store.create("train", { ...tiny, steps: 2 }, (id) => `runs/${id}`, 2);
+    runner.enqueue(next.id);
+    assertEquals((await until(store, next.id, ended)).state, "succeeded");
+  });
+});
