@@ -35,7 +35,9 @@ export const TrainJobConfigSchema = TrainConfigSchema.omit({ outDir: true, name:
       ctx.addIssue({ code: "custom", path: ["data", "suite"], message: expected });
     }
     c.evalSuites.forEach((s, i) => {
-      if (!isSuiteName(s)) ctx.addIssue({ code: "custom", path: ["evalSuites", i], message: expected });
+      if (!isSuiteName(s)) {
+        ctx.addIssue({ code: "custom", path: ["evalSuites", i], message: expected });
+      }
     });
   })
   .openapi("TrainJobConfig");

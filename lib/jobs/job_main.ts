@@ -28,7 +28,9 @@ export async function confineDataset(path: string, dataRoot: string): Promise<vo
   for (const item of await readItems(path)) {
     // a relative image path is read from the working folder, so it is resolved from there
     await resolveInside(root, relative(root, resolve(item.image))).catch((e) => {
-      throw new Error(`Dataset '${relative(root, path)}' names image '${item.image}': ${e.message}`);
+      throw new Error(
+        `Dataset '${relative(root, path)}' names image '${item.image}': ${e.message}`,
+      );
     });
   }
 }

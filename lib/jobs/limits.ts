@@ -45,27 +45,33 @@ export interface JobLimits {
 }
 
 /** Environment variable and default of each limit (the README "Limits" table). */
-export const JOB_LIMIT_ENV: Record<keyof JobLimits, { env: string; default: number; unit: number }> =
-  {
-    memoryMB: { env: "DVSFT_JOB_MEMORY_MB", default: 4096, unit: 1 },
-    timeS: { env: "DVSFT_JOB_TIME_S", default: 24 * 3600, unit: 1 },
-    killGraceMs: { env: "DVSFT_JOB_KILL_GRACE_S", default: 10, unit: 1000 },
-    cancelGraceMs: { env: "DVSFT_JOB_CANCEL_GRACE_S", default: 1, unit: 1000 },
-    stderrBytes: { env: "DVSFT_JOB_STDERR_KB", default: 8, unit: 1024 },
-    maxSteps: { env: "DVSFT_MAX_STEPS", default: 1_000_000, unit: 1 },
-    maxBatchTokens: { env: "DVSFT_MAX_BATCH_TOKENS", default: 131_072, unit: 1 },
-    maxDataSize: { env: "DVSFT_MAX_DATA_SIZE", default: 10_000_000, unit: 1 },
-    maxDatasetMB: { env: "DVSFT_MAX_DATASET_MB", default: 1024, unit: 1 },
-    maxEvalItems: { env: "DVSFT_MAX_EVAL_ITEMS", default: 20_000, unit: 1 },
-    maxParams: { env: "DVSFT_MAX_PARAMS", default: 200_000_000, unit: 1 },
-  };
+export const JOB_LIMIT_ENV: Record<
+  keyof JobLimits,
+  { env: string; default: number; unit: number }
+> = {
+  memoryMB: { env: "DVSFT_JOB_MEMORY_MB", default: 4096, unit: 1 },
+  timeS: { env: "DVSFT_JOB_TIME_S", default: 24 * 3600, unit: 1 },
+  killGraceMs: { env: "DVSFT_JOB_KILL_GRACE_S", default: 10, unit: 1000 },
+  cancelGraceMs: { env: "DVSFT_JOB_CANCEL_GRACE_S", default: 1, unit: 1000 },
+  stderrBytes: { env: "DVSFT_JOB_STDERR_KB", default: 8, unit: 1024 },
+  maxSteps: { env: "DVSFT_MAX_STEPS", default: 1_000_000, unit: 1 },
+  maxBatchTokens: { env: "DVSFT_MAX_BATCH_TOKENS", default: 131_072, unit: 1 },
+  maxDataSize: { env: "DVSFT_MAX_DATA_SIZE", default: 10_000_000, unit: 1 },
+  maxDatasetMB: { env: "DVSFT_MAX_DATASET_MB", default: 1024, unit: 1 },
+  maxEvalItems: { env: "DVSFT_MAX_EVAL_ITEMS", default: 20_000, unit: 1 },
+  maxParams: { env: "DVSFT_MAX_PARAMS", default: 200_000_000, unit: 1 },
+};
 
 /** The limits from the environment (unset → default); a value that is not a positive number is an error. */
 export function jobLimitsFromEnv(
   get: (name: string) => string | undefined = (n) => Deno.env.get(n),
 ): JobLimits {
   const out = {} as JobLimits;
-  for (const [k, spec] of Object.entries(JOB_LIMIT_ENV) as Array<[keyof JobLimits, typeof JOB_LIMIT_ENV[keyof JobLimits]]>) {
+  for (
+    const [k, spec] of Object.entries(JOB_LIMIT_ENV) as Array<
+      [keyof JobLimits, typeof JOB_LIMIT_ENV[keyof JobLimits]]
+    >
+  ) {
     const raw = get(spec.env);
     const v = raw === undefined || raw === "" ? spec.default : Number(raw);
     if (!Number.isFinite(v) || v <= 0) {
@@ -100,7 +106,9 @@ export function smallVocabSize(): number {
 }
 
 /** The model a training config builds (preset + overrides), or a 422 naming what is wrong. */
-export function resolveJobModel(config: Pick<TrainConfig, "model" | "modelOverrides">): ModelConfig {
+export function resolveJobModel(
+  config: Pick<TrainConfig, "model" | "modelOverrides">,
+): ModelConfig {
   const r = ModelConfigSchema.safeParse({
     ...MODEL_PRESETS[config.model],
     ...config.modelOverrides,
@@ -113,7 +121,9 @@ export function resolveJobModel(config: Pick<TrainConfig, "model" | "modelOverri
       "modelOverrides",
       NaN,
       NaN,
-      `modelOverrides do not give a valid model: ${issue.path.join(".") || "(root)"}: ${issue.message}`,
+      `modelOverrides do not give a valid model: ${
+        issue.path.join(".") || "(root)"
+      }: ${issue.message}`,
     );
   }
   return r.data;
@@ -169,7 +179,14 @@ export function isSuiteName(name: string): boolean {
 export function checkTrainJob(
   config: Pick<
     TrainConfig,
-    "model" | "modelOverrides" | "batchSize" | "steps" | "data" | "evalEvery" | "evalSuites" | "evalN"
+    | "model"
+    | "modelOverrides"
+    | "batchSize"
+    | "steps"
+    | "data"
+    | "evalEvery"
+    | "evalSuites"
+    | "evalN"
   >,
   limits: JobLimits,
 ): { model: ModelConfig; memoryMB: number; parameters: number } {
@@ -178,18 +195,36 @@ export function checkTrainJob(
     throw tooLarge("steps", config.steps, limits.maxSteps, "steps", env.maxSteps.env);
   }
   if (config.data.size > limits.maxDataSize) {
-    throw tooLarge("data.size", config.data.size, limits.maxDataSize, "data.size", env.maxDataSize.env);
+    throw tooLarge(
+      "data.size",
+      config.data.size,
+      limits.maxDataSize,
+      "data.size",
+      env.maxDataSize.env,
+    );
   }
   if (config.evalEvery > 0) {
     const items = config.evalN * config.evalSuites.length;
     if (items > limits.maxEvalItems) {
-      throw tooLarge("evalItems", items, limits.maxEvalItems, "evalN × evalSuites", env.maxEvalItems.env);
+      throw tooLarge(
+        "evalItems",
+        items,
+        limits.maxEvalItems,
+        "evalN × evalSuites",
+        env.maxEvalItems.env,
+      );
     }
   }
   const model = resolveJobModel(config);
   const parameters = parameterCount(model);
   if (parameters > limits.maxParams) {
-    throw tooLarge("parameters", parameters, limits.maxParams, "model parameters", env.maxParams.env);
+    throw tooLarge(
+      "parameters",
+      parameters,
+      limits.maxParams,
+      "model parameters",
+      env.maxParams.env,
+    );
   }
   const tokens = config.batchSize * sequenceLength(model);
   if (tokens > limits.maxBatchTokens) {
@@ -208,7 +243,9 @@ export function checkTrainJob(
       "memoryMB",
       memoryMB,
       limits.memoryMB,
-      `the training step needs about ${memoryMB} MB (model '${config.model}', batchSize ${config.batchSize}, sequence ${sequenceLength(model)}), more than the job memory cap of ${limits.memoryMB} MB (${env.memoryMB.env}); lower batchSize`,
+      `the training step needs about ${memoryMB} MB (model '${config.model}', batchSize ${config.batchSize}, sequence ${
+        sequenceLength(model)
+      }), more than the job memory cap of ${limits.memoryMB} MB (${env.memoryMB.env}); lower batchSize`,
     );
   }
   return { model, memoryMB, parameters };
@@ -218,7 +255,13 @@ export function checkTrainJob(
 export function checkEvalJob(config: { suites: string[]; n: number }, limits: JobLimits): void {
   const items = config.n * config.suites.length;
   if (items > limits.maxEvalItems) {
-    throw tooLarge("evalItems", items, limits.maxEvalItems, "n × suites", JOB_LIMIT_ENV.maxEvalItems.env);
+    throw tooLarge(
+      "evalItems",
+      items,
+      limits.maxEvalItems,
+      "n × suites",
+      JOB_LIMIT_ENV.maxEvalItems.env,
+    );
   }
 }
 
@@ -234,6 +277,12 @@ export async function checkDatasetSize(path: string, limits: JobLimits): Promise
   }
   const mb = Math.ceil(bytes / 1e6);
   if (mb > limits.maxDatasetMB) {
-    throw tooLarge("datasetMB", mb, limits.maxDatasetMB, "dataset size (MB)", JOB_LIMIT_ENV.maxDatasetMB.env);
+    throw tooLarge(
+      "datasetMB",
+      mb,
+      limits.maxDatasetMB,
+      "dataset size (MB)",
+      JOB_LIMIT_ENV.maxDatasetMB.env,
+    );
   }
 }

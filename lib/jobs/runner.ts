@@ -159,7 +159,9 @@ export class JobRunner {
 
   #pump(): void {
     // a slot is taken from before the first await until the final state is written
-    while (!this.#shuttingDown && this.#finished.size < this.concurrency && this.#queue.length > 0) {
+    while (
+      !this.#shuttingDown && this.#finished.size < this.concurrency && this.#queue.length > 0
+    ) {
       const { id, resume } = this.#queue.shift()!;
       const done = this.#start(id, resume).catch((e) => console.error(`job ${id}: ${e}`)).finally(
         () => {
@@ -326,7 +328,9 @@ export class JobRunner {
     await Promise.all([stdoutDone, stderrDone]);
 
     if (final === null || r.reason === "memory") {
-      const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+      const how = status.signal
+        ? `was killed by ${status.signal}`
+        : `exited with code ${status.code}`;
       const tail = stderr.text().trim().split("\n").slice(-5).join("\n");
       const why = r.reason === "memory" || r.reason === "time"
         ? `${r.detail}; the job process ${how}`
