@@ -207,9 +207,17 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
     const id = IdParam.parse({ id: c.req.param("id") }).id;
     const job = await mustGet(id);
     const runDir = await resolveInside(dataRoot, job.runDir);
+    // Hono has percent-decoded the parameter once; runFilePath takes it as it is
     const file = await runFilePath(runDir, c.req.param("path"));
     const f = await Deno.open(file);
-    return new Response(f.readable, { headers: { "content-type": "application/octet-stream" } });
+    const st = await f.stat();
+    if (!st.isFile) {
+      f.close();
+      throw new ApiError(404, "not_found", `'${c.req.param("path")}' is not a file`);
+    }
+    return new Response(f.readable, {
+      headers: { "content-type": "application/octet-stream", "content-length": String(st.size) },
+    });
   });
   app.get("/v1/train/jobs/:id/events", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;
