@@ -3,17 +3,12 @@
  * A thin edge: requests are validated here, the work happens in lib/labels.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { decodeBase64, encodeBase64 } from "../../lib/util/base64.ts";
+import { decodeBase64 } from "../../lib/util/base64.ts";
 import { GEOMETRY_NAMES, GeometrySpecSchema } from "../../lib/geometry/mod.ts";
-import {
-  drawOverlay,
-  labelInput,
-  LabelRequestSchema,
-  LabelSetSchema,
-} from "../../lib/labels/mod.ts";
-import { BUILTIN_TOKENIZERS, getTokenizer } from "../../lib/tokenizer/mod.ts";
+import { LabelRequestSchema, LabelSetSchema } from "../../lib/labels/mod.ts";
+import { BUILTIN_TOKENIZERS } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
-import { ApiError, ErrorBodySchema } from "../../lib/http/mod.ts";
+import { ApiError, ErrorBodySchema, LabelPool } from "../../lib/http/mod.ts";
 import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
 
 /** Options of {@linkcode createLabelApp}. */
@@ -139,6 +134,7 @@ export function createLabelApp(
     concurrency: ocrConcurrency,
     maxQueue: ocrMaxQueue,
   }).then((e) => (engine = e)));
+  const pool = new LabelPool({ ocr: getOcr });
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(labelRoute, async (c) => {
@@ -157,23 +153,9 @@ export function createLabelApp(
     const parsed = LabelRequestOptionsSchema.safeParse(raw);
     if (!parsed.success) throw parsed.error;
     const { overlay, ...o } = parsed.data;
-    const results = await labelInput(bytes, o, {
-      tokenizer: await getTokenizer(o.tokenizer),
-      ocr: getOcr,
-      limits: { maxPixels },
-      maxPdfPages,
-    });
-    return c.json({
-      items: results.map((r) => ({
-        ...(r.page !== undefined ? { page: r.page } : {}),
-        labelSet: r.labelSet,
-        ...(overlay ? { overlay: encodeBase64(drawOverlay(r.image.image, r.labelSet)) } : {}),
-      })),
-      timing: {
-        ocrMs: Math.round(results.reduce((s, r) => s + r.ocrMs, 0)),
-        labelMs: Math.round(results.reduce((s, r) => s + r.labelMs, 0)),
-      },
-    }, 200);
+    // decode, assignment, overlay and the JSON text run in a worker: the event loop stays free
+    const json = await pool.label(bytes, o, { overlay, maxPixels, maxPdfPages });
+    return c.body(json, 200, { "content-type": "application/json" }) as never;
   });
 
   app.openapi(geometriesRoute, (c) => {
@@ -193,6 +175,7 @@ export function createLabelApp(
   return {
     app,
     close: async () => {
+      pool.close();
       if (ocr) await (await ocr).close();
     },
     ocrStats: () => ({

@@ -1,2 +1,3 @@
 export * from "./errors.ts";
 export * from "./metrics.ts";
+export * from "./label_pool.ts";
