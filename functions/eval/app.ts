@@ -8,7 +8,7 @@ import { checkEvalJob, isSuiteName, JobSchema } from "../../lib/jobs/mod.ts";
 import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
 import { ApiError } from "../../lib/http/mod.ts";
 import { resolveInside } from "../../lib/util/paths.ts";
-import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+import { type AppEnv, errorsFor, requireContentType } from "../shared/http.ts";
 import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
 
 export const EvalJobConfigSchema = z.strictObject({
@@ -35,7 +35,8 @@ const createJob = createRoute({
   },
   responses: {
     202: { description: "Queued", content: { "application/json": { schema: JobResponse } } },
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404, 409, 413, 415, 503),
   },
 });
 const getJob = createRoute({
@@ -45,7 +46,8 @@ const getJob = createRoute({
   request: { params: IdParam },
   responses: {
     200: { description: "Job", content: { "application/json": { schema: JobResponse } } },
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404),
   },
 });
 const listJobs = createRoute({
@@ -57,6 +59,8 @@ const listJobs = createRoute({
       description: "Jobs",
       content: { "application/json": { schema: z.object({ jobs: z.array(JobResponse) }) } },
     },
+
+    ...errorsFor(401),
   },
 });
 

@@ -9,7 +9,7 @@ import { LabelRequestSchema, LabelSetSchema } from "../../lib/labels/mod.ts";
 import { BUILTIN_TOKENIZERS } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
 import { ApiError, ErrorBodySchema, LabelPool } from "../../lib/http/mod.ts";
-import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+import { type AppEnv, errorsFor, requireContentType } from "../shared/http.ts";
 
 /** Options of {@linkcode createLabelApp}. */
 export interface LabelAppOptions {
@@ -69,7 +69,8 @@ const labelRoute = createRoute({
       description: "Label sets",
       content: { "application/json": { schema: LabelResponseSchema } },
     },
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 413, 415, 422, 503, 504),
   },
 });
 
@@ -88,6 +89,8 @@ const geometriesRoute = createRoute({
         },
       },
     },
+
+    ...errorsFor(401),
   },
 });
 
@@ -100,6 +103,8 @@ const tokenizersRoute = createRoute({
       description: "Tokenizers",
       content: { "application/json": { schema: z.object({ tokenizers: z.array(z.string()) }) } },
     },
+
+    ...errorsFor(401),
   },
 });
 

@@ -21,29 +21,36 @@ import { LimitError } from "../../lib/jobs/limits.ts";
 // deno-lint-ignore ban-types
 export type AppEnv = { Variables: {} };
 
-/** OpenAPI entries for the error shape, shared by every route. */
-export const errorResponses = {
-  400: {
-    description: "Invalid request",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
-  413: {
-    description: "Body or image too large",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
-  415: {
-    description: "Unsupported media type",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
-  422: {
-    description: "Input understood but not processable",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
-  503: {
-    description: "Busy: retry after the Retry-After seconds",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
+const ERROR_DESCRIPTIONS = {
+  400: "Invalid request (validation issues listed)",
+  401: "Missing or invalid API key (only when keys are set)",
+  404: "No such job, run, dataset or file",
+  409: "Conflict with the job's or run's state",
+  413: "Body, image or a requested size over its limit (the message names the limit)",
+  415: "Unsupported media type",
+  422: "Input understood but not processable (e.g. a config that cannot fit the job memory cap)",
+  503: "Busy: retry after the Retry-After seconds",
+  504: "The request took longer than its time limit",
 } as const;
+type ErrorStatus = keyof typeof ERROR_DESCRIPTIONS;
+
+/** OpenAPI entries for the error shape, for the statuses a route returns. */
+export function errorsFor<const S extends ErrorStatus>(
+  ...statuses: S[]
+): {
+  [K in S]: {
+    description: string;
+    content: { "application/json": { schema: typeof ErrorBodySchema } };
+  };
+} {
+  return Object.fromEntries(statuses.map((s) => [s, {
+    description: ERROR_DESCRIPTIONS[s],
+    content: { "application/json": { schema: ErrorBodySchema } },
+  }])) as never;
+}
+
+/** The error statuses of a route with a body (and 401, which every /v1 route may return). */
+export const errorResponses = errorsFor(400, 401, 413, 415, 422, 503);
 
 /** Refuse requests whose Content-Type is not one of `types` (415). */
 export function requireContentType(types: string[]): MiddlewareHandler {
@@ -128,7 +135,13 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
       metrics.latency.observe({ method: c.req.method, route }, (performance.now() - t0) / 1000);
     });
   }
-  if (apiKeys.length > 0) app.use("/v1/*", apiKeyAuth(apiKeys));
+  if (apiKeys.length > 0) {
+    const auth = apiKeyAuth(apiKeys);
+    app.use("/v1/*", auth);
+    // the API's description is the API's: behind the same keys (health, readiness, metrics stay open)
+    app.use("/openapi.json", auth);
+    app.use("/docs", auth);
+  }
   app.use(
     "/v1/label",
     timeout(

@@ -10,7 +10,7 @@ import { checkDatasetSize, checkTrainJob, isSuiteName, JobSchema } from "../../l
 import { SUITES } from "../../lib/data/mod.ts";
 import { TrainConfigSchema } from "../../lib/train/mod.ts";
 import { ApiError, type ServerMetrics } from "../../lib/http/mod.ts";
-import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+import { type AppEnv, errorsFor, requireContentType } from "../shared/http.ts";
 import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
 
 export { type JobsContext, openJobs } from "../shared/jobs.ts";
@@ -46,17 +46,6 @@ const IdParam = z.object({
   id: z.string().regex(/^[a-z]+-[a-z0-9]+-[a-f0-9]{8}$/, "not a job id"),
 });
 const JobResponse = JobSchema.openapi("Job");
-const notFound = {
-  404: {
-    description: "No such job",
-    content: {
-      "application/json": {
-        schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
-      },
-    },
-  },
-};
-
 const createJob = createRoute({
   method: "post",
   path: "/v1/train/jobs",
@@ -67,7 +56,8 @@ const createJob = createRoute({
   },
   responses: {
     202: { description: "Queued", content: { "application/json": { schema: JobResponse } } },
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404, 413, 415, 422, 503),
   },
 });
 const listJobs = createRoute({
@@ -79,6 +69,8 @@ const listJobs = createRoute({
       description: "Jobs",
       content: { "application/json": { schema: z.object({ jobs: z.array(JobResponse) }) } },
     },
+
+    ...errorsFor(401),
   },
 });
 const getJob = createRoute({
@@ -88,8 +80,8 @@ const getJob = createRoute({
   request: { params: IdParam },
   responses: {
     200: { description: "Job", content: { "application/json": { schema: JobResponse } } },
-    ...notFound,
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404),
   },
 });
 const cancelJob = createRoute({
@@ -99,8 +91,8 @@ const cancelJob = createRoute({
   request: { params: IdParam },
   responses: {
     202: { description: "Cancelling", content: { "application/json": { schema: JobResponse } } },
-    ...notFound,
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404),
   },
 });
 const resumeJob = createRoute({
@@ -110,8 +102,8 @@ const resumeJob = createRoute({
   request: { params: IdParam },
   responses: {
     202: { description: "Queued", content: { "application/json": { schema: JobResponse } } },
-    ...notFound,
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404, 409),
   },
 });
 const listArtifacts = createRoute({
@@ -130,7 +122,8 @@ const listArtifacts = createRoute({
         },
       },
     },
-    ...notFound,
+
+    ...errorsFor(400, 401, 404),
   },
 });
 
