@@ -67,6 +67,64 @@ export function requireContentType(types: string[]): MiddlewareHandler {
   };
 }
 
+/**
+ * A request body must arrive within `ms` (408 otherwise): a client that sends it a byte at a
+ * time cannot hold a request (and its memory) open for long.
+ */
+export function bodyReadTimeout(ms: number): MiddlewareHandler {
+  return async function bodyReadTimeoutHandler(c, next) {
+    const body = c.req.raw.body;
+    if (!body || !(ms > 0)) return await next();
+    const deadline = performance.now() + ms;
+    const reader = body.getReader();
+    let timedOut = false;
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(ctrl) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new ApiError(
+                  408,
+                  "body_timeout",
+                  `Request body took longer than ${ms} ms to arrive`,
+                ),
+              ),
+            Math.max(0, deadline - performance.now()),
+          );
+        });
+        try {
+          const r = await Promise.race([reader.read(), late]);
+          if (r.done) ctrl.close();
+          else ctrl.enqueue(r.value);
+        } catch (e) {
+          timedOut = true;
+          reader.cancel().catch(() => {});
+          ctrl.error(e);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    });
+    c.req.raw = new Request(c.req.raw, { body: stream, duplex: "half" } as RequestInit);
+    await next();
+    // a body parser reports any read error as a malformed body (400): say what happened
+    if (timedOut) {
+      c.res = new Response(
+        JSON.stringify({
+          error: {
+            code: "body_timeout",
+            message: `Request body took longer than ${ms} ms to arrive`,
+          },
+        }),
+        { status: 408, headers: { "content-type": "application/json", connection: "close" } },
+      );
+    }
+  };
+}
+
 /** Options of {@linkcode createApiApp}. */
 export interface ApiAppOptions {
   /** Largest request body in bytes. @default 32 MiB */
@@ -75,6 +133,8 @@ export interface ApiAppOptions {
   apiKeys?: string[];
   /** Longest a labeling request may take, in ms. @default 120000 (env DVSFT_REQUEST_TIMEOUT_MS) */
   requestTimeoutMs?: number;
+  /** Longest a request body may take to arrive, ms. @default 60000 (env DVSFT_BODY_TIMEOUT_MS) */
+  bodyTimeoutMs?: number;
   metrics?: ServerMetrics;
 }
 
@@ -112,6 +172,7 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
       Boolean,
     ),
     requestTimeoutMs = Number(Deno.env.get("DVSFT_REQUEST_TIMEOUT_MS") ?? 120_000),
+    bodyTimeoutMs = Number(Deno.env.get("DVSFT_BODY_TIMEOUT_MS") ?? 60_000),
     metrics,
   } = options;
   const app = new OpenAPIHono<AppEnv>({
@@ -150,6 +211,7 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
         new ApiError(504, "timeout", `Request took longer than ${requestTimeoutMs} ms`) as never,
     ),
   );
+  app.use("/v1/*", bodyReadTimeout(bodyTimeoutMs));
   app.use(
     "/v1/*",
     bodyLimit({

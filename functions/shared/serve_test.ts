@@ -2,6 +2,7 @@ import { assert, assertEquals } from "@std/assert";
 import { createServerApp } from "../server.ts";
 import { renderPage } from "../../lib/render/mod.ts";
 import { encodeBase64 } from "../../lib/util/base64.ts";
+import { serveWithHeaderTimeout } from "../../lib/http/mod.ts";
 
 Deno.test("with API keys, /openapi.json and /docs need a key; the document lists each route's statuses", async () => {
   const dataRoot = await Deno.makeTempDir();
@@ -83,5 +84,81 @@ Deno.test("/healthz answers within 100 ms while a heavy label request (big page,
   } finally {
     await server.shutdown();
     await close();
+  }
+});
+
+Deno.test("slow clients are cut off: headers (408 after the header timeout), silence, a slow body (408)", async () => {
+  const dataRoot = await Deno.makeTempDir();
+  const { app, close } = createServerApp({ functions: ["train"], dataRoot, bodyTimeoutMs: 1000 });
+  const ac = new AbortController();
+  const server = await serveWithHeaderTimeout(
+    { port: 0, hostname: "127.0.0.1", headerTimeoutMs: 1000, signal: ac.signal },
+    app.fetch,
+  );
+  const port = server.addr.port;
+  const enc = new TextEncoder();
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  /** Send `parts` with pauses; the first line of the answer and when it came. */
+  const probe = async (parts: string[], pauseMs: number) => {
+    const c = await Deno.connect({ port, hostname: "127.0.0.1" });
+    const t0 = performance.now();
+    let answered = false;
+    const reading = (async () => {
+      let text = "";
+      const buf = new Uint8Array(4096);
+      for (;;) {
+        const n = await c.read(buf).catch(() => null);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      answered = true;
+      return { status: text.split("\r\n")[0] ?? "", text, ms: performance.now() - t0 };
+    })();
+    for (const p of parts) {
+      if (answered) break;
+      await c.write(enc.encode(p)).catch(() => {});
+      await sleep(pauseMs);
+    }
+    const r = await Promise.race([
+      reading,
+      sleep(8000).then(() => ({ status: "still open after 8 s", text: "", ms: Infinity })),
+    ]);
+    try {
+      c.close();
+    } catch { /* closed */ }
+    return r;
+  };
+  try {
+    // an ordinary request, twice on one kept-alive connection
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+      assertEquals(r.status, 200);
+      await r.body?.cancel();
+    }
+    const lines = Array.from({ length: 20 }, (_, i) => `x-slow-${i}: 1\r\n`);
+    const [slowHeaders, silent, slowBody] = await Promise.all([
+      probe(["GET /healthz HTTP/1.1\r\nhost: x\r\n", ...lines], 300),
+      probe([], 0),
+      probe([
+        "POST /v1/train/jobs HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{",
+        ...Array.from({ length: 39 }, () => " "),
+      ], 300),
+    ]);
+    for (const [name, r] of [["slow headers", slowHeaders], ["silent", silent]] as const) {
+      assertEquals(r.status, "HTTP/1.1 408 Request Timeout", name);
+      assert(r.ms < 2500, `${name}: cut after ${r.ms} ms`);
+    }
+    assertEquals(slowBody.status, "HTTP/1.1 408 Request Timeout", slowBody.text);
+    assert(slowBody.text.includes("body_timeout"), slowBody.text);
+    assert(slowBody.ms < 3000, `slow body: cut after ${slowBody.ms} ms`);
+    // and the server still serves
+    const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assertEquals(r.status, 200);
+    await r.body?.cancel();
+  } finally {
+    ac.abort();
+    await server.finished;
+    await close();
+    await Deno.remove(dataRoot, { recursive: true });
   }
 });
