@@ -5,8 +5,9 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { decodeBase64 } from "../../lib/util/base64.ts";
 import { GEOMETRY_NAMES, GeometrySpecSchema } from "../../lib/geometry/mod.ts";
-import { LabelRequestSchema, LabelSetSchema } from "../../lib/labels/mod.ts";
-import { BUILTIN_TOKENIZERS } from "../../lib/tokenizer/mod.ts";
+import { labelInput, LabelRequestSchema, LabelSetSchema } from "../../lib/labels/mod.ts";
+import { BUILTIN_TOKENIZERS, getTokenizer } from "../../lib/tokenizer/mod.ts";
+import { probeImage } from "../../lib/image/mod.ts";
 import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
 import { ApiError, ErrorBodySchema, LabelPool } from "../../lib/http/mod.ts";
 import { type AppEnv, errorsFor, requireContentType } from "../shared/http.ts";
@@ -23,6 +24,11 @@ export interface LabelAppOptions {
   maxPixels?: number;
   /** @default 50 */
   maxPdfPages?: number;
+  /**
+   * Images up to this many pixels (without overlay) are labeled on the event loop; larger ones,
+   * overlays and PDFs in the worker pool. @default 2_000_000 (env DVSFT_LABEL_INLINE_PIXELS)
+   */
+  inlinePixels?: number;
 }
 
 export const LabelRequestOptionsSchema = LabelRequestSchema.extend({
@@ -140,6 +146,16 @@ export function createLabelApp(
     maxQueue: ocrMaxQueue,
   }).then((e) => (engine = e)));
   const pool = new LabelPool({ ocr: getOcr });
+  const inlinePixels = options.inlinePixels ??
+    Number(Deno.env.get("DVSFT_LABEL_INLINE_PIXELS") ?? 2_000_000);
+  const isSmall = (bytes: Uint8Array) => {
+    try {
+      const { width, height } = probeImage(bytes);
+      return width * height <= inlinePixels;
+    } catch {
+      return true; // not an image: labelInput answers with the error at once
+    }
+  };
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(labelRoute, async (c) => {
@@ -158,7 +174,23 @@ export function createLabelApp(
     const parsed = LabelRequestOptionsSchema.safeParse(raw);
     if (!parsed.success) throw parsed.error;
     const { overlay, ...o } = parsed.data;
-    // decode, assignment, overlay and the JSON text run in a worker: the event loop stays free
+    // a small image without overlay is labeled here (tens of ms: a worker's copies would cost
+    // more); anything larger, an overlay or a PDF runs in a worker, so the event loop stays free
+    if (!overlay && o.source !== "pdf" && isSmall(bytes)) {
+      const results = await labelInput(bytes, o, {
+        tokenizer: await getTokenizer(o.tokenizer),
+        ocr: getOcr,
+        limits: { maxPixels },
+        maxPdfPages,
+      });
+      return c.json({
+        items: results.map((r) => ({ labelSet: r.labelSet })),
+        timing: {
+          ocrMs: Math.round(results.reduce((s, r) => s + r.ocrMs, 0)),
+          labelMs: Math.round(results.reduce((s, r) => s + r.labelMs, 0)),
+        },
+      }, 200);
+    }
     const json = await pool.label(bytes, o, { overlay, maxPixels, maxPdfPages });
     return c.body(json, 200, { "content-type": "application/json" }) as never;
   });

@@ -99,7 +99,8 @@ export function bodyReadTimeout(ms: number): MiddlewareHandler {
           if (r.done) ctrl.close();
           else ctrl.enqueue(r.value);
         } catch (e) {
-          timedOut = true;
+          // a client that went away is not a slow client
+          if (e instanceof ApiError && e.code === "body_timeout") timedOut = true;
           reader.cancel().catch(() => {});
           ctrl.error(e);
         } finally {
