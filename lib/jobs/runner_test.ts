@@ -1,4 +1,5 @@
-import { assert, assertEquals, assertMatch } from "@std/assert";
+import { assert, assertEquals, assertMatch, assertRejects } from "@std/assert";
+import { confineDataset } from "./job_main.ts";
 import { type Job, JobRunner, type JobRunnerOptions, JobStore } from "./mod.ts";
 
 const tiny = { model: "tiny", batchSize: 4, checkpointEvery: 0, backend: "wasm" };
@@ -43,6 +44,27 @@ Deno.test("job process over its memory cap is killed, failed with the reason; th
   assert(Deno.memoryUsage().rss - rss0 < 100e6, `${(Deno.memoryUsage().rss - rss0) / 1e6} MB`);
 });
 
+Deno.test("cancel between short steps: SIGTERM, the job checkpoints and exits within a second", async () => {
+  await withRunner({ limits: { cancelGraceMs: 5_000 } }, async (store, runner) => {
+    const job = await store.create("train", { ...tiny, steps: 100_000 }, (id) => `runs/${id}`, 1);
+    runner.enqueue(job.id);
+    await until(store, job.id, (j) => j.lastMetrics !== null);
+    const t0 = performance.now();
+    await runner.cancel(job.id);
+    const j = await until(store, job.id, ended);
+    const ms = performance.now() - t0;
+    // not killed: it stopped at a step boundary and wrote its checkpoint
+    assertEquals([j.state, j.error], ["cancelled", null]);
+    assert(ms < 1_500, `stopped ${ms.toFixed(0)} ms after cancel`);
+    console.log(`stopped ${ms.toFixed(0)} ms after cancel`);
+    const root = runner.options.dataRoot;
+    const latest = JSON.parse(
+      await Deno.readTextFile(`${root}/${j.runDir}/checkpoints/latest.json`),
+    );
+    assert(latest, "a checkpoint at cancel");
+  });
+});
+
 Deno.test("cancel during a long step: the job stops within the cancel grace (+ exit), state cancelled", async () => {
   await withRunner({ limits: { cancelGraceMs: 500 } }, async (store, runner) => {
     // a batch whose step takes seconds: SIGTERM cannot interrupt it, the grace period does
@@ -61,6 +83,7 @@ Deno.test("cancel during a long step: the job stops within the cancel grace (+ e
     const ms = performance.now() - t0;
     assertEquals(j.state, "cancelled", j.error ?? "");
     assert(ms < 1_500, `stopped ${ms.toFixed(0)} ms after cancel`);
+    console.log(`stopped ${ms.toFixed(0)} ms after cancel`);
   });
 });
 
@@ -89,4 +112,48 @@ Deno.test("a time cap fails the job (checkpointed, resumable); a job killed from
     runner.enqueue(next.id);
     assertEquals((await until(store, next.id, ended)).state, "succeeded");
   });
+});
+
+Deno.test("a dataset's images are confined to the data root when the job runs; a job naming such a dataset fails at start", async () => {
+  const root = await Deno.makeTempDir({ prefix: "dvsft-confine-" });
+  try {
+    const line = (image: string) =>
+      JSON.stringify({
+        messages: [{ role: "user", content: "<image>read" }, { role: "assistant", content: "a" }],
+        images: [image],
+        vision_labels: [{
+          geometry: { name: "qwen2-vl" },
+          tokenizer: "dvsft-small",
+          tokenizer_sha256: "0",
+          labels: [],
+        }],
+      });
+    await Deno.mkdir(`${root}/datasets`);
+    await Deno.writeTextFile(`${root}/datasets/in.png`, "x");
+    await Deno.writeTextFile(`${root}/datasets/ok.jsonl`, line(`${root}/datasets/in.png`) + "\n");
+    await Deno.writeTextFile(`${root}/datasets/out.jsonl`, line("/etc/hostname") + "\n");
+    await confineDataset(`${root}/datasets/ok.jsonl`, root);
+    await assertRejects(
+      () => confineDataset(`${root}/datasets/out.jsonl`, root),
+      Error,
+      "names image '/etc/hostname'",
+    );
+    // the runner resolves the record's relative path inside the data root at start
+    const store = await JobStore.open(":memory:");
+    const runner = new JobRunner(store, { dataRoot: root });
+    const job = await store.create(
+      "train",
+      { ...tiny, steps: 1, data: { task: "dataset", path: "../../etc" } },
+      (id) => `runs/${id}`,
+      1,
+    );
+    runner.enqueue(job.id);
+    const j = await until(store, job.id, ended);
+    assertEquals(j.state, "failed");
+    assertMatch(j.error!, /^cannot start: Path '\.\.\/\.\.\/etc' leaves its folder/);
+    await runner.shutdown();
+    store.close();
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
