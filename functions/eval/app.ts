@@ -104,6 +104,29 @@ export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) 
     async (c) => c.json({ jobs: await (await deps()).store.list("eval") }, 200),
   );
   app.openapi(getJob, async (c) => c.json(await mustGet(c.req.valid("param").id), 200));
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/eval/jobs/{id}/result",
+    summary: "A succeeded evaluation job's result (the suites it asked for)",
+    request: { params: IdParam },
+    responses: {
+      200: { description: "Evaluation", content: { "application/json": { schema: z.unknown() } } },
+      ...errorsFor(400, 401, 404, 409),
+    },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/eval/jobs/{id}/events",
+    summary: "Server-sent events: the job's record at each change, until it ends",
+    request: { params: IdParam },
+    responses: {
+      200: {
+        description: "Event stream",
+        content: { "text/event-stream": { schema: z.string() } },
+      },
+      ...errorsFor(400, 401, 404),
+    },
+  });
   app.get("/v1/eval/jobs/:id/result", async (c) => {
     const job = await mustGet(IdParam.parse({ id: c.req.param("id") }).id);
     if (job.state !== "succeeded") {

@@ -23,6 +23,9 @@ Deno.test("with API keys, /openapi.json and /docs need a key; the document lists
     assertEquals(statuses("/v1/eval/jobs", "post"), [202, 400, 401, 404, 409, 413, 415, 503]);
     assertEquals(statuses("/v1/label", "post"), [200, 400, 401, 413, 415, 422, 503, 504]);
     assertEquals(statuses("/v1/eval/jobs/{id}", "get"), [200, 400, 401, 404]);
+    assertEquals(statuses("/v1/eval/jobs/{id}/result", "get"), [200, 400, 401, 404, 409]);
+    assertEquals(statuses("/v1/train/jobs/{id}/artifacts/{path}", "get"), [200, 400, 401, 404]);
+    assertEquals(statuses("/v1/train/jobs/{id}/events", "get"), [200, 400, 401, 404]);
   } finally {
     await close();
     await Deno.remove(dataRoot, { recursive: true });

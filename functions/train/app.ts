@@ -195,7 +195,37 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
     const runDir = await resolveInside(dataRoot, job.runDir).catch(() => null);
     return c.json({ artifacts: runDir ? await listRunFiles(runDir) : [] }, 200);
   });
-  // a file download and an event stream are not JSON: plain routes (documented in the README)
+  // a file download and an event stream are not JSON: plain routes, documented here
+  const idPath = z.object({ id: IdParam.shape.id, path: z.string() });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/train/jobs/{id}/artifacts/{path}",
+    summary: "Download one artifact (a path from the artifact list, percent-encoded once)",
+    request: { params: idPath },
+    responses: {
+      200: {
+        description: "The file",
+        content: {
+          "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+        },
+      },
+      ...errorsFor(400, 401, 404),
+    },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/train/jobs/{id}/events",
+    summary: "Server-sent events: the job's record at each change, until it ends",
+    request: { params: IdParam },
+    responses: {
+      200: {
+        description: "Event stream",
+        content: { "text/event-stream": { schema: z.string() } },
+      },
+      ...errorsFor(400, 401, 404),
+    },
+  });
+
   app.get("/v1/train/jobs/:id/artifacts/:path{.+}", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;
     const job = await mustGet(id);
