@@ -157,3 +157,43 @@ Deno.test("a dataset's images are confined to the data root when the job runs; a
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("a job process whose server is gone (stdin closed) stops like on SIGTERM: checkpoint, done, exit 0", async () => {
+  const root = await Deno.makeTempDir({ prefix: "dvsft-orphan-" });
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", new URL("./job_main.ts", import.meta.url).pathname],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    const config = { ...tiny, steps: 100_000, outDir: `${root}/runs`, name: "r" };
+    await w.write(
+      new TextEncoder().encode(
+        JSON.stringify({ kind: "train", config, resume: false, dataRoot: root }) + "\n",
+      ),
+    );
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!out.includes('"dvsftJob":"step"')) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      out += value;
+    }
+    const t0 = performance.now();
+    await w.close(); // as when the server process dies
+    for (;;) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      out += value;
+    }
+    const status = await child.status;
+    assertEquals(status.code, 0);
+    assertMatch(out, /"dvsftJob":"done","finalStep":\d+,"cancelled":true/);
+    assert(performance.now() - t0 < 3000);
+    await Deno.stat(`${root}/runs/r/checkpoints/latest.json`);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
