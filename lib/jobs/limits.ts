@@ -130,18 +130,17 @@ export function resolveJobModel(
 }
 
 function blockParams(d: number, r: number): number {
-  return 4 * d * d + 4 * d + 2 * r * d * d + (r + 1) * d + 4 * d; // attention, MLP, 2 layer norms
+  return 4 * d + 4 * (d * d + d) + 2 * r * d * d + r * d + d; // 2 norms, q k v o, MLP
 }
 
-/** Parameters of the small MLLM of a config (an estimate within a few %, biases included). */
+/** Parameters of the small MLLM of a config (lib/model's weights, counted from the shapes). */
 export function parameterCount(c: ModelConfig): number {
-  const patches = (c.imageSize / c.patchSize) ** 2;
-  let p = c.patchSize * c.patchSize * 3 * c.visionDim + patches * c.visionDim;
-  p += c.visionLayers * blockParams(c.visionDim, c.mlpRatio);
-  p += 4 * c.visionDim * c.dim + c.dim * c.dim + 2 * c.dim; // projector
-  p += c.vocabSize * c.dim + sequenceLength(c) * c.dim; // embeddings
-  p += c.layers * blockParams(c.dim, c.mlpRatio);
-  p += c.dim * c.vocabSize + c.vocabSize; // head
+  const g = c.imageSize / c.patchSize;
+  let p = c.patchSize * c.patchSize * 3 * c.visionDim + c.visionDim + 2 * g * c.visionDim;
+  p += c.visionLayers * blockParams(c.visionDim, c.mlpRatio) + 2 * c.visionDim;
+  p += 4 * c.visionDim * c.dim + c.dim + c.dim * c.dim + c.dim; // merger
+  p += c.vocabSize * c.dim + sequenceLength(c) * c.dim; // token and position embeddings (tied head)
+  p += c.layers * blockParams(c.dim, c.mlpRatio) + 2 * c.dim;
   return p;
 }
 
@@ -151,7 +150,7 @@ export function parameterCount(c: ModelConfig): number {
  * in/out, norms, residuals ≈ (12 + 3·mlpRatio)·d floats, plus 3 attention maps of h × T), the
  * logits with their softmax and gradient, the pixels; all float32, ×4 for the intermediates tfjs
  * keeps between kernels (measured: `small` at batch 8 and 32 peaks at 861 and 2766 MB RSS; this
- * gives 1045 and 2917), plus the process's own ≈ 400 MB (runtime, tfjs, wasm heap).
+ * gives 1043 and 2913), plus the process's own ≈ 400 MB (runtime, tfjs, wasm heap).
  */
 export function estimateTrainMemoryMB(c: ModelConfig, batchSize: number): number {
   const patches = (c.imageSize / c.patchSize) ** 2;
