@@ -4,7 +4,7 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { dataRootPaths, hasCheckpoint, readEvaluation } from "../../lib/runs/mod.ts";
-import { checkEvalJob, isSuiteName, JobSchema } from "../../lib/jobs/mod.ts";
+import { checkEvalJob, isSuiteName, type JobLimits, JobSchema } from "../../lib/jobs/mod.ts";
 import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
 import { ApiError } from "../../lib/http/mod.ts";
 import { resolveInside } from "../../lib/util/paths.ts";
@@ -68,12 +68,15 @@ export interface EvalAppOptions {
   dataRoot?: string;
   /** Evaluation jobs at once. @default 1 */
   evalConcurrency?: number;
+  /** Job caps and request size limits over those of the environment (README "Limits"). */
+  jobLimits?: Partial<JobLimits>;
 }
 
 export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) {
   const jr = jobRunner("eval", {
     dataRoot: options.dataRoot,
     concurrency: options.evalConcurrency ?? 1,
+    limits: options.jobLimits,
   }, jobs);
   const { deps, mustGet } = jr;
   const ctx = jr.ctx;

@@ -6,7 +6,13 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { dataRootPaths, listRunFiles, runFilePath } from "../../lib/runs/mod.ts";
 import { relative } from "node:path";
 import { resolveInside } from "../../lib/util/paths.ts";
-import { checkDatasetSize, checkTrainJob, isSuiteName, JobSchema } from "../../lib/jobs/mod.ts";
+import {
+  checkDatasetSize,
+  checkTrainJob,
+  isSuiteName,
+  type JobLimits,
+  JobSchema,
+} from "../../lib/jobs/mod.ts";
 import { SUITES } from "../../lib/data/mod.ts";
 import { TrainConfigSchema } from "../../lib/train/mod.ts";
 import { ApiError, type ServerMetrics } from "../../lib/http/mod.ts";
@@ -23,6 +29,8 @@ export interface TrainAppOptions {
   trainConcurrency?: number;
   /** Jobs allowed to wait. @default 16 */
   maxQueuedJobs?: number;
+  /** Job caps and request size limits over those of the environment (README "Limits"). */
+  jobLimits?: Partial<JobLimits>;
   metrics?: ServerMetrics;
 }
 
@@ -133,6 +141,7 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
   const jr = jobRunner("train", {
     dataRoot: options.dataRoot,
     concurrency: trainConcurrency,
+    limits: options.jobLimits,
     onStep: (m) =>
       typeof m.stepMs === "number" && options.metrics?.trainStepSeconds.set(m.stepMs / 1000),
   }, jobs);

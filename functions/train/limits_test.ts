@@ -80,3 +80,23 @@ Deno.test("train/eval jobs: every size is bounded before work starts (413/422 na
     await Deno.remove(dataRoot, { recursive: true });
   }
 });
+
+Deno.test("job limits come from the server's options too (over the environment)", async () => {
+  const dataRoot = await Deno.makeTempDir({ prefix: "dvsft-limits-" });
+  const { app, close } = createServerApp({
+    functions: ["train"],
+    dataRoot,
+    jobLimits: { memoryMB: 1000, maxSteps: 150 },
+  });
+  try {
+    const mem = await app.request("/v1/train/jobs", json({ model: "small", batchSize: 8 }));
+    assertEquals(mem.status, 422);
+    assertMatch((await mem.json()).error.message, /about 1043 MB .* job memory cap of 1000 MB/);
+    const steps = await app.request("/v1/train/jobs", json({ steps: 151 }));
+    assertEquals(steps.status, 413);
+    assertMatch((await steps.json()).error.message, /steps 151 exceeds the limit of 150/);
+  } finally {
+    await close();
+    await Deno.remove(dataRoot, { recursive: true });
+  }
+});
