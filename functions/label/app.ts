@@ -148,8 +148,12 @@ export function createLabelApp(
   const pool = new LabelPool({ ocr: getOcr });
   const inlinePixels = options.inlinePixels ??
     Number(Deno.env.get("DVSFT_LABEL_INLINE_PIXELS") ?? 2_000_000);
-  const isSmall = (bytes: Uint8Array) => {
+  const isSmall = (input: Uint8Array | { base64: string }) => {
     try {
+      // the header is in the first bytes: 64 KiB of base64 is enough for every format's size
+      const bytes = input instanceof Uint8Array
+        ? input
+        : decodeBase64(input.base64.replace(/^data:[^;,]*;base64,/, "").slice(0, 65_536));
       const { width, height } = probeImage(bytes);
       return width * height <= inlinePixels;
     } catch {
@@ -159,16 +163,17 @@ export function createLabelApp(
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(labelRoute, async (c) => {
-    let bytes: Uint8Array;
+    let input: Uint8Array | { base64: string };
     let raw: unknown;
     if ((c.req.header("content-type") ?? "").toLowerCase().startsWith("multipart/form-data")) {
       // both targets are typed as the union of the two bodies; the content type picks one
       const form = c.req.valid("form") as unknown as z.infer<typeof FormBodySchema>;
-      bytes = new Uint8Array(await form.image.arrayBuffer());
+      input = new Uint8Array(await form.image.arrayBuffer());
       raw = parseOptionsText(form.options);
     } else {
       const { image, ...rest } = c.req.valid("json") as z.infer<typeof JsonBodySchema>;
-      bytes = decodeBase64(image);
+      // decoded where the work happens (megabytes of base64 are milliseconds of the event loop)
+      input = { base64: image };
       raw = rest;
     }
     const parsed = LabelRequestOptionsSchema.safeParse(raw);
@@ -176,7 +181,8 @@ export function createLabelApp(
     const { overlay, ...o } = parsed.data;
     // a small image without overlay is labeled here (tens of ms: a worker's copies would cost
     // more); anything larger, an overlay or a PDF runs in a worker, so the event loop stays free
-    if (!overlay && o.source !== "pdf" && isSmall(bytes)) {
+    if (!overlay && o.source !== "pdf" && isSmall(input)) {
+      const bytes = input instanceof Uint8Array ? input : decodeBase64(input.base64);
       const results = await labelInput(bytes, o, {
         tokenizer: await getTokenizer(o.tokenizer),
         ocr: getOcr,
@@ -191,7 +197,7 @@ export function createLabelApp(
         },
       }, 200);
     }
-    const json = await pool.label(bytes, o, { overlay, maxPixels, maxPdfPages });
+    const json = await pool.label(input, o, { overlay, maxPixels, maxPdfPages });
     return c.body(json, 200, { "content-type": "application/json" }) as never;
   });
 

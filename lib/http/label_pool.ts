@@ -68,9 +68,9 @@ export class LabelPool {
     else slot.busy = false;
   }
 
-  /** Label `bytes`; resolves to the response's JSON text, or throws an ApiError. */
+  /** Label an input (bytes, or base64 decoded in the worker); resolves to the response's JSON text, or throws an ApiError. */
   async label(
-    bytes: Uint8Array,
+    input: Uint8Array | { base64: string },
     request: LabelRequest,
     o: { overlay: boolean; maxPixels: number; maxPdfPages: number },
   ): Promise<string> {
@@ -114,14 +114,17 @@ export class LabelPool {
         const task: LabelTask = {
           type: "label",
           id,
-          bytes,
+          input,
           request,
           overlay: o.overlay,
           maxPixels: o.maxPixels,
           maxPdfPages: o.maxPdfPages,
           ocrName: engine?.name,
         };
-        slot.worker.postMessage(task, [bytes.buffer as ArrayBuffer]);
+        const transfer = input instanceof Uint8Array && input.buffer instanceof ArrayBuffer
+          ? [input.buffer]
+          : [];
+        slot.worker.postMessage(task, transfer);
         const w = slot.worker;
         cleanup = () => {
           w.removeEventListener("message", onMessage);

@@ -10,14 +10,15 @@ import { drawOverlay, labelInput, type LabelRequest } from "../labels/mod.ts";
 import { getTokenizer } from "../tokenizer/mod.ts";
 import type { OcrEngine } from "../ocr/mod.ts";
 import type { WordBox } from "../labels/mod.ts";
-import { encodeBase64 } from "../util/base64.ts";
+import { decodeBase64, encodeBase64 } from "../util/base64.ts";
 import { Limiter } from "../util/limiter.ts";
 import { ApiError, toErrorResponse } from "./errors.ts";
 
 export interface LabelTask {
   type: "label";
   id: number;
-  bytes: Uint8Array;
+  /** The upload, or its base64 text (decoded here). */
+  input: Uint8Array | { base64: string };
   request: LabelRequest;
   overlay: boolean;
   maxPixels: number;
@@ -47,7 +48,8 @@ function ocrProxy(id: number, name: string): OcrEngine {
 
 async function label(t: LabelTask): Promise<string> {
   const engine = t.ocrName ? ocrProxy(t.id, t.ocrName) : undefined;
-  const results = await labelInput(t.bytes, t.request, {
+  const bytes = t.input instanceof Uint8Array ? t.input : decodeBase64(t.input.base64);
+  const results = await labelInput(bytes, t.request, {
     tokenizer: await getTokenizer(t.request.tokenizer),
     ocr: engine ? () => Promise.resolve(engine) : undefined,
     limits: { maxPixels: t.maxPixels },
