@@ -8,7 +8,7 @@ import { createTrainApp, type TrainAppOptions } from "./train/app.ts";
 import { type JobsContext, openJobs } from "./shared/jobs.ts";
 import { createEvalApp, type EvalAppOptions } from "./eval/app.ts";
 import { getTokenizer } from "../lib/tokenizer/mod.ts";
-import { createMetrics } from "../lib/http/mod.ts";
+import { createMetrics, serveWithHeaderTimeout } from "../lib/http/mod.ts";
 import { createWebApp } from "./web/app.ts";
 
 export interface ServerOptions
@@ -104,7 +104,12 @@ export function createServerApp(options: ServerOptions = {}) {
 
 /** Serve until SIGINT/SIGTERM; then stop taking requests, finish in-flight ones, release workers. */
 export async function serve(
-  options: ServerOptions & { port?: number; hostname?: string } = {},
+  options: ServerOptions & {
+    port?: number;
+    hostname?: string;
+    /** Longest request headers may take, ms; 0: none. @default 10000 (env DVSFT_HEADER_TIMEOUT_MS) */
+    headerTimeoutMs?: number;
+  } = {},
 ): Promise<void> {
   const {
     port = Number(Deno.env.get("PORT") ?? 8000),
@@ -112,13 +117,18 @@ export async function serve(
   } = options;
   const { app, close } = createServerApp(options);
   const ac = new AbortController();
-  const server = Deno.serve({
-    port,
-    hostname,
-    signal: ac.signal,
-    onListen: ({ hostname, port }) =>
-      console.log(`dvsft listening on http://${hostname}:${port} (web: /, docs: /docs)`),
-  }, app.fetch);
+  const headerTimeoutMs = Number(
+    options.headerTimeoutMs ?? Deno.env.get("DVSFT_HEADER_TIMEOUT_MS") ?? 10_000,
+  );
+  const onListen = ({ hostname, port }: { hostname: string; port: number }) =>
+    console.log(`dvsft listening on http://${hostname}:${port} (web: /, docs: /docs)`);
+  // Deno.serve has no header read timeout: a front listener adds one (0 turns it off)
+  const server = headerTimeoutMs > 0
+    ? await serveWithHeaderTimeout(
+      { port, hostname, headerTimeoutMs, signal: ac.signal, onListen },
+      app.fetch,
+    )
+    : Deno.serve({ port, hostname, signal: ac.signal, onListen }, app.fetch);
   const stop = () => ac.abort();
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);

@@ -5,11 +5,11 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { dataRootPaths, hasCheckpoint, readEvaluation } from "../../lib/runs/mod.ts";
 import { parseSuiteRef, suiteRefName } from "../../lib/eval/mod.ts";
-import { JobSchema } from "../../lib/jobs/mod.ts";
+import { checkEvalJob, type JobLimits, JobSchema } from "../../lib/jobs/mod.ts";
 import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
 import { ApiError } from "../../lib/http/mod.ts";
 import { resolveInside } from "../../lib/util/paths.ts";
-import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+import { type AppEnv, errorsFor, requireContentType } from "../shared/http.ts";
 import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
 
 export const EvalJobConfigSchema = z.strictObject({
@@ -47,7 +47,8 @@ const createJob = createRoute({
   },
   responses: {
     202: { description: "Queued", content: { "application/json": { schema: JobResponse } } },
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404, 409, 413, 415, 503),
   },
 });
 const getJob = createRoute({
@@ -57,7 +58,8 @@ const getJob = createRoute({
   request: { params: IdParam },
   responses: {
     200: { description: "Job", content: { "application/json": { schema: JobResponse } } },
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404),
   },
 });
 const listJobs = createRoute({
@@ -69,6 +71,8 @@ const listJobs = createRoute({
       description: "Jobs",
       content: { "application/json": { schema: z.object({ jobs: z.array(JobResponse) }) } },
     },
+
+    ...errorsFor(401),
   },
 });
 
@@ -76,18 +80,22 @@ export interface EvalAppOptions {
   dataRoot?: string;
   /** Evaluation jobs at once. @default 1 */
   evalConcurrency?: number;
+  /** Job caps and request size limits over those of the environment (README "Limits"). */
+  jobLimits?: Partial<JobLimits>;
 }
 
 export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) {
   const jr = jobRunner("eval", {
     dataRoot: options.dataRoot,
     concurrency: options.evalConcurrency ?? 1,
+    limits: options.jobLimits,
   }, jobs);
   const { deps, mustGet } = jr;
   const ctx = jr.ctx;
   const app = new OpenAPIHono<AppEnv>();
   app.openapi(createJob, async (c) => {
     const config = c.req.valid("json");
+    checkEvalJob(config, (await deps()).runner.limits);
     const root = dataRootPaths(ctx.dataRoot);
     const runDir = await resolveInside(root.runs, config.run).catch(() => {
       throw new ApiError(404, "not_found", `No training run '${config.run}'`);
@@ -118,6 +126,29 @@ export function createEvalApp(options: EvalAppOptions = {}, jobs?: JobsContext) 
     async (c) => c.json({ jobs: await (await deps()).store.list("eval") }, 200),
   );
   app.openapi(getJob, async (c) => c.json(await mustGet(c.req.valid("param").id), 200));
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/eval/jobs/{id}/result",
+    summary: "A succeeded evaluation job's result (the suites it asked for)",
+    request: { params: IdParam },
+    responses: {
+      200: { description: "Evaluation", content: { "application/json": { schema: z.unknown() } } },
+      ...errorsFor(400, 401, 404, 409),
+    },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/eval/jobs/{id}/events",
+    summary: "Server-sent events: the job's record at each change, until it ends",
+    request: { params: IdParam },
+    responses: {
+      200: {
+        description: "Event stream",
+        content: { "text/event-stream": { schema: z.string() } },
+      },
+      ...errorsFor(400, 401, 404),
+    },
+  });
   app.get("/v1/eval/jobs/:id/result", async (c) => {
     const job = await mustGet(IdParam.parse({ id: c.req.param("id") }).id);
     if (job.state !== "succeeded") {

@@ -3,26 +3,16 @@
  * A thin edge: requests are validated here, the work happens in lib/labels.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { decodeBase64, encodeBase64 } from "../../lib/util/base64.ts";
+import { decodeBase64 } from "../../lib/util/base64.ts";
 import { GEOMETRY_NAMES, GeometrySpecSchema, presetTokenizer } from "../../lib/geometry/mod.ts";
-import {
-  buildSequenceLayout,
-  ChatSchema,
-  SequenceLayoutError,
-  sequenceTokenizerFor,
-} from "../../lib/layout/mod.ts";
-import {
-  drawOverlay,
-  type LabeledInput,
-  labelInput,
-  LabelRequestSchema,
-  LabelSetSchema,
-  requestTokenizerName,
-} from "../../lib/labels/mod.ts";
-import { BUILTIN_TOKENIZER_NAMES, getTokenizer } from "../../lib/tokenizer/mod.ts";
+import { ChatSchema } from "../../lib/layout/mod.ts";
+import { LabelRequestSchema, LabelSetSchema } from "../../lib/labels/mod.ts";
+import { BUILTIN_TOKENIZER_NAMES } from "../../lib/tokenizer/mod.ts";
+import { probeImage } from "../../lib/image/mod.ts";
+import { labelResponse } from "../../lib/http/label_response.ts";
 import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
-import { ApiError, ErrorBodySchema } from "../../lib/http/mod.ts";
-import { type AppEnv, errorResponses, requireContentType } from "../shared/http.ts";
+import { ApiError, ErrorBodySchema, LabelPool } from "../../lib/http/mod.ts";
+import { type AppEnv, errorsFor, requireContentType } from "../shared/http.ts";
 
 /** Options of {@linkcode createLabelApp}. */
 export interface LabelAppOptions {
@@ -36,6 +26,11 @@ export interface LabelAppOptions {
   maxPixels?: number;
   /** A PDF with more pages → 413 (ask for fewer with a smaller file). @default 50 */
   maxPdfPages?: number;
+  /**
+   * Images up to this many pixels (without overlay) are labeled on the event loop; larger ones,
+   * overlays and PDFs in the worker pool. @default 2_000_000 (env DVSFT_LABEL_INLINE_PIXELS)
+   */
+  inlinePixels?: number;
 }
 
 export const LabelRequestOptionsSchema = LabelRequestSchema.extend({
@@ -94,7 +89,8 @@ const labelRoute = createRoute({
       description: "Label sets",
       content: { "application/json": { schema: LabelResponseSchema } },
     },
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 413, 415, 422, 503, 504),
   },
 });
 
@@ -117,6 +113,8 @@ const geometriesRoute = createRoute({
         },
       },
     },
+
+    ...errorsFor(401),
   },
 });
 
@@ -129,18 +127,10 @@ const tokenizersRoute = createRoute({
       description: "Tokenizers",
       content: { "application/json": { schema: z.object({ tokenizers: z.array(z.string()) }) } },
     },
+
+    ...errorsFor(401),
   },
 });
-
-/** Sequence-layout refusals are the caller's to fix: 400 with the reason. */
-function sequenceOrBadRequest<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (e instanceof SequenceLayoutError) throw new ApiError(400, "invalid_sequence", e.message);
-    throw e;
-  }
-}
 
 function parseOptionsText(text: string | undefined): unknown {
   if (text === undefined || text.trim() === "") return {};
@@ -173,69 +163,49 @@ export function createLabelApp(
     concurrency: ocrConcurrency,
     maxQueue: ocrMaxQueue,
   }).then((e) => (engine = e)));
+  const pool = new LabelPool({ ocr: getOcr });
+  const inlinePixels = options.inlinePixels ??
+    Number(Deno.env.get("DVSFT_LABEL_INLINE_PIXELS") ?? 2_000_000);
+  const isSmall = (input: Uint8Array | { base64: string }) => {
+    try {
+      // the header is in the first bytes: 64 KiB of base64 is enough for every format's size
+      const bytes = input instanceof Uint8Array
+        ? input
+        : decodeBase64(input.base64.replace(/^data:[^;,]*;base64,/, "").slice(0, 65_536));
+      const { width, height } = probeImage(bytes);
+      return width * height <= inlinePixels;
+    } catch {
+      return true; // not an image: labelInput answers with the error at once
+    }
+  };
   const app = new OpenAPIHono<AppEnv>();
 
   app.openapi(labelRoute, async (c) => {
-    let bytes: Uint8Array;
+    let input: Uint8Array | { base64: string };
     let raw: unknown;
     if ((c.req.header("content-type") ?? "").toLowerCase().startsWith("multipart/form-data")) {
       // both targets are typed as the union of the two bodies; the content type picks one
       const form = c.req.valid("form") as unknown as z.infer<typeof FormBodySchema>;
-      bytes = new Uint8Array(await form.image.arrayBuffer());
+      input = new Uint8Array(await form.image.arrayBuffer());
       raw = parseOptionsText(form.options);
     } else {
       const { image, ...rest } = c.req.valid("json") as z.infer<typeof JsonBodySchema>;
-      bytes = decodeBase64(image);
+      // decoded where the work happens (megabytes of base64 are milliseconds of the event loop)
+      input = { base64: image };
       raw = rest;
     }
     const parsed = LabelRequestOptionsSchema.safeParse(raw);
     if (!parsed.success) throw parsed.error;
-    const { overlay, layout, messages, ...o } = parsed.data;
-    if (layout === "sequence" && !messages) {
-      throw new ApiError(400, "invalid_request", "Layout 'sequence' needs 'messages'");
+    const request = parsed.data;
+    // a small image without overlay is labeled here (tens of ms: a worker's copies would cost
+    // more); anything larger, an overlay or a PDF runs in a worker, so the event loop stays free
+    if (!request.overlay && request.source !== "pdf" && isSmall(input)) {
+      const bytes = input instanceof Uint8Array ? input : decodeBase64(input.base64);
+      const body = await labelResponse(bytes, request, { ocr: getOcr, maxPixels, maxPdfPages });
+      return c.json(body, 200) as never;
     }
-    if (layout !== "sequence" && messages) {
-      throw new ApiError(400, "invalid_request", "Field 'messages' is only for layout 'sequence'");
-    }
-    const extraSpecialTokens = layout === "sequence"
-      ? sequenceOrBadRequest(() => sequenceTokenizerFor(o.geometry.name)).extraSpecialTokens
-      : [];
-    const tokenizer = await getTokenizer(requestTokenizerName(o), { extraSpecialTokens });
-    const results = await labelInput(bytes, o, {
-      tokenizer,
-      ocr: getOcr,
-      limits: { maxPixels },
-      maxPdfPages,
-    });
-    const sequenceOf = (r: LabeledInput) => {
-      if (!messages) return {};
-      const s = sequenceOrBadRequest(() =>
-        buildSequenceLayout({
-          geometry: o.geometry,
-          messages,
-          images: [{
-            width: r.image.width,
-            height: r.image.height,
-            visionLabels: r.labelSet.tokens.label,
-          }],
-          tokenizer,
-        })
-      );
-      const { family, inputIds, labels, visualPositions } = s;
-      return { sequence: { family, inputIds, labels, visualPositions } };
-    };
-    return c.json({
-      items: results.map((r) => ({
-        ...(r.page !== undefined ? { page: r.page } : {}),
-        labelSet: r.labelSet,
-        ...(overlay ? { overlay: encodeBase64(drawOverlay(r.image.image, r.labelSet)) } : {}),
-        ...sequenceOf(r),
-      })),
-      timing: {
-        ocrMs: Math.round(results.reduce((s, r) => s + r.ocrMs, 0)),
-        labelMs: Math.round(results.reduce((s, r) => s + r.labelMs, 0)),
-      },
-    }, 200);
+    const json = await pool.label(input, request, { maxPixels, maxPdfPages });
+    return c.body(json, 200, { "content-type": "application/json" }) as never;
   });
 
   app.openapi(geometriesRoute, (c) => {
@@ -259,6 +229,7 @@ export function createLabelApp(
   return {
     app,
     close: async () => {
+      pool.close();
       if (ocr) await (await ocr).close();
     },
     ocrStats: () => ({

@@ -16,33 +16,41 @@ import {
   toErrorResponse,
   zodIssues,
 } from "../../lib/http/mod.ts";
+import { LimitError } from "../../lib/jobs/limits.ts";
 
 // deno-lint-ignore ban-types
 export type AppEnv = { Variables: {} };
 
-/** OpenAPI entries for the error shape, shared by every route. */
-export const errorResponses = {
-  400: {
-    description: "Invalid request",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
-  413: {
-    description: "Body or image too large",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
-  415: {
-    description: "Unsupported media type",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
-  422: {
-    description: "Input understood but not processable",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
-  503: {
-    description: "Busy: retry after the Retry-After seconds",
-    content: { "application/json": { schema: ErrorBodySchema } },
-  },
+const ERROR_DESCRIPTIONS = {
+  400: "Invalid request (validation issues listed)",
+  401: "Missing or invalid API key (only when keys are set)",
+  404: "No such job, run, dataset or file",
+  409: "Conflict with the job's or run's state",
+  413: "Body, image or a requested size over its limit (the message names the limit)",
+  415: "Unsupported media type",
+  422: "Input understood but not processable (e.g. a config that cannot fit the job memory cap)",
+  503: "Busy: retry after the Retry-After seconds",
+  504: "The request took longer than its time limit",
 } as const;
+type ErrorStatus = keyof typeof ERROR_DESCRIPTIONS;
+
+/** OpenAPI entries for the error shape, for the statuses a route returns. */
+export function errorsFor<const S extends ErrorStatus>(
+  ...statuses: S[]
+): {
+  [K in S]: {
+    description: string;
+    content: { "application/json": { schema: typeof ErrorBodySchema } };
+  };
+} {
+  return Object.fromEntries(statuses.map((s) => [s, {
+    description: ERROR_DESCRIPTIONS[s],
+    content: { "application/json": { schema: ErrorBodySchema } },
+  }])) as never;
+}
+
+/** The error statuses of a route with a body (and 401, which every /v1 route may return). */
+export const errorResponses = errorsFor(400, 401, 413, 415, 422, 503);
 
 /** Refuse requests whose Content-Type is not one of `types` (415). */
 export function requireContentType(types: string[]): MiddlewareHandler {
@@ -59,6 +67,65 @@ export function requireContentType(types: string[]): MiddlewareHandler {
   };
 }
 
+/**
+ * A request body must arrive within `ms` (408 otherwise): a client that sends it a byte at a
+ * time cannot hold a request (and its memory) open for long.
+ */
+export function bodyReadTimeout(ms: number): MiddlewareHandler {
+  return async function bodyReadTimeoutHandler(c, next) {
+    const body = c.req.raw.body;
+    if (!body || !(ms > 0)) return await next();
+    const deadline = performance.now() + ms;
+    const reader = body.getReader();
+    let timedOut = false;
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(ctrl) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new ApiError(
+                  408,
+                  "body_timeout",
+                  `Request body took longer than ${ms} ms to arrive`,
+                ),
+              ),
+            Math.max(0, deadline - performance.now()),
+          );
+        });
+        try {
+          const r = await Promise.race([reader.read(), late]);
+          if (r.done) ctrl.close();
+          else ctrl.enqueue(r.value);
+        } catch (e) {
+          // a client that went away is not a slow client
+          if (e instanceof ApiError && e.code === "body_timeout") timedOut = true;
+          reader.cancel().catch(() => {});
+          ctrl.error(e);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    });
+    c.req.raw = new Request(c.req.raw, { body: stream, duplex: "half" } as RequestInit);
+    await next();
+    // a body parser reports any read error as a malformed body (400): say what happened
+    if (timedOut) {
+      c.res = new Response(
+        JSON.stringify({
+          error: {
+            code: "body_timeout",
+            message: `Request body took longer than ${ms} ms to arrive`,
+          },
+        }),
+        { status: 408, headers: { "content-type": "application/json", connection: "close" } },
+      );
+    }
+  };
+}
+
 /** Options of {@linkcode createApiApp}. */
 export interface ApiAppOptions {
   /** Largest request body in bytes. @default 32 MiB */
@@ -67,6 +134,8 @@ export interface ApiAppOptions {
   apiKeys?: string[];
   /** Longest a labeling request may take, in ms. @default 120000 (env DVSFT_REQUEST_TIMEOUT_MS) */
   requestTimeoutMs?: number;
+  /** Longest a request body may take to arrive, ms. @default 60000 (env DVSFT_BODY_TIMEOUT_MS) */
+  bodyTimeoutMs?: number;
   metrics?: ServerMetrics;
   /** One line per request (method, path, status, ms) on stdout. @default env DVSFT_LOG, else "off" */
   requestLog?: RequestLogFormat;
@@ -152,6 +221,7 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
     maxBodyBytes = 32 * 1024 * 1024,
     apiKeys = apiKeysFromEnv(),
     requestTimeoutMs = Number(Deno.env.get("DVSFT_REQUEST_TIMEOUT_MS") ?? 120_000),
+    bodyTimeoutMs = Number(Deno.env.get("DVSFT_BODY_TIMEOUT_MS") ?? 60_000),
     metrics,
   } = options;
   const requestLog = options.requestLog ?? parseLogFormat(Deno.env.get("DVSFT_LOG"));
@@ -177,7 +247,13 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
       metrics.latency.observe({ method: c.req.method, route }, (performance.now() - t0) / 1000);
     });
   }
-  if (apiKeys.length > 0) app.use("/v1/*", apiKeyAuth(apiKeys));
+  if (apiKeys.length > 0) {
+    const auth = apiKeyAuth(apiKeys);
+    app.use("/v1/*", auth);
+    // the API's description is the API's: behind the same keys (health, readiness, metrics stay open)
+    app.use("/openapi.json", auth);
+    app.use("/docs", auth);
+  }
   app.use(
     "/v1/label",
     timeout(
@@ -186,6 +262,7 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
         new ApiError(504, "timeout", `Request took longer than ${requestTimeoutMs} ms`) as never,
     ),
   );
+  app.use("/v1/*", bodyReadTimeout(bodyTimeoutMs));
   app.use(
     "/v1/*",
     bodyLimit({
@@ -207,9 +284,12 @@ export function createApiApp(options: ApiAppOptions = {}): OpenAPIHono<AppEnv> {
         error: { code: "bad_request", message: err.message || "Malformed request body" },
       }, status);
     }
-    const { status, body, headers } = toErrorResponse(
-      err instanceof HTTPException && err.cause ? err.cause : err,
-    );
+    const cause = err instanceof HTTPException && err.cause ? err.cause : err;
+    if (cause instanceof LimitError) {
+      const code = cause.status === 413 ? "too_large" : "exceeds_memory";
+      return c.json({ error: { code, message: cause.message } }, cause.status);
+    }
+    const { status, body, headers } = toErrorResponse(cause);
     for (const [k, v] of Object.entries(headers)) c.header(k, v);
     return c.json(body, status as 400);
   });

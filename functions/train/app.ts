@@ -4,11 +4,19 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { dataRootPaths, listRunFiles, runFilePath } from "../../lib/runs/mod.ts";
+import { relative } from "node:path";
 import { resolveInside } from "../../lib/util/paths.ts";
-import { JobSchema } from "../../lib/jobs/mod.ts";
+import {
+  checkDatasetSize,
+  checkTrainJob,
+  isSuiteName,
+  type JobLimits,
+  JobSchema,
+} from "../../lib/jobs/mod.ts";
+import { SUITES } from "../../lib/data/mod.ts";
 import { hfModelPath, TrainConfigSchema } from "../../lib/train/mod.ts";
 import { ApiError, type ServerMetrics } from "../../lib/http/mod.ts";
-import { type AppEnv, contentTypeOf, errorResponses, requireContentType } from "../shared/http.ts";
+import { type AppEnv, contentTypeOf, errorsFor, requireContentType } from "../shared/http.ts";
 import { jobEvents, jobRunner, type JobsContext } from "../shared/jobs.ts";
 
 export { type JobsContext, openJobs } from "../shared/jobs.ts";
@@ -21,30 +29,32 @@ export interface TrainAppOptions {
   trainConcurrency?: number;
   /** Jobs allowed to wait. @default 16 */
   maxQueuedJobs?: number;
+  /** Job caps and request size limits over those of the environment (README "Limits"). */
+  jobLimits?: Partial<JobLimits>;
   metrics?: ServerMetrics;
 }
 
 /** A job's config: the training config without the output location (the server owns that). */
-export const TrainJobConfigSchema = TrainConfigSchema.omit({ outDir: true, name: true }).openapi(
-  "TrainJobConfig",
-);
+export const TrainJobConfigSchema = TrainConfigSchema.omit({ outDir: true, name: true })
+  .superRefine((c, ctx) => {
+    // names a request gives are looked up as own keys (not "constructor", "__proto__")
+    const expected = `one of ${Object.keys(SUITES).join(", ")}`;
+    if (!isSuiteName(c.data.suite)) {
+      ctx.addIssue({ code: "custom", path: ["data", "suite"], message: expected });
+    }
+    c.evalSuites.forEach((s, i) => {
+      if (!isSuiteName(s)) {
+        ctx.addIssue({ code: "custom", path: ["evalSuites", i], message: expected });
+      }
+    });
+  })
+  .openapi("TrainJobConfig");
 
 const IdParam = z.object({
   id: z.string().regex(/^[a-z]+-[a-z0-9]+-[a-f0-9]{8}$/, "not a job id"),
 });
 // rebuilt with zod-openapi's z: a schema made in lib/ before it loaded has no .openapi
 const JobResponse = z.object(JobSchema.shape).openapi("Job");
-const notFound = {
-  404: {
-    description: "No such job",
-    content: {
-      "application/json": {
-        schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }),
-      },
-    },
-  },
-};
-
 const createJob = createRoute({
   method: "post",
   path: "/v1/train/jobs",
@@ -55,7 +65,8 @@ const createJob = createRoute({
   },
   responses: {
     202: { description: "Queued", content: { "application/json": { schema: JobResponse } } },
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404, 413, 415, 422, 503),
   },
 });
 const listJobs = createRoute({
@@ -67,6 +78,8 @@ const listJobs = createRoute({
       description: "Jobs",
       content: { "application/json": { schema: z.object({ jobs: z.array(JobResponse) }) } },
     },
+
+    ...errorsFor(401),
   },
 });
 const getJob = createRoute({
@@ -76,8 +89,8 @@ const getJob = createRoute({
   request: { params: IdParam },
   responses: {
     200: { description: "Job", content: { "application/json": { schema: JobResponse } } },
-    ...notFound,
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404),
   },
 });
 const cancelJob = createRoute({
@@ -87,8 +100,8 @@ const cancelJob = createRoute({
   request: { params: IdParam },
   responses: {
     202: { description: "Cancelling", content: { "application/json": { schema: JobResponse } } },
-    ...notFound,
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404),
   },
 });
 const resumeJob = createRoute({
@@ -98,8 +111,8 @@ const resumeJob = createRoute({
   request: { params: IdParam },
   responses: {
     202: { description: "Queued", content: { "application/json": { schema: JobResponse } } },
-    ...notFound,
-    ...errorResponses,
+
+    ...errorsFor(400, 401, 404, 409),
   },
 });
 const listArtifacts = createRoute({
@@ -118,7 +131,8 @@ const listArtifacts = createRoute({
         },
       },
     },
-    ...notFound,
+
+    ...errorsFor(400, 401, 404),
   },
 });
 
@@ -128,6 +142,7 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
   const jr = jobRunner("train", {
     dataRoot: options.dataRoot,
     concurrency: trainConcurrency,
+    limits: options.jobLimits,
     onStep: (m) =>
       typeof m.stepMs === "number" && options.metrics?.trainStepSeconds.set(m.stepMs / 1000),
   }, jobs);
@@ -137,14 +152,25 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
 
   app.openapi(createJob, async (c) => {
     const config = c.req.valid("json");
-    // a dataset a request names must lie inside the data root (no .., absolute paths, symlinks out)
-    if (config.data.path !== undefined) {
-      config.data.path = await resolveInside(dataRoot, config.data.path);
-    }
-    // so must a Hugging Face checkpoint folder
+    // a Hugging Face checkpoint folder a request names must lie inside the data root
     const hf = hfModelPath(config.model);
     if (hf !== null) config.model = `hf:${await resolveInside(dataRoot, hf)}`;
     const { store, runner } = await deps();
+    // every size bounded before the job is queued (steps, batch × sequence, memory, data, evals)
+    checkTrainJob(config, runner.limits);
+    // a dataset a request names must lie inside the data root (no .., absolute paths, symlinks
+    // out); stored relative, and confined again when the job starts
+    if (config.data.path !== undefined) {
+      const real = await resolveInside(dataRoot, config.data.path);
+      await checkDatasetSize(real, runner.limits);
+      config.data.path = relative(await Deno.realPath(dataRoot), real);
+    }
+    for (const m of config.data.mix) {
+      if (m.path === undefined) continue;
+      const real = await resolveInside(dataRoot, m.path);
+      await checkDatasetSize(real, runner.limits);
+      m.path = relative(await Deno.realPath(dataRoot), real);
+    }
     if (runner.queued >= maxQueuedJobs) {
       throw new ApiError(
         503,
@@ -188,14 +214,52 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
     const runDir = await resolveInside(dataRoot, job.runDir).catch(() => null);
     return c.json({ artifacts: runDir ? await listRunFiles(runDir) : [] }, 200);
   });
-  // a file download and an event stream are not JSON: plain routes (documented in the README)
+  // a file download and an event stream are not JSON: plain routes, documented here
+  const idPath = z.object({ id: IdParam.shape.id, path: z.string() });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/train/jobs/{id}/artifacts/{path}",
+    summary: "Download one artifact (a path from the artifact list, percent-encoded once)",
+    request: { params: idPath },
+    responses: {
+      200: {
+        description: "The file",
+        content: {
+          "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+        },
+      },
+      ...errorsFor(400, 401, 404),
+    },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/v1/train/jobs/{id}/events",
+    summary: "Server-sent events: the job's record at each change, until it ends",
+    request: { params: IdParam },
+    responses: {
+      200: {
+        description: "Event stream",
+        content: { "text/event-stream": { schema: z.string() } },
+      },
+      ...errorsFor(400, 401, 404),
+    },
+  });
+
   app.get("/v1/train/jobs/:id/artifacts/:path{.+}", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;
     const job = await mustGet(id);
     const runDir = await resolveInside(dataRoot, job.runDir);
+    // Hono has percent-decoded the parameter once; runFilePath takes it as it is
     const file = await runFilePath(runDir, c.req.param("path"));
     const f = await Deno.open(file);
-    return new Response(f.readable, { headers: { "content-type": contentTypeOf(file) } });
+    const st = await f.stat();
+    if (!st.isFile) {
+      f.close();
+      throw new ApiError(404, "not_found", `'${c.req.param("path")}' is not a file`);
+    }
+    return new Response(f.readable, {
+      headers: { "content-type": contentTypeOf(file), "content-length": String(st.size) },
+    });
   });
   app.get("/v1/train/jobs/:id/events", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;

@@ -57,6 +57,11 @@ Deno.test("train jobs: create → events → succeeded, metrics, artifacts, down
     assertEquals(metrics.trim().split("\n").length, 6);
     const escape = await app.request(`/v1/train/jobs/${job.id}/artifacts/..%2F..%2Fjobs.kv`);
     assertEquals([escape.status, (await escape.json()).error.code], [400, "bad_path"]);
+    // percent-decoding happens once (Hono): %25 names '%', %2525 names '%25'; a folder is no file
+    for (const p of ["%25", "%2525", "%E0%A4%A", "checkpoints"]) {
+      const r = await app.request(`/v1/train/jobs/${job.id}/artifacts/${p}`);
+      assertEquals([r.status, (await r.json()).error.code], [404, "not_found"], p);
+    }
     await Deno.symlink("/etc", join(dataRoot, done.runDir, "etc"));
     const link = await app.request(`/v1/train/jobs/${job.id}/artifacts/etc/hostname`);
     assertEquals(link.status, 400);

@@ -1,2 +1,3 @@
 export * from "../runs/job_store.ts";
 export * from "./runner.ts";
+export * from "./limits.ts";

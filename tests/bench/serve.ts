@@ -107,6 +107,16 @@ try {
       warm[0]?.mb.toFixed(0)
     } MB → end of phase 1 ${warm.at(-1)?.mb.toFixed(0)} MB`,
   );
+  // a soak (`--seconds 300`) shows a leak as steady growth after the warm-up
+  const first = warm[0], last = warm.at(-1);
+  if (first && last && last.t > first.t) {
+    const growth = last.mb - first.mb;
+    console.log(
+      `server RSS growth over the soak: ${growth >= 0 ? "+" : ""}${growth.toFixed(0)} MB in ${
+        (last.t - first.t).toFixed(0)
+      } s (${(growth / ((last.t - first.t) / 60)).toFixed(1)} MB/min)`,
+    );
+  }
   console.log(
     metrics.split("\n").filter((l) => /^dvsft_http_requests_total\{method="POST"/.test(l)).join(
       "\n",
