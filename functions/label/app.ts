@@ -54,7 +54,10 @@ export const LabelRequestOptionsSchema = z.strictObject({
   policy: AssignOptionsSchema.default({ split: "span", minCellOverlap: 0.1, minWordOverlap: 0.5 }),
   minConfidence: z.number().min(0).max(100).default(0),
   words: z.array(WordBoxSchema).max(50_000).optional().describe("word boxes for source 'boxes'"),
-  dpi: z.number().int().min(36).max(600).default(150).describe("PDF rendering / OCR resolution"),
+  dpi: z.number().int().min(36).max(600).default(150).describe(
+    "PDF rendering resolution; for an image, its resolution if known (OCR upscales text read " +
+      "below 300 dpi)",
+  ),
   overlay: z.boolean().default(false).describe("include a base64 overlay PNG per item"),
 });
 export type LabelRequestOptions = z.infer<typeof LabelRequestOptionsSchema>;
@@ -188,6 +191,7 @@ export function createLabelApp(
       bytes = decodeBase64(image);
       raw = rest;
     }
+    const dpiGiven = typeof raw === "object" && raw !== null && "dpi" in raw;
     const parsed = LabelRequestOptionsSchema.safeParse(raw);
     if (!parsed.success) throw parsed.error;
     const o = parsed.data;
@@ -246,7 +250,9 @@ export function createLabelApp(
           tokenizer,
           options: labelOptions,
           ocr: o.source === "ocr" ? await getOcr() : undefined,
-          dpi: o.dpi,
+          // an image's dpi only when the client gave it: OCR upscales images read below 300 dpi,
+          // and the 150 default (meant for drawing PDFs) would double every photo
+          dpi: dpiGiven ? o.dpi : undefined,
           limits,
         }),
       );
