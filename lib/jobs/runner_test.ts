@@ -134,9 +134,9 @@ Deno.test("a dataset's images are confined to the data root when the job runs; a
       words: [],
       qa: [{ question: "read", answer: "a" }],
     });
-    async function* items() {
+    const items = async function* () {
       yield item("a");
-    }
+    };
     await writeDataset(`${root}/datasets/ok`, items(), { producer: "test", config: {} });
     await Deno.mkdir(`${root}/datasets/out`);
     await writeDataset(`${root}/datasets/out`, items(), { producer: "test", config: {} });

@@ -39,8 +39,8 @@ export const LabelRequestSchema = LabelOptionsSchema.extend({
     "a built-in tokenizer name (GET /v1/tokenizers); default: the geometry preset's own",
   ),
   words: z.array(WordBoxSchema).max(50_000).optional().describe("word boxes for source 'boxes'"),
-  dpi: z.number().int().min(36).max(600).default(LABEL_DEFAULTS.dpi).describe(
-    "PDF rendering / OCR resolution",
+  dpi: z.number().int().min(36).max(600).optional().describe(
+    "PDF rendering resolution (default 150); for an image, its resolution if known (OCR upscales text read below 300 dpi)",
   ),
 });
 export type LabelRequest = z.infer<typeof LabelRequestSchema>;
@@ -95,7 +95,7 @@ export async function labelInput(
   if (isPdfBytes(bytes) && (o.source === "pdf" || o.source === "ocr")) {
     // pdf: the text layer's words; ocr: the pages drawn at `dpi` and read (scanned PDFs)
     const pdfOptions = {
-      dpi: o.dpi,
+      dpi: o.dpi ?? LABEL_DEFAULTS.dpi,
       maxPages: ctx.maxPdfPages ?? 50,
       ...(limits?.maxPixels ? { maxPixels: limits.maxPixels } : {}),
     };
@@ -112,7 +112,7 @@ export async function labelInput(
         tokenizer,
         options,
         ocr,
-        dpi: o.dpi,
+        dpi: pdfOptions.dpi,
         limits,
       });
       out.push({ ...r, page: p.page });

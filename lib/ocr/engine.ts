@@ -40,6 +40,11 @@ export interface OcrEngineOptions {
    * their boxes mapped back: Tesseract misreads and drops small text. @default 300
    */
   upscaleToDpi?: number;
+  /**
+   * Images without a dpi hint whose words' median ink height is under this many pixels are
+   * read a second time, upscaled to twice it (0: never). @default 15
+   */
+  smallTextHeight?: number;
   /** The largest upscale factor. @default 3 */
   maxUpscale?: number;
   /** Upscaled images stay under this many pixels. @default 40_000_000 */
@@ -66,6 +71,7 @@ export type OcrBoxMode = "line" | "ink";
 /** Settings that change what an engine reads; part of its recorded name. */
 export interface ReadSettings {
   upscaleToDpi: number;
+  smallTextHeight: number;
   maxUpscale: number;
   maxUpscaledPixels: number;
   boxes: OcrBoxMode;
@@ -75,7 +81,8 @@ export interface ReadSettings {
 }
 
 function settingsLabel(lang: string, s: ReadSettings): string {
-  return `${lang}, upscale to ${s.upscaleToDpi} dpi (max ${s.maxUpscale}x), ${s.boxes} boxes, ` +
+  return `${lang}, upscale to ${s.upscaleToDpi} dpi or text under ${s.smallTextHeight} px ` +
+    `(max ${s.maxUpscale}x), ${s.boxes} boxes, ` +
     `confidence >= ${s.minConfidence} (${s.minSymbolConfidence} without letters or digits, ` +
     `line mean >= ${s.minLineConfidence})`;
 }
@@ -207,10 +214,33 @@ async function readScaled(
   s: ReadSettings,
   recognize: (png: Uint8Array, dpi: number | undefined) => Promise<LineWord[]>,
 ): Promise<WordBox[]> {
+  if (!dpi && s.smallTextHeight > 0) {
+    // no resolution known: read once, and again larger when the text came out small
+    const first = await recognize(png, undefined);
+    const scale = textScale(first, pngPixels(png), s);
+    if (scale === 1) return finishOcrWords(first, 1, s);
+    return finishOcrWords(await recognize(await upscalePng(png, scale), undefined), scale, s);
+  }
   const scale = ocrScale(dpi, pngPixels(png), s);
   const input = scale > 1 ? await upscalePng(png, scale) : png;
   const words = await recognize(input, dpi ? Math.round(dpi * scale) : undefined);
   return finishOcrWords(words, scale, s);
+}
+
+/**
+ * The scale for a second read of an image of unknown resolution: when the median ink height
+ * of its confident words is under `smallTextHeight`, up to twice that height (what 10 pt text
+ * is at 300 dpi: about 28 px), at most `maxUpscale` and under the pixel cap; else 1.
+ */
+export function textScale(words: readonly LineWord[], pixels: number, s: ReadSettings): number {
+  const heights = words.filter((w) => w.confidence >= 60).map((w) => w.box[3] - w.box[1])
+    .sort((a, b) => a - b);
+  if (heights.length < 5) return 1;
+  const median = heights[heights.length >> 1]!;
+  if (median >= s.smallTextHeight) return 1;
+  const byPixels = Math.sqrt(s.maxUpscaledPixels / pixels);
+  const scale = Math.min(s.maxUpscale, (2 * s.smallTextHeight) / median, byPixels);
+  return scale >= 1.25 ? scale : 1;
 }
 
 /** The native CLI's version, or null when it is not installed. */
@@ -490,6 +520,7 @@ export async function createOcrEngine(
     recycleAfter = 200,
     lang = "eng",
     upscaleToDpi = 300,
+    smallTextHeight = 15,
     maxUpscale = 3,
     maxUpscaledPixels = 40_000_000,
     boxes = "line",
@@ -499,6 +530,7 @@ export async function createOcrEngine(
   } = options;
   const settings: ReadSettings = {
     upscaleToDpi,
+    smallTextHeight,
     maxUpscale,
     maxUpscaledPixels,
     boxes,

@@ -9,6 +9,7 @@ import {
   ocrScale,
   parseTesseractTsv,
   type ReadSettings,
+  textScale,
 } from "./mod.ts";
 import { labelAgreement, labelImage, LabelOptionsSchema } from "../labels/mod.ts";
 import { getTokenizer } from "../tokenizer/mod.ts";
@@ -16,6 +17,7 @@ import { readPdf } from "../pdf/mod.ts";
 
 const settings: ReadSettings = {
   upscaleToDpi: 300,
+  smallTextHeight: 15,
   maxUpscale: 3,
   maxUpscaledPixels: 40_000_000,
   boxes: "line",
@@ -31,6 +33,21 @@ Deno.test("ocrScale: upscale to 300 dpi by the hint, at most 3x and under the pi
   assertEquals(ocrScale(150, 1e6, settings), 2);
   assertEquals(ocrScale(72, 1e6, settings), 3);
   assertEquals(ocrScale(100, 10e6, settings), 2); // sqrt(40e6 / 10e6)
+});
+
+Deno.test("textScale: images of unknown dpi are read again larger only when their text is small", () => {
+  const words = (h: number, n = 7, confidence = 90): LineWord[] =>
+    Array.from(
+      { length: n },
+      (_, i) => ({ text: "w", box: [i * 20, 0, i * 20 + 15, h], confidence, line: 0 }),
+    );
+  assertEquals(textScale(words(20), 1e6, settings), 1); // big enough
+  assertEquals(textScale(words(10), 1e6, settings), 3); // 30 / 10
+  assertEquals(textScale(words(5), 1e6, settings), 3); // capped at maxUpscale
+  assertEquals(textScale(words(14), 1e6, settings), 30 / 14);
+  assertEquals(textScale(words(10, 4), 1e6, settings), 1); // too few words to tell
+  assertEquals(textScale(words(10, 7, 40), 1e6, settings), 1); // only noise
+  assertEquals(textScale(words(10), 20e6, settings), Math.sqrt(2)); // pixel cap
 });
 
 Deno.test("finishOcrWords: boxes mapped back by the scale; line mode spans the line; noise dropped", () => {

@@ -57,13 +57,15 @@ async function realPages() {
   const pageNumbers = flags["real-pages"].split(",").map(Number);
   const former: OcrEngineOptions = {
     upscaleToDpi: 1,
+    smallTextHeight: 0,
     boxes: "ink",
     minConfidence: 0,
     minLineConfidence: 0,
     minSymbolConfidence: 0,
   };
-  const configs: Array<[string, "native" | "tesseract.js", OcrEngineOptions]> = [
+  const configs: Array<[string, "native" | "tesseract.js", OcrEngineOptions, boolean?]> = [
     ["tesseract.js, defaults", "tesseract.js", {}],
+    ["tesseract.js, defaults, no dpi hint (text-size rule)", "tesseract.js", {}, true],
     ["tesseract.js, former: no upscale, ink boxes, no floor", "tesseract.js", former],
   ];
   if (await nativeTesseractVersion()) {
@@ -85,13 +87,20 @@ async function realPages() {
           .labelSet
       ),
     );
-    for (const [what, engine, cfg] of configs) {
+    for (const [what, engine, cfg, noHint] of configs) {
       const ocr = await createOcrEngine(engine, { concurrency: cores, ...cfg });
       try {
         const t0 = performance.now();
         const read = await Promise.all(
           pdfPages.map((p) =>
-            labelImage({ bytes: p.png, source: "ocr", tokenizer, options, ocr, dpi: p.dpi })
+            labelImage({
+              bytes: p.png,
+              source: "ocr",
+              tokenizer,
+              options,
+              ocr,
+              dpi: noHint ? undefined : p.dpi,
+            })
           ),
         );
         const s = (performance.now() - t0) / 1000;
