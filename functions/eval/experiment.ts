@@ -53,7 +53,23 @@ const Flags = z.strictObject({
   report: z.string().regex(/^[\w.-]+$/, "a file stem: letters, digits, . _ -").optional(),
   /** Rebuild the report from the runs' stored evaluations (no training, no evaluation). */
   "report-only": z.boolean().default(false),
+  help: z.boolean().default(false),
 });
+
+const USAGE = `Usage: deno task experiment [flags]
+
+SFT vs DV-SFT from the same initialization (or a shared SFT base), data order and steps; every
+checkpoint evaluated; results/<report>.md and .json.
+
+  --base-steps N     train a shared base (plain SFT) first; the pairs fine-tune from it (0: none)
+  --base-lr X --base-checkpoints N
+  --steps N --seeds 0,1,2 --n ITEMS --model tiny|small --batch B --checkpoints K --lr X
+  --lambda X --align next|self --labels exact|ocr [--ocr-data DIR]
+  --suites a,b       (default: the 3 in-domain + 4 out-of-domain suites)
+  --runs DIR         training runs (default out/experiment)
+  --out DIR          report folder (default results)   --report NAME (file stem)
+  --report-only      rebuild the report from the stored evaluations
+  --backend auto|wasm|webgpu|cpu`;
 
 export async function main(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -61,11 +77,17 @@ export async function main(args: string[]): Promise<number> {
     options: Object.fromEntries(
       Object.keys(Flags.shape).map((k) => [
         k,
-        { type: k === "report-only" ? "boolean" as const : "string" as const },
+        {
+          type: k === "report-only" || k === "help" ? "boolean" as const : "string" as const,
+        },
       ]),
     ),
   });
   const f = Flags.parse(values);
+  if (f.help) {
+    console.log(USAGE);
+    return 0;
+  }
   const o = ExperimentOptionsSchema.parse({
     steps: f.steps,
     seeds: f.seeds,

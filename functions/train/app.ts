@@ -3,7 +3,13 @@
  * server-sent events, cancel, resume, artifacts. Jobs live in Deno KV; runs in workers.
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import { dataRootPaths, listRunFiles, runFilePath } from "../../lib/runs/mod.ts";
+import {
+  dataRootPaths,
+  listRunFiles,
+  readMetrics,
+  runFilePath,
+  StepMetricsSchema,
+} from "../../lib/runs/mod.ts";
 import { relative } from "node:path";
 import { resolveInside } from "../../lib/util/paths.ts";
 import {
@@ -35,7 +41,9 @@ export interface TrainAppOptions {
 }
 
 /** A job's config: the training config without the output location (the server owns that). */
-export const TrainJobConfigSchema = TrainConfigSchema.omit({ outDir: true, name: true })
+// `name` is accepted (the files in configs/ post as they are) but the server names the run
+// folder after the job id; the output location is the server's
+export const TrainJobConfigSchema = TrainConfigSchema.omit({ outDir: true })
   .superRefine((c, ctx) => {
     // names a request gives are looked up as own keys (not "constructor", "__proto__")
     const expected = `one of ${Object.keys(SUITES).join(", ")}`;
@@ -233,6 +241,23 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
   });
   app.openAPIRegistry.registerPath({
     method: "get",
+    path: "/v1/train/jobs/{id}/metrics",
+    summary: "The run's step metrics so far (losses, learning rate, step time), one per step",
+    request: { params: IdParam },
+    responses: {
+      200: {
+        description: "Metrics",
+        content: {
+          "application/json": {
+            schema: z.object({ metrics: z.array(z.object(StepMetricsSchema.shape)) }),
+          },
+        },
+      },
+      ...errorsFor(400, 401, 404),
+    },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "get",
     path: "/v1/train/jobs/{id}/events",
     summary: "Server-sent events: the job's record at each change, until it ends",
     request: { params: IdParam },
@@ -260,6 +285,12 @@ export function createTrainApp(options: TrainAppOptions = {}, jobs?: JobsContext
     return new Response(f.readable, {
       headers: { "content-type": contentTypeOf(file), "content-length": String(st.size) },
     });
+  });
+  // the run's step metrics, one per step (a resumed step counted once), read through lib/runs
+  app.get("/v1/train/jobs/:id/metrics", async (c) => {
+    const job = await mustGet(IdParam.parse({ id: c.req.param("id") }).id);
+    const runDir = await resolveInside(dataRoot, job.runDir).catch(() => null);
+    return c.json({ metrics: (runDir ? await readMetrics(runDir) : null) ?? [] }, 200);
   });
   app.get("/v1/train/jobs/:id/events", async (c) => {
     const id = IdParam.parse({ id: c.req.param("id") }).id;

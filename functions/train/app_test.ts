@@ -55,6 +55,18 @@ Deno.test("train jobs: create → events → succeeded, metrics, artifacts, down
     const metrics = await (await app.request(`/v1/train/jobs/${job.id}/artifacts/metrics.jsonl`))
       .text();
     assertEquals(metrics.trim().split("\n").length, 6);
+    // the same steps through the metrics route (lib/runs' reader)
+    const route = await (await app.request(`/v1/train/jobs/${job.id}/metrics`)).json();
+    assertEquals(route.metrics.map((m: { step: number }) => m.step), [1, 2, 3, 4, 5, 6]);
+    // a file from configs/ posts as it is (its name is informational: the job id names the run)
+    const cfg = JSON.parse(
+      await Deno.readTextFile(new URL("../../configs/tiny-dvsft.json", import.meta.url)),
+    );
+    const posted = await app.request("/v1/train/jobs", json({ ...cfg, steps: 1 }));
+    assertEquals(posted.status, 202, await posted.clone().text());
+    const p = await posted.json();
+    assertEquals(p.runDir, `runs/${p.id}`);
+    await (await app.request(`/v1/train/jobs/${p.id}/cancel`, { method: "POST" })).body?.cancel();
     const escape = await app.request(`/v1/train/jobs/${job.id}/artifacts/..%2F..%2Fjobs.kv`);
     assertEquals([escape.status, (await escape.json()).error.code], [400, "bad_path"]);
     // percent-decoding happens once (Hono): %25 names '%', %2525 names '%25'; a folder is no file

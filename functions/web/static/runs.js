@@ -181,18 +181,15 @@ async function loadArtifacts(id) {
   return artifacts;
 }
 
-/** Add the steps in the job's metrics.jsonl (when it has one) to the curve; list its artifacts. */
+/** Add the steps the job has logged so far to the curve; list its artifacts. */
 async function backfill(id) {
-  const artifacts = await loadArtifacts(id).catch(() => []);
-  if (!artifacts.some((a) => a.path === "metrics.jsonl")) return;
-  const res = await fetch(`/v1/train/jobs/${id}/artifacts/metrics.jsonl`, {
-    headers: authHeaders(),
-  });
+  await loadArtifacts(id).catch(() => []);
+  const res = await fetch(`/v1/train/jobs/${id}/metrics`, { headers: authHeaders() });
   if (!res.ok || view.id !== id) return;
-  for (const line of (await res.text()).split("\n")) if (line.trim()) addPoint(JSON.parse(line));
+  for (const m of (await res.json()).metrics) addPoint(m);
 }
 
-/** Show job `id`: its curve so far (metrics.jsonl), then live from its events. */
+/** Show job `id`: its curve so far (its logged steps), then live from its events. */
 async function select(id) {
   view.stop?.();
   view.id = id;
@@ -211,7 +208,7 @@ async function select(id) {
     drawChart();
     if (event !== "progress") {
       refresh();
-      // events carry the latest step only: steps between two events come from metrics.jsonl
+      // events carry the latest step only: steps between two events come from the metrics route
       backfill(id).then(() => view.id === id && drawChart());
     }
   });
