@@ -50,7 +50,10 @@ export function createServerApp(options: ServerOptions = {}) {
     return c.json({ status: "ready", functions });
   });
   if (functions.includes("label")) {
-    const label = createLabelApp(options);
+    const label = createLabelApp({
+      ...options,
+      dataRoot: options.dataRoot ?? Deno.env.get("DVSFT_DATA_DIR") ?? "out",
+    });
     app.route("/", label.app);
     metrics.ocr = {
       active: () => label.ocrStats().active,

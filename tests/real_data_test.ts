@@ -225,6 +225,32 @@ Deno.test("real data: label → dataset → train → eval → export, labels eq
           `page ${i + 1}`,
         );
       }
+      // the HTTP function keeps the same upload as a dataset: the same pages and words as the CLI's
+      const kept = await app.request("/v1/label", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          image: encodeBase64(pdfBytes),
+          source: "pdf",
+          dpi: 100,
+          dataset: "mime-spec",
+        }),
+      });
+      assertEquals(kept.status, 200);
+      assertEquals((await kept.json()).dataset, { path: "datasets/mime-spec", items: 17 });
+      const viaHttp = await readDataset(join(dir, "root", "datasets", "mime-spec"));
+      assertEquals(viaHttp.items.map((i) => i.words), pdfDs.items.map((i) => i.words));
+      const again = await app.request("/v1/label", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          image: encodeBase64(pdfBytes),
+          source: "pdf",
+          dataset: "mime-spec",
+        }),
+      });
+      assertEquals(again.status, 409);
+      await again.body?.cancel();
     } finally {
       await close();
     }

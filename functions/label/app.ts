@@ -10,6 +10,8 @@ import { LabelRequestSchema, LabelSetSchema } from "../../lib/labels/mod.ts";
 import { BUILTIN_TOKENIZER_NAMES } from "../../lib/tokenizer/mod.ts";
 import { probeImage } from "../../lib/image/mod.ts";
 import { labelResponse } from "../../lib/http/label_response.ts";
+import { labeledItems, writeDataset } from "../../lib/data/mod.ts";
+import { join } from "node:path";
 import { createOcrEngine, type OcrEngine, type OcrEngineName } from "../../lib/ocr/mod.ts";
 import { ApiError, ErrorBodySchema, LabelPool } from "../../lib/http/mod.ts";
 import { type AppEnv, errorsFor, requireContentType } from "../shared/http.ts";
@@ -26,6 +28,8 @@ export interface LabelAppOptions {
   maxPixels?: number;
   /** A PDF with more pages → 413 (ask for fewer with a smaller file). @default 50 */
   maxPdfPages?: number;
+  /** Where `dataset` requests write (`<dataRoot>/datasets/<name>`); without it they are 400. */
+  dataRoot?: string;
   /**
    * Images up to this many pixels (without overlay) are labeled on the event loop; larger ones,
    * overlays and PDFs in the worker pool. @default 2_000_000 (env DVSFT_LABEL_INLINE_PIXELS)
@@ -41,6 +45,10 @@ export const LabelRequestOptionsSchema = LabelRequestSchema.extend({
   messages: ChatSchema.optional().describe(
     "chat for layout 'sequence': one <image> marker (the item's image) and an assistant answer",
   ),
+  dataset: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, "a dataset name: letters, digits, . _ -")
+    .optional().describe(
+      "also keep the input as a new dataset <data root>/datasets/<name> (images or PDF pages + their words) for training, evaluation and export",
+    ),
 });
 export type LabelRequestOptions = z.infer<typeof LabelRequestOptionsSchema>;
 
@@ -196,7 +204,32 @@ export function createLabelApp(
     }
     const parsed = LabelRequestOptionsSchema.safeParse(raw);
     if (!parsed.success) throw parsed.error;
-    const request = parsed.data;
+    const { dataset, ...request } = parsed.data;
+    if (dataset !== undefined) {
+      // kept as a dataset: labeled here, where the page images are at hand
+      if (!options.dataRoot) {
+        throw new ApiError(400, "invalid_request", "This server keeps no datasets (no data root)");
+      }
+      const rel = join("datasets", dataset);
+      const out = join(options.dataRoot, rel);
+      if (await Deno.stat(out).then(() => true, () => false)) {
+        throw new ApiError(409, "conflict", `Dataset '${dataset}' exists; pick another name`);
+      }
+      const bytes = input instanceof Uint8Array ? input : decodeBase64(input.base64);
+      const body = await labelResponse(bytes, request, {
+        ocr: getOcr,
+        maxPixels,
+        maxPdfPages,
+        onResults: async (results) => {
+          const m = await writeDataset(out, labeledItems([["upload", results]]), {
+            producer: "label",
+            config: { source: request.source, dpi: request.dpi ?? null },
+          });
+          return { dataset: { path: rel, items: m.shards.reduce((s, x) => s + x.count, 0) } };
+        },
+      });
+      return c.json(body, 200) as never;
+    }
     // a small image without overlay is labeled here (tens of ms: a worker's copies would cost
     // more); anything larger, an overlay or a PDF runs in a worker, so the event loop stays free
     if (!request.overlay && request.source !== "pdf" && isSmall(input)) {

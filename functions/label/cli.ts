@@ -23,7 +23,7 @@ import {
 } from "../../lib/labels/mod.ts";
 import { writeFileAtomic } from "../../lib/runs/atomic.ts";
 import { buildSequenceLayout, ChatSchema, sequenceTokenizerFor } from "../../lib/layout/mod.ts";
-import { imageExtension, type ItemInput, writeDataset } from "../../lib/data/mod.ts";
+import { labeledItems, writeDataset } from "../../lib/data/mod.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine } from "../../lib/ocr/mod.ts";
 import { renderPage } from "../../lib/render/mod.ts";
@@ -117,29 +117,6 @@ async function isValidLabelFile(path: string): Promise<boolean> {
     return LabelSetSchema.safeParse(JSON.parse(await Deno.readTextFile(path))).success;
   } catch {
     return false;
-  }
-}
-
-/** Label results as dataset items: the image (or PDF page) kept, its words, no questions yet. */
-async function* labeledItems(
-  order: string[],
-  results: Map<string, LabeledInput[]>,
-): AsyncGenerator<ItemInput> {
-  for (const name of order) {
-    for (const r of results.get(name)!) {
-      const ls = r.labelSet;
-      yield {
-        id: r.page !== undefined ? `${name}#p${r.page}` : name,
-        bytes: r.image.bytes,
-        ext: imageExtension(r.image.bytes),
-        width: ls.image.width,
-        height: ls.image.height,
-        ...(r.page !== undefined ? { page: r.page } : {}),
-        source: ls.source,
-        words: ls.words.map((w) => ({ text: w.text, box: w.box, confidence: w.confidence })),
-        qa: [],
-      };
-    }
   }
 }
 
@@ -317,10 +294,14 @@ export async function main(args: string[]): Promise<number> {
     } else {
       // in input order, whatever order the workers finished in
       const order = jobs.map((j) => j.name).filter((n) => datasetItems.has(n));
-      const m = await writeDataset(f.dataset, labeledItems(order, datasetItems), {
-        producer: "label",
-        config: { ...request, words: undefined, inputs: order.length },
-      });
+      const m = await writeDataset(
+        f.dataset,
+        labeledItems(order.map((n) => [n, datasetItems.get(n)!])),
+        {
+          producer: "label",
+          config: { ...request, words: undefined, inputs: order.length },
+        },
+      );
       console.log(`dataset: ${m.shards.reduce((s, x) => s + x.count, 0)} items → ${f.dataset}`);
     }
   }

@@ -16,6 +16,7 @@ import type { GeometrySpec } from "../geometry/mod.ts";
 import {
   AssignOptionsSchema,
   buildLabelSet,
+  type LabeledInput,
   type LabelSet,
   SOURCES,
   type WordBox,
@@ -363,6 +364,31 @@ export function imageExtension(bytes: Uint8Array, fallback = ".png"): string {
   if (bytes[0] === 0x52 && bytes[1] === 0x49 && bytes[8] === 0x57) return ".webp";
   if (bytes[0] === 0x47 && bytes[1] === 0x49) return ".gif";
   return extname(fallback) || ".png";
+}
+
+/**
+ * Label results as dataset items: each image (or PDF page) kept with its words, no questions yet
+ * (`name#pN` for PDF pages). What the label CLI and `POST /v1/label` write with `--dataset`.
+ */
+export async function* labeledItems(
+  inputs: Iterable<[name: string, results: LabeledInput[]]>,
+): AsyncGenerator<ItemInput> {
+  for (const [name, results] of inputs) {
+    for (const r of results) {
+      const ls = r.labelSet;
+      yield {
+        id: r.page !== undefined ? `${name}#p${r.page}` : name,
+        bytes: r.image.bytes,
+        ext: imageExtension(r.image.bytes),
+        width: ls.image.width,
+        height: ls.image.height,
+        ...(r.page !== undefined ? { page: r.page } : {}),
+        source: ls.source,
+        words: ls.words.map((w) => ({ text: w.text, box: w.box, confidence: w.confidence })),
+        qa: [],
+      };
+    }
+  }
 }
 
 export type { WordBox };

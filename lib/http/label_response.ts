@@ -42,7 +42,13 @@ function sequenceOrBadRequest<T>(f: () => T): T {
 export async function labelResponse(
   bytes: Uint8Array,
   request: LabelResponseRequest,
-  ctx: { ocr?: () => Promise<OcrEngine>; maxPixels: number; maxPdfPages: number },
+  ctx: {
+    ocr?: () => Promise<OcrEngine>;
+    maxPixels: number;
+    maxPdfPages: number;
+    /** Sees the label results before the response is built (e.g. to keep them as a dataset). */
+    onResults?: (results: LabeledInput[]) => Promise<Record<string, unknown>>;
+  },
 ): Promise<Record<string, unknown>> {
   const { overlay, layout, messages, ...o } = request;
   if (layout === "sequence" && !messages) {
@@ -61,6 +67,7 @@ export async function labelResponse(
     limits: { maxPixels: ctx.maxPixels },
     maxPdfPages: ctx.maxPdfPages,
   });
+  const extra = ctx.onResults ? await ctx.onResults(results) : {};
   const sequenceOf = (r: LabeledInput) => {
     if (!messages) return {};
     const { family, inputIds, labels, visualPositions } = sequenceOrBadRequest(() =>
@@ -88,5 +95,6 @@ export async function labelResponse(
       ocrMs: Math.round(results.reduce((s, r) => s + r.ocrMs, 0)),
       labelMs: Math.round(results.reduce((s, r) => s + r.labelMs, 0)),
     },
+    ...extra,
   };
 }
