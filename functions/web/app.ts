@@ -11,7 +11,8 @@ import swaggerUiDist from "swagger-ui-dist";
 // a static import, so that the package is installed with the app; its browser build draws PDFs
 import "pdfjs-dist/package.json" with { type: "json" };
 import { z } from "zod";
-import { compareRuns, type EvalResult, readRunMetrics } from "../../lib/eval/mod.ts";
+import { compareRuns, readRunMetrics } from "../../lib/eval/mod.ts";
+import { dataRootPaths, readEvaluations } from "../../lib/runs/mod.ts";
 import { ApiError, toErrorResponse } from "../../lib/http/mod.ts";
 import { apiKeyAuth } from "../shared/http.ts";
 
@@ -82,7 +83,11 @@ async function readConfigs(): Promise<Array<{ file: string; config: unknown }>> 
 
 const TRAIN_ID = /^train-[a-z0-9]+-[a-f0-9]{8}$/;
 const EVAL_ID = /^eval-[a-z0-9]+-[a-f0-9]{8}$/;
-/** `run=<train job id>:<eval job id>,<eval job id>…`, one to eight times. */
+/**
+ * `run=<train job id>[:<eval job id>,…]`, one to eight times. The evaluations are the run's own
+ * (lib/runs: every job and `deno task eval` store them with the run); job ids, when given, are
+ * only checked for their shape.
+ */
 const CompareQuerySchema = z.array(
   z.string().max(2000).transform((s, ctx) => {
     const [run = "", evals = ""] = s.split(":");
@@ -91,19 +96,19 @@ const CompareQuerySchema = z.array(
       ctx.addIssue({ code: "custom", message: `'${run}' is not a training job id` });
     }
     const bad = ids.find((id) => !EVAL_ID.test(id));
-    if (bad !== undefined || ids.length === 0 || ids.length > 50) {
+    if (bad !== undefined || ids.length > 50) {
       ctx.addIssue({
         code: "custom",
-        message: `run '${run}': expected 1–50 evaluation job ids, got '${bad ?? evals}'`,
+        message: `run '${run}': expected up to 50 evaluation job ids, got '${bad ?? evals}'`,
       });
     }
-    return { run, evals: ids };
+    return { run };
   }),
 ).min(1, "pick one or more runs").max(8, "at most 8 runs");
 
 /**
  * The compare report of lib/eval (per-suite table with paired-bootstrap intervals, plots from
- * lib/plot) for training runs and the evaluation jobs of each.
+ * lib/plot) for training runs and their stored evaluations — what `deno task compare` reports.
  */
 async function compareReport(dataRoot: string, query: string[]) {
   const parsed = CompareQuerySchema.safeParse(query);
@@ -114,25 +119,15 @@ async function compareReport(dataRoot: string, query: string[]) {
       parsed.error.issues.map((i) => i.message).join("; "),
     );
   }
-  const runs = await Promise.all(parsed.data.map(async ({ run, evals }) => {
-    const results = await Promise.all(evals.map(async (id) => {
-      try {
-        return JSON.parse(
-          await Deno.readTextFile(join(dataRoot, "evals", id, "result.json")),
-        ) as EvalResult;
-      } catch (e) {
-        if (e instanceof Deno.errors.NotFound) {
-          throw new ApiError(404, "not_found", `Evaluation job '${id}' has no result`);
-        }
-        throw e;
-      }
-    }));
-    const m = await readRunMetrics(join(dataRoot, "runs", run));
-    return {
-      name: run,
-      evals: results.sort((a, b) => a.checkpoint.step - b.checkpoint.step),
-      ...(m ? { losses: m.losses, final: m.final } : {}),
-    };
+  const root = dataRootPaths(dataRoot);
+  const runs = await Promise.all(parsed.data.map(async ({ run }) => {
+    const runDir = join(root.runs, run);
+    const evals = await readEvaluations(runDir);
+    if (evals.length === 0) {
+      throw new ApiError(404, "not_found", `Run '${run}' has no evaluation`);
+    }
+    const m = await readRunMetrics(runDir);
+    return { name: run, evals, ...(m ? { losses: m.losses, final: m.final } : {}) };
   }));
   return compareRuns(runs);
 }

@@ -104,15 +104,16 @@ Deno.test("web: /web/compare.json is lib/eval's report for real runs; bad querie
         `${fixtures}${fixture}/metrics.jsonl`,
         `${dataRoot}/runs/${train}/metrics.jsonl`,
       );
+      // the run's evaluations where jobs and `deno task eval` store them (lib/runs)
       const ids: string[] = [];
+      await Deno.mkdir(`${dataRoot}/runs/${train}/eval`, { recursive: true });
       for (const step of [20, 40, 60]) {
-        const id = `${evalPrefix}${step / 20}`;
-        await Deno.mkdir(`${dataRoot}/evals/${id}`, { recursive: true });
+        const file = `step-${String(step).padStart(6, "0")}.json`;
         await Deno.copyFile(
-          `${fixtures}${fixture}/eval/step-${String(step).padStart(6, "0")}.json`,
-          `${dataRoot}/evals/${id}/result.json`,
+          `${fixtures}${fixture}/eval/${file}`,
+          `${dataRoot}/runs/${train}/eval/${file}`,
         );
-        ids.push(id);
+        ids.push(`${evalPrefix}${step / 20}`);
       }
       query.push(`run=${train}:${ids.join(",")}`);
     }
@@ -133,7 +134,7 @@ Deno.test("web: /web/compare.json is lib/eval's report for real runs; bad querie
       await r.body?.cancel();
     }
     const missing = await app.request(
-      "/web/compare.json?run=train-aaaa-00000001:eval-cccc-00000009",
+      "/web/compare.json?run=train-cccc-00000009",
     );
     assertEquals(missing.status, 404);
     await missing.body?.cancel();
