@@ -4,7 +4,7 @@
  */
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { dataRootPaths, hasCheckpoint, readEvaluation } from "../../lib/runs/mod.ts";
-import { parseSuiteRef, suiteRefName } from "../../lib/eval/mod.ts";
+import { parseSuiteRef, SuiteNameSchema, suiteRefName } from "../../lib/eval/mod.ts";
 import { checkEvalJob, type JobLimits, JobSchema } from "../../lib/jobs/mod.ts";
 import { BENCHMARK_SUITES, SUITES } from "../../lib/data/mod.ts";
 import { ApiError } from "../../lib/http/mod.ts";
@@ -16,15 +16,7 @@ export const EvalJobConfigSchema = z.strictObject({
   /** A training run: its job id (a folder under the data root's runs/), or the runDir a job reports. */
   run: z.string().regex(/^(runs\/)?[A-Za-z0-9._-]{1,100}$/, "a run name or training job id")
     .transform((s) => s.replace(/^runs\//, "")),
-  suites: z.array(
-    z.string().superRefine((s, ctx) => {
-      try {
-        parseSuiteRef(s);
-      } catch (e) {
-        ctx.addIssue({ code: "custom", message: (e as Error).message });
-      }
-    }),
-  ).min(1).max(64).default(BENCHMARK_SUITES).describe(
+  suites: z.array(SuiteNameSchema).min(1).max(64).default(BENCHMARK_SUITES).describe(
     `generator suites (${
       Object.keys(SUITES).filter((k) => k !== "train").join(", ")
     }), benchmark files inside the data root as file:PATH[#metric] (parquet or JSONL in the lmms-eval / HF layouts), datasets as dataset:PATH#metric`,

@@ -22,7 +22,7 @@ import {
   WordBoxSchema,
 } from "../../lib/labels/mod.ts";
 import { writeFileAtomic } from "../../lib/runs/atomic.ts";
-import { buildSequenceLayout, ChatSchema, sequenceTokenizerFor } from "../../lib/layout/mod.ts";
+import { ChatSchema, sequenceOfLabeledImage, sequenceTokenizerFor } from "../../lib/layout/mod.ts";
 import { labeledItems, writeDataset } from "../../lib/data/mod.ts";
 import { getTokenizer } from "../../lib/tokenizer/mod.ts";
 import { createOcrEngine, type OcrEngine } from "../../lib/ocr/mod.ts";
@@ -246,20 +246,12 @@ export async function main(args: string[]): Promise<number> {
           const stem = results.length > 1 ? `${job.name}-p${p + 1}` : job.name;
           await writeFileAtomic(join(f.out, `${stem}.labels.json`), JSON.stringify(r.labelSet));
           if (messages) {
-            const { family, inputIds, labels, visualPositions } = buildSequenceLayout({
-              geometry: request.geometry,
-              messages,
-              images: [{
-                width: r.image.width,
-                height: r.image.height,
-                visionLabels: r.labelSet.tokens.label,
-              }],
-              tokenizer,
-            });
-            await writeFileAtomic(
-              join(f.out, `${stem}.sequence.json`),
-              JSON.stringify({ family, inputIds, labels, visualPositions }),
-            );
+            const seq = sequenceOfLabeledImage(request.geometry, messages, {
+              width: r.image.width,
+              height: r.image.height,
+              visionLabels: r.labelSet.tokens.label,
+            }, tokenizer);
+            await writeFileAtomic(join(f.out, `${stem}.sequence.json`), JSON.stringify(seq));
           }
           if (f.overlay) {
             await Deno.writeFile(

@@ -33,20 +33,12 @@ import type { PeriodicEvalHook } from "../train/mod.ts";
 import { IGNORE_INDEX } from "../labels/mod.ts";
 import { METRIC_VERSIONS, METRICS } from "../metrics/mod.ts";
 import { greedyDecodeCached } from "../model/mod.ts";
-import { type EvalSuite, openSuite, parseSuiteRef } from "./suites.ts";
+import { type EvalSuite, openSuite, parseSuiteRef, SuiteNameSchema } from "./suites.ts";
 import { sha256Hex } from "../util/hash.ts";
 
 export const EvalOptionsSchema = z.strictObject({
   /** Generator suites by name, `file:PATH[#metric]` benchmark files, `dataset:PATH#metric`. */
-  suites: z.array(
-    z.string().superRefine((s, ctx) => {
-      try {
-        parseSuiteRef(s);
-      } catch (e) {
-        ctx.addIssue({ code: "custom", message: (e as Error).message });
-      }
-    }),
-  ).min(1).max(64),
+  suites: z.array(SuiteNameSchema).min(1).max(64),
   /** Items per suite (the suite's first n). */
   n: z.number().int().min(1).max(100_000).default(100),
   batchSize: z.number().int().min(1).max(1024).default(16),

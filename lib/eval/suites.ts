@@ -98,6 +98,15 @@ export function parseSuiteRef(s: string): SuiteRef {
   return { kind, path, ...(parsedMetric ? { metric: parsedMetric.data } : {}) };
 }
 
+/** A suite name as requests and configs give it, checked by {@linkcode parseSuiteRef}. */
+export const SuiteNameSchema = z.string().max(4096).superRefine((s, ctx) => {
+  try {
+    parseSuiteRef(s);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+  }
+});
+
 /** A suite name for `SuiteRef`, as `parseSuiteRef` reads it. */
 export function suiteRefName(r: SuiteRef): string {
   if (r.kind === "synthetic") return r.name;

@@ -12,9 +12,9 @@ import {
   requestTokenizerName,
 } from "../labels/mod.ts";
 import {
-  buildSequenceLayout,
   type ChatMessage,
   SequenceLayoutError,
+  sequenceOfLabeledImage,
   sequenceTokenizerFor,
 } from "../layout/mod.ts";
 import type { OcrEngine } from "../ocr/mod.ts";
@@ -70,19 +70,14 @@ export async function labelResponse(
   const extra = ctx.onResults ? await ctx.onResults(results) : {};
   const sequenceOf = (r: LabeledInput) => {
     if (!messages) return {};
-    const { family, inputIds, labels, visualPositions } = sequenceOrBadRequest(() =>
-      buildSequenceLayout({
-        geometry: o.geometry,
-        messages,
-        images: [{
-          width: r.image.width,
-          height: r.image.height,
-          visionLabels: r.labelSet.tokens.label,
-        }],
-        tokenizer,
-      })
+    const sequence = sequenceOrBadRequest(() =>
+      sequenceOfLabeledImage(o.geometry, messages, {
+        width: r.image.width,
+        height: r.image.height,
+        visionLabels: r.labelSet.tokens.label,
+      }, tokenizer)
     );
-    return { sequence: { family, inputIds, labels, visualPositions } };
+    return { sequence };
   };
   return {
     items: results.map((r) => ({

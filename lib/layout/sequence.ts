@@ -459,3 +459,22 @@ function spanEnd(tokenizer: WordTokenizer, prefix: string, ids: readonly number[
   while (i < p.length && i < ids.length && p[i] === ids[i]) i++;
   return i;
 }
+
+/**
+ * The sequence of one labeled image and a chat (what the label CLI writes as
+ * `<name>.sequence.json` and `POST /v1/label` returns for `layout: "sequence"`).
+ */
+export function sequenceOfLabeledImage(
+  geometry: GeometrySpec,
+  messages: ChatMessage[],
+  image: { width: number; height: number; visionLabels: readonly number[] },
+  tokenizer: WordTokenizer,
+): Pick<SequenceLayout, "family" | "inputIds" | "labels" | "visualPositions"> {
+  const { family, inputIds, labels, visualPositions } = buildSequenceLayout({
+    geometry,
+    messages,
+    images: [image],
+    tokenizer,
+  });
+  return { family, inputIds, labels, visualPositions };
+}

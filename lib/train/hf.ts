@@ -38,7 +38,7 @@ import {
 import { getTokenizer, type WordTokenizer } from "../tokenizer/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
 import type { TrainConfig } from "./config.ts";
-import type { TrainOptions, TrainResult } from "./train.ts";
+import { recordStep, type TrainOptions, type TrainResult } from "./train.ts";
 
 /** The checkpoint folder a `model: "hf:<folder>"` names, or null for a built-in preset. */
 export const hfModelPath = (model: string): string | null =>
@@ -228,27 +228,16 @@ export async function trainHf(
           throw new Error(`Training stopped at step ${step}: loss is ${total} (grad norm ${norm})`);
         }
         step++;
-        const stepMs = performance.now() - t0;
-        const m: StepMetrics = {
+        await recordStep({
           step,
           lr,
           loss: total,
           textLoss: text,
           visionLoss: vision,
           gradNorm: norm,
-          tokensPerSecond: tokens / (stepMs / 1000),
-          stepMs,
-          numTensors: tf.memory().numTensors,
-          heapMB: Math.round(Deno.memoryUsage().rss / 1e6),
-        };
-        metrics.push(m);
-        onFirstStep();
-        await log.append(m);
-        options.onStep?.(m);
-        if (
-          (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) ||
-          step === config.steps
-        ) await checkpoint();
+          tokens,
+          stepMs: performance.now() - t0,
+        }, { config, log, metrics, onStep: options.onStep, onFirstStep, checkpoint });
       }
     } finally {
       log.close();

@@ -7,6 +7,7 @@ import {
   appendPeriodicEval,
   latestCheckpoint,
   loadCheckpoint,
+  type MetricsLog,
   openMetricsLog,
   type PeriodicEval,
   readMetrics,
@@ -61,6 +62,39 @@ export async function writeLossPlot(runDir: string): Promise<void> {
     y: "loss",
   });
   await writeFileAtomic(runPaths(runDir).lossPlot, svg);
+}
+
+/**
+ * Log a finished step: its metrics record (with throughput, tensors, memory), the metrics file,
+ * the caller's callback, and a checkpoint when one is due. Shared by every model's loop.
+ */
+export async function recordStep(
+  s: Omit<StepMetrics, "tokensPerSecond" | "numTensors" | "heapMB"> & { tokens: number },
+  ctx: {
+    config: TrainConfig;
+    log: MetricsLog;
+    metrics: StepMetrics[];
+    onStep?: (m: StepMetrics) => void;
+    onFirstStep: () => void;
+    checkpoint: () => Promise<unknown>;
+  },
+): Promise<StepMetrics> {
+  const { tokens, ...rest } = s;
+  const m: StepMetrics = {
+    ...rest,
+    tokensPerSecond: tokens / (s.stepMs / 1000),
+    numTensors: tf.memory().numTensors,
+    heapMB: Math.round(Deno.memoryUsage().rss / 1e6),
+  };
+  ctx.metrics.push(m);
+  ctx.onFirstStep();
+  await ctx.log.append(m);
+  ctx.onStep?.(m);
+  const c = ctx.config;
+  if ((c.checkpointEvery > 0 && m.step % c.checkpointEvery === 0) || m.step === c.steps) {
+    await ctx.checkpoint();
+  }
+  return m;
 }
 
 /** What a periodic evaluation hook gets: the model being trained, as it is at `step`. */
@@ -337,27 +371,16 @@ async function trainIn(
         }
         step++;
         dataPosition += config.batchSize;
-        const stepMs = performance.now() - t0;
-        const m: StepMetrics = {
+        await recordStep({
           step,
           lr,
           loss,
           textLoss,
           visionLoss,
           gradNorm: norm,
-          tokensPerSecond: (config.batchSize * T) / (stepMs / 1000),
-          stepMs,
-          numTensors: tf.memory().numTensors,
-          heapMB: Math.round(Deno.memoryUsage().rss / 1e6),
-        };
-        metrics.push(m);
-        onFirstStep();
-        await log.append(m);
-        options.onStep?.(m);
-        if (
-          (config.checkpointEvery > 0 && step % config.checkpointEvery === 0) ||
-          step === config.steps
-        ) await checkpoint();
+          tokens: config.batchSize * T,
+          stepMs: performance.now() - t0,
+        }, { config, log, metrics, onStep: options.onStep, onFirstStep, checkpoint });
         if (config.evalEvery > 0 && (step % config.evalEvery === 0 || step === config.steps)) {
           for (const e of await options.evaluate!({ model, tokenizer, step, config })) {
             await appendPeriodicEval(runDir, e);
