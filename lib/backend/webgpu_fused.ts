@@ -1,0 +1,694 @@
+/**
+ * The fused transformer ops of `fused.ts` (`DvsftLinear`, `DvsftLayerNorm`, `DvsftGelu`,
+ * `DvsftAttention`, `DvsftCrossEntropy` and their `…Grad` kernels) on the `webgpu` backend.
+ *
+ * Why: on webgpu every tfjs primitive is a dispatch (and a tape node), and a `small` step
+ * composed from them runs thousands of dispatches, most of them elementwise passes. Here:
+ * - layer norm: one WGSL dispatch forward (a workgroup per row), four backward (row statistics,
+ *   dx, dg, db);
+ * - GELU: one dispatch forward, one backward;
+ * - per-token cross-entropy over the vocabulary: one dispatch forward (max, logsumexp and the
+ *   picked logit per row), one backward (softmax − one-hot, scaled, written once);
+ * - linear: tfjs's fused matmul with the bias (one dispatch), and backward only the gradients
+ *   asked for, one matmul (or column sum) each;
+ * - attention: batched matmuls and a softmax inside one kernel (no tape nodes for the pieces),
+ *   and a hand-written backward using the identity Σⱼ dPᵢⱼPᵢⱼ = dYᵢ·Yᵢ.
+ *
+ * The WGSL programs go through tfjs-backend-webgpu's `runWebGPUProgram`, so they share its
+ * command encoder, buffer pool and pipeline cache. Row reductions use a 64-wide workgroup.
+ */
+import { tf } from "./tf.ts";
+import { GELU_A, GELU_C, LN_EPS } from "./simd.ts";
+import { markFusedBackend } from "./fused.ts";
+
+interface TensorInfo {
+  dataId: object;
+  shape: number[];
+  dtype: tf.DataType;
+}
+
+/** The part of tfjs-backend-webgpu's `WebGPUBackend` used here. */
+interface WebGpuBackend {
+  runWebGPUProgram(
+    program: Program,
+    inputs: TensorInfo[],
+    dtype: tf.DataType,
+    uniforms?: Array<{ type: "int32" | "float32"; data: number[] }>,
+  ): TensorInfo;
+  disposeData(dataId: object): void;
+}
+
+interface Program {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  variableNames: string[];
+  workgroupSize: [number, number, number];
+  uniforms?: string;
+  getUserCode(): string;
+}
+
+interface KernelArgs<I, A = Record<string, never>> {
+  inputs: I;
+  backend: WebGpuBackend;
+  attrs: A;
+}
+
+const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
+const WG = 64; // row workgroups
+const EW = 128; // elementwise workgroups
+const MAX_ROWS = 65535; // one workgroup per row along x: WebGPU's default per-dimension limit
+
+/** A WGSL program for `runWebGPUProgram` (flat dispatch layout; `main(index)` is the entry). */
+function program(
+  key: string,
+  variableNames: string[],
+  outputShape: number[],
+  groups: number,
+  workgroup: number,
+  uniforms: string,
+  body: string,
+): Program {
+  return {
+    outputShape,
+    shaderKey: `dvsft_${key}`,
+    dispatchLayout: { x: outputShape.map((_, i) => i) },
+    dispatch: [groups, 1, 1],
+    variableNames,
+    workgroupSize: [workgroup, 1, 1],
+    uniforms,
+    getUserCode: () => body,
+  };
+}
+
+const i32s = (...data: number[]) => data.map((d) => ({ type: "int32" as const, data: [d] }));
+
+/** Shared-memory row reductions (every invocation of the workgroup calls them). */
+const ROW_REDUCE = `
+  var<workgroup> red : array<f32, ${WG}>;
+  fn rowSum(v : f32) -> f32 {
+    red[localIndex] = v;
+    workgroupBarrier();
+    for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+      if (localIndex < s) { red[localIndex] = red[localIndex] + red[localIndex + s]; }
+      workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+  }
+  fn rowMax(v : f32) -> f32 {
+    red[localIndex] = v;
+    workgroupBarrier();
+    for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+      if (localIndex < s) { red[localIndex] = max(red[localIndex], red[localIndex + s]); }
+      workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+  }
+`;
+
+function rowCheck(op: string, R: number): void {
+  if (R > MAX_ROWS) throw new RangeError(`${op}: ${R} rows exceed the ${MAX_ROWS} a dispatch takes`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm
+
+function layerNormForward(
+  { inputs, backend }: KernelArgs<{ x: TensorInfo; g: TensorInfo; b: TensorInfo }>,
+): TensorInfo {
+  const { x, g, b } = inputs;
+  const C = x.shape.at(-1)!, R = prod(x.shape) / C;
+  rowCheck("layerNorm", R);
+  const p = program(
+    "ln_fwd",
+    ["X", "G", "Bi"],
+    x.shape,
+    R,
+    WG,
+    "rows : i32, cols : i32,",
+    `${ROW_REDUCE}
+    fn main(index : i32) {
+      let row = i32(workgroupId.x);
+      let C = uniforms.cols;
+      let base = row * C;
+      var s = 0.0;
+      for (var j = i32(localIndex); j < C; j = j + ${WG}) { s = s + X[base + j]; }
+      let mean = rowSum(s) / f32(C);
+      var q = 0.0;
+      for (var j = i32(localIndex); j < C; j = j + ${WG}) {
+        let d = X[base + j] - mean;
+        q = q + d * d;
+      }
+      let rstd = inverseSqrt(rowSum(q) / f32(C) + ${LN_EPS});
+      for (var j = i32(localIndex); j < C; j = j + ${WG}) {
+        result[base + j] = (X[base + j] - mean) * rstd * G[j] + Bi[j];
+      }
+    }`,
+  );
+  return backend.runWebGPUProgram(p, [x, g, b], "float32", i32s(R, C));
+}
+
+function layerNormBackward(
+  { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; g: TensorInfo }>,
+): TensorInfo[] {
+  const { dy, x, g } = inputs;
+  const C = x.shape.at(-1)!, R = prod(x.shape) / C;
+  rowCheck("layerNorm backward", R);
+  const u = i32s(R, C);
+  // row statistics [R, 2]: mean, 1/σ
+  const stats = backend.runWebGPUProgram(
+    program(
+      "ln_stats",
+      ["X"],
+      [R, 2],
+      R,
+      WG,
+      "rows : i32, cols : i32,",
+      `${ROW_REDUCE}
+      fn main(index : i32) {
+        let row = i32(workgroupId.x);
+        let C = uniforms.cols;
+        let base = row * C;
+        var s = 0.0;
+        for (var j = i32(localIndex); j < C; j = j + ${WG}) { s = s + X[base + j]; }
+        let mean = rowSum(s) / f32(C);
+        var q = 0.0;
+        for (var j = i32(localIndex); j < C; j = j + ${WG}) {
+          let d = X[base + j] - mean;
+          q = q + d * d;
+        }
+        let rstd = inverseSqrt(rowSum(q) / f32(C) + ${LN_EPS});
+        if (localIndex == 0u) {
+          result[2 * row] = mean;
+          result[2 * row + 1] = rstd;
+        }
+      }`,
+    ),
+    [x],
+    "float32",
+    u,
+  );
+  // dx = rstd · (dŷ − mean(dŷ) − x̂ · mean(dŷ · x̂)), dŷ = dy · g
+  const dx = backend.runWebGPUProgram(
+    program(
+      "ln_dx",
+      ["DY", "X", "G", "S"],
+      x.shape,
+      R,
+      WG,
+      "rows : i32, cols : i32,",
+      `${ROW_REDUCE}
+      fn main(index : i32) {
+        let row = i32(workgroupId.x);
+        let C = uniforms.cols;
+        let base = row * C;
+        let mean = S[2 * row];
+        let rstd = S[2 * row + 1];
+        var a = 0.0;
+        var c = 0.0;
+        for (var j = i32(localIndex); j < C; j = j + ${WG}) {
+          let d = DY[base + j] * G[j];
+          a = a + d;
+          c = c + d * (X[base + j] - mean) * rstd;
+        }
+        let ma = rowSum(a) / f32(C);
+        let mc = rowSum(c) / f32(C);
+        for (var j = i32(localIndex); j < C; j = j + ${WG}) {
+          let xh = (X[base + j] - mean) * rstd;
+          result[base + j] = rstd * (DY[base + j] * G[j] - ma - xh * mc);
+        }
+      }`,
+    ),
+    [dy, x, g, stats],
+    "float32",
+    u,
+  );
+  // dg = Σᵣ dy · x̂, db = Σᵣ dy: a thread per column (a program binds only the inputs it reads:
+  // WebGPU's automatic layout drops unused bindings)
+  const column = (key: string, names: string[], inputs: TensorInfo[], term: string) =>
+    backend.runWebGPUProgram(
+      program(
+        key,
+        names,
+        [C],
+        Math.ceil(C / EW),
+        EW,
+        "rows : i32, cols : i32,",
+        `fn main(index : i32) {
+          let C = uniforms.cols;
+          if (index >= C) { return; }
+          var acc = 0.0;
+          for (var r = 0; r < uniforms.rows; r = r + 1) {
+            let k = r * C + index;
+            acc = acc + ${term};
+          }
+          result[index] = acc;
+        }`,
+      ),
+      inputs,
+      "float32",
+      u,
+    );
+  const dg = column(
+    "ln_dg",
+    ["DY", "X", "S"],
+    [dy, x, stats],
+    "DY[k] * (X[k] - S[2 * r]) * S[2 * r + 1]",
+  );
+  const db = column("ln_db", ["DY"], [dy], "DY[k]");
+  backend.disposeData(stats.dataId);
+  return [dx, dg, db];
+}
+
+// ---------------------------------------------------------------------------------------------
+// GELU (GPT-2's tanh form as x·σ(2u), u = c·(x + a·x³), like the composed op)
+
+function elementwise(
+  backend: WebGpuBackend,
+  key: string,
+  names: string[],
+  inputs: TensorInfo[],
+  expr: string,
+): TensorInfo {
+  const n = prod(inputs[0]!.shape);
+  return backend.runWebGPUProgram(
+    program(
+      key,
+      names,
+      inputs[0]!.shape,
+      Math.ceil(n / EW),
+      EW,
+      "n : i32,",
+      `fn main(index : i32) {
+        if (index >= uniforms.n) { return; }
+        let x = X[index];
+        let s = 1.0 / (1.0 + exp(-2.0 * ${GELU_C} * (x + ${GELU_A} * x * x * x)));
+        result[index] = ${expr};
+      }`,
+    ),
+    inputs,
+    "float32",
+    i32s(n),
+  );
+}
+
+function geluForward({ inputs, backend }: KernelArgs<{ x: TensorInfo }>): TensorInfo {
+  return elementwise(backend, "gelu_fwd", ["X"], [inputs.x], "x * s");
+}
+
+function geluBackward(
+  { inputs, backend }: KernelArgs<{ dy: TensorInfo; x: TensorInfo; y: TensorInfo }>,
+): TensorInfo {
+  // d(x·s)/dx = s + x·s·(1 − s)·2c·(1 + 3a·x²)
+  return elementwise(
+    backend,
+    "gelu_bwd",
+    ["X", "DY"],
+    [inputs.x, inputs.dy],
+    `DY[index] * (s + x * s * (1.0 - s) * ${2 * GELU_C} * (1.0 + ${3 * GELU_A} * x * x))`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-token cross-entropy: a workgroup per row of the vocabulary
+
+/** Shared by forward and backward: m = max, z = Σ exp(l − m) over row `row` of L. */
+const ROW_LSE = `
+  fn rowLse(base : i32, V : i32) -> vec2<f32> {
+    var m = -3.4e38;
+    for (var j = i32(localIndex); j < V; j = j + ${WG}) { m = max(m, L[base + j]); }
+    let mx = rowMax(m);
+    var z = 0.0;
+    for (var j = i32(localIndex); j < V; j = j + ${WG}) { z = z + exp(L[base + j] - mx); }
+    return vec2<f32>(mx, rowSum(z));
+  }
+`;
+
+function crossEntropyForward(
+  { inputs, backend }: KernelArgs<{ logits: TensorInfo; targets: TensorInfo }>,
+): TensorInfo {
+  const { logits, targets } = inputs;
+  const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
+  rowCheck("cross-entropy", R);
+  // a target ≥ V gives NaN (the loss shows it; checking here would cost a GPU→CPU read)
+  return backend.runWebGPUProgram(
+    program(
+      "ce_fwd",
+      ["L", "Tg"],
+      targets.shape,
+      R,
+      WG,
+      "rows : i32, cols : i32,",
+      `${ROW_REDUCE}${ROW_LSE}
+      fn main(index : i32) {
+        let row = i32(workgroupId.x);
+        let V = uniforms.cols;
+        let base = row * V;
+        let t = Tg[row];
+        let mz = rowLse(base, V);
+        if (localIndex == 0u) {
+          if (t < 0) {
+            result[row] = 0.0;
+          } else if (t >= V) {
+            result[row] = uniforms.NAN;
+          } else {
+            result[row] = mz.x + log(mz.y) - L[base + t];
+          }
+        }
+      }`,
+    ),
+    [logits, targets],
+    "float32",
+    i32s(R, V),
+  );
+}
+
+function crossEntropyBackward(
+  { inputs, backend }: KernelArgs<
+    { dy: TensorInfo; logits: TensorInfo; targets: TensorInfo; y: TensorInfo }
+  >,
+): TensorInfo {
+  const { dy, logits, targets } = inputs;
+  const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
+  rowCheck("cross-entropy backward", R);
+  return backend.runWebGPUProgram(
+    program(
+      "ce_bwd",
+      ["L", "Tg", "DY"],
+      logits.shape,
+      R,
+      WG,
+      "rows : i32, cols : i32,",
+      `${ROW_REDUCE}${ROW_LSE}
+      fn main(index : i32) {
+        let row = i32(workgroupId.x);
+        let V = uniforms.cols;
+        let base = row * V;
+        let t = Tg[row];
+        let mz = rowLse(base, V);
+        var scale = DY[row];
+        if (t < 0) { scale = 0.0; }
+        for (var j = i32(localIndex); j < V; j = j + ${WG}) {
+          var p = exp(L[base + j] - mz.x) / mz.y;
+          if (j == t) { p = p - 1.0; }
+          result[base + j] = scale * p;
+        }
+      }`,
+    ),
+    [logits, targets, dy],
+    "float32",
+    i32s(R, V),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Linear and attention: tfjs's own webgpu kernels (matmul with bias, batched matmul, softmax)
+// run inside one kernel here, so the pieces leave no tape nodes and no broadcast adds.
+
+/**
+ * A tensor over a kernel input's buffer, for tfjs ops inside a kernel. The backend's reference
+ * count goes up first, so disposing the wrapper (the tidy does) leaves the input alive.
+ */
+function asTensor(info: TensorInfo): tf.Tensor {
+  const backend = tf.backend() as unknown as { incRef(dataId: object): void };
+  backend.incRef(info.dataId);
+  return tf.engine().makeTensorFromTensorInfo(info as unknown as tf.TensorInfo, tf.backend());
+}
+
+function linearForward(
+  { inputs }: KernelArgs<{ x: TensorInfo; w: TensorInfo; b: TensorInfo }>,
+): tf.Tensor {
+  return tf.tidy(() => {
+    const x = asTensor(inputs.x), w = asTensor(inputs.w), b = asTensor(inputs.b);
+    const K = x.shape.at(-1)!, N = w.shape[1]!;
+    const y = tf.fused.matMul({
+      a: tf.reshape(x, [x.size / K, K]) as tf.Tensor2D,
+      b: w as tf.Tensor2D,
+      bias: b,
+    });
+    return tf.reshape(y, [...x.shape.slice(0, -1), N]);
+  });
+}
+
+function linearBackward(
+  { inputs, attrs }: KernelArgs<
+    { dy: TensorInfo; x: TensorInfo; w: TensorInfo },
+    { part: "x" | "w" | "b" }
+  >,
+): tf.Tensor {
+  return tf.tidy(() => {
+    const dy = asTensor(inputs.dy), x = asTensor(inputs.x), w = asTensor(inputs.w);
+    const K = x.shape.at(-1)!, N = w.shape[1]!, M = x.size / K;
+    const dy2 = tf.reshape(dy, [M, N]) as tf.Tensor2D;
+    if (attrs.part === "x") {
+      return tf.reshape(tf.matMul(dy2, w as tf.Tensor2D, false, true), x.shape);
+    }
+    if (attrs.part === "w") return tf.matMul(tf.reshape(x, [M, K]) as tf.Tensor2D, dy2, true);
+    return tf.sum(dy2, 0);
+  });
+}
+
+interface AttentionAttrs {
+  heads: number;
+  causal: boolean;
+}
+
+const masks = new Map<number, tf.Tensor>();
+/** Additive causal mask [T, T] (0 on and below the diagonal, −1e9 above), kept per T. */
+function causalMask(T: number): tf.Tensor {
+  let m = masks.get(T);
+  if (!m || m.isDisposed) {
+    const v = new Float32Array(T * T);
+    for (let i = 0; i < T; i++) for (let j = i + 1; j < T; j++) v[i * T + j] = -1e9;
+    m = tf.keep(tf.tensor2d(v, [T, T]));
+    masks.set(T, m);
+  }
+  return m;
+}
+
+/** Heads split [B, T, C] → [B, H, T, d] and merged back. */
+function heads(B: number, T: number, H: number, d: number) {
+  return {
+    split: (x: tf.Tensor) => tf.transpose(tf.reshape(x, [B, T, H, d]), [0, 2, 1, 3]),
+    merge: (x: tf.Tensor) => tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B, T, H * d]),
+  };
+}
+
+function attentionProbabilities(
+  qh: tf.Tensor,
+  kh: tf.Tensor,
+  T: number,
+  scale: number,
+  causal: boolean,
+) {
+  let s = tf.mul(tf.matMul(qh, kh, false, true), scale);
+  if (causal) s = tf.add(s, causalMask(T));
+  return tf.softmax(s);
+}
+
+function attentionForward(
+  { inputs, attrs }: KernelArgs<{ q: TensorInfo; k: TensorInfo; v: TensorInfo }, AttentionAttrs>,
+): tf.Tensor {
+  const [B, T, C] = inputs.q.shape as [number, number, number];
+  const H = attrs.heads, d = C / H;
+  if (attrs.causal) causalMask(T); // made outside the tidy (kept across steps)
+  return tf.tidy(() => {
+    const { split, merge } = heads(B, T, H, d);
+    const p = attentionProbabilities(
+      split(asTensor(inputs.q)),
+      split(asTensor(inputs.k)),
+      T,
+      1 / Math.sqrt(d),
+      attrs.causal,
+    );
+    return merge(tf.matMul(p, split(asTensor(inputs.v))));
+  });
+}
+
+function attentionBackward(
+  { inputs, attrs }: KernelArgs<
+    { dy: TensorInfo; q: TensorInfo; k: TensorInfo; v: TensorInfo; y: TensorInfo },
+    AttentionAttrs
+  >,
+): tf.Tensor[] {
+  const [B, T, C] = inputs.q.shape as [number, number, number];
+  const H = attrs.heads, d = C / H, scale = 1 / Math.sqrt(d);
+  if (attrs.causal) causalMask(T);
+  return tf.tidy(() => {
+    const { split, merge } = heads(B, T, H, d);
+    const qh = split(asTensor(inputs.q)), kh = split(asTensor(inputs.k));
+    const vh = split(asTensor(inputs.v)), dyh = split(asTensor(inputs.dy));
+    const p = attentionProbabilities(qh, kh, T, scale, attrs.causal);
+    const dv = tf.matMul(p, dyh, true, false); // Pᵀ·dY
+    const dp = tf.matMul(dyh, vh, false, true); // dY·Vᵀ
+    // softmax backward: dS = P ⊙ (dP − Σⱼ dPᵢⱼPᵢⱼ), and Σⱼ dPᵢⱼPᵢⱼ = dYᵢ·Yᵢ
+    const rowDot = tf.sum(tf.mul(dyh, split(asTensor(inputs.y))), -1, true);
+    const ds = tf.mul(p, tf.sub(dp, rowDot));
+    const dq = tf.mul(tf.matMul(ds, kh), scale);
+    const dk = tf.mul(tf.matMul(ds, qh, true, false), scale);
+    return [merge(dq), merge(dk), merge(dv)];
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+let registered = false;
+
+/**
+ * Register the fused kernels (and their gradients, the same as `fused.ts`'s) on `webgpu`, and
+ * let the public ops of `fused.ts` use them there. Idempotent.
+ */
+export function registerWebgpuFusedKernels(): void {
+  if (registered) return;
+  const reg = (kernelName: string, kernelFunc: unknown) =>
+    tf.registerKernel({
+      kernelName,
+      backendName: "webgpu",
+      kernelFunc: kernelFunc as tf.KernelFunc,
+    });
+  reg("DvsftLinear", linearForward);
+  reg("DvsftLinearGrad", linearBackward);
+  reg("DvsftLayerNorm", layerNormForward);
+  reg("DvsftLayerNormGrad", layerNormBackward);
+  reg("DvsftGelu", geluForward);
+  reg("DvsftGeluGrad", geluBackward);
+  reg("DvsftAttention", attentionForward);
+  reg("DvsftAttentionGrad", attentionBackward);
+  reg("DvsftCrossEntropy", crossEntropyForward);
+  reg("DvsftCrossEntropyGrad", crossEntropyBackward);
+  registerFusedGradients();
+  markFusedBackend("webgpu");
+  registered = true;
+}
+
+/** The gradients of the fused kernels (one per kernel name, whichever backend runs it). */
+function registerFusedGradients(): void {
+  const run = (name: string, inputs: tf.NamedTensorMap, attrs?: tf.NamedAttrMap) =>
+    tf.engine().runKernel(name, inputs, attrs) as unknown as tf.Tensor | tf.Tensor[];
+  tf.registerGradient({
+    kernelName: "DvsftLinear",
+    inputsToSave: ["x", "w"],
+    gradFunc: (dy, saved) => {
+      const [x, w] = saved as tf.Tensor[];
+      const part = (p: string) => () =>
+        run("DvsftLinearGrad", { dy: dy as tf.Tensor, x: x!, w: w! }, { part: p }) as tf.Tensor;
+      return { x: part("x"), w: part("w"), b: part("b") };
+    },
+  });
+  tf.registerGradient({
+    kernelName: "DvsftLayerNorm",
+    inputsToSave: ["x", "g"],
+    gradFunc: (dy, saved) => {
+      const [x, g] = saved as tf.Tensor[];
+      const [dx, dg, db] = run("DvsftLayerNormGrad", {
+        dy: dy as tf.Tensor,
+        x: x!,
+        g: g!,
+      }) as tf.Tensor[];
+      return { x: () => dx!, g: () => dg!, b: () => db! };
+    },
+  });
+  tf.registerGradient({
+    kernelName: "DvsftGelu",
+    inputsToSave: ["x"],
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => {
+      const [x, y] = saved as tf.Tensor[];
+      return { x: () => run("DvsftGeluGrad", { dy: dy as tf.Tensor, x: x!, y: y! }) as tf.Tensor };
+    },
+  });
+  tf.registerGradient({
+    kernelName: "DvsftAttention",
+    inputsToSave: ["q", "k", "v"],
+    outputsToSave: [true],
+    gradFunc: (dy, saved, attrs) => {
+      const [q, k, v, y] = saved as tf.Tensor[];
+      const [dq, dk, dv] = run(
+        "DvsftAttentionGrad",
+        { dy: dy as tf.Tensor, q: q!, k: k!, v: v!, y: y! },
+        attrs as tf.NamedAttrMap,
+      ) as tf.Tensor[];
+      return { q: () => dq!, k: () => dk!, v: () => dv! };
+    },
+  });
+  tf.registerGradient({
+    kernelName: "DvsftCrossEntropy",
+    inputsToSave: ["logits", "targets"],
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => {
+      const [logits, targets, y] = saved as tf.Tensor[];
+      return {
+        logits: () =>
+          run("DvsftCrossEntropyGrad", {
+            dy: dy as tf.Tensor,
+            logits: logits!,
+            targets: targets!,
+            y: y!,
+          }) as tf.Tensor,
+        targets: () => tf.zerosLike(targets!),
+      };
+    },
+  });
+}
+
+/** Work the webgpu backend has done since `reset()` (for tests and `bench:gpu`). */
+export interface WebgpuCounters {
+  /** Compute dispatches (one per tfjs program run). */
+  dispatches: number;
+  /** GPU→CPU reads that wait on the GPU: async (`data()`) and synchronous (`dataSync()`). */
+  reads: number;
+  syncReads: number;
+  reset(): void;
+}
+
+interface InstrumentedBackend {
+  recordAndSubmit(...args: unknown[]): unknown;
+  getBufferData(...args: unknown[]): Promise<unknown>;
+  readSync(dataId: object): unknown;
+  tensorMap: { get(dataId: object): { values?: unknown } | undefined };
+  dvsftCounters?: WebgpuCounters;
+}
+
+/**
+ * Count dispatches and GPU→CPU reads on the current backend (must be webgpu), by wrapping its
+ * `recordAndSubmit` (where every program is dispatched), `getBufferData` (every async read
+ * copies through it) and `readSync` (counted when the values are not already on the CPU).
+ * Installed once per backend instance.
+ */
+export function webgpuCounters(): WebgpuCounters {
+  if (tf.getBackend() !== "webgpu") {
+    throw new Error(`webgpuCounters: the backend is ${tf.getBackend()}, not webgpu`);
+  }
+  const be = tf.backend() as unknown as InstrumentedBackend;
+  if (be.dvsftCounters) return be.dvsftCounters;
+  const c: WebgpuCounters = {
+    dispatches: 0,
+    reads: 0,
+    syncReads: 0,
+    reset() {
+      c.dispatches = c.reads = c.syncReads = 0;
+    },
+  };
+  const record = be.recordAndSubmit.bind(be);
+  be.recordAndSubmit = (...args) => {
+    c.dispatches++;
+    return record(...args);
+  };
+  const getData = be.getBufferData.bind(be);
+  be.getBufferData = (...args) => {
+    c.reads++;
+    return getData(...args);
+  };
+  const readSync = be.readSync.bind(be);
+  be.readSync = (dataId) => {
+    if (be.tensorMap.get(dataId)?.values == null) c.syncReads++;
+    return readSync(dataId);
+  };
+  be.dvsftCounters = c;
+  return c;
+}

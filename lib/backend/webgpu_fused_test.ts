@@ -1,0 +1,135 @@
+/**
+ * The fused webgpu kernels against the composed tfjs ops on webgpu and against `cpu`, values
+ * and gradients, on whatever WebGPU adapter is here (Mesa's lavapipe in CI: `.ci/run`
+ * installs it). Without `--unstable-webgpu` (as `deno task test` runs) the file re-runs itself
+ * in a `deno test --unstable-webgpu` subprocess, so the checks never skip silently.
+ */
+import { assert, assertAlmostEquals } from "@std/assert";
+import {
+  attention,
+  gelu,
+  layerNorm,
+  linear,
+  setFusedEnabled,
+  tf,
+  tokenCrossEntropy,
+  useBackend,
+} from "./mod.ts";
+import { webgpuCounters } from "./webgpu_fused.ts";
+
+const hasWebgpuApi = !!(globalThis.navigator as { gpu?: unknown }).gpu;
+
+if (!hasWebgpuApi) {
+  Deno.test("webgpu fused kernels (run in a --unstable-webgpu subprocess)", async () => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["test", "-A", "--unstable-webgpu", new URL(import.meta.url).pathname],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert(out.code === 0, `the webgpu kernel tests failed:\n${text}`);
+    assert(/ok \| [1-9]\d* passed/.test(text), `no webgpu test ran:\n${text}`);
+  });
+} else {
+  type Case = {
+    name: string;
+    /** Float inputs (gradients are taken with respect to all of them). */
+    inputs: () => tf.Tensor[];
+    f: (...xs: tf.Tensor[]) => tf.Tensor;
+  };
+
+  const rn = (shape: number[], seed: number, mean = 0, sd = 1) =>
+    tf.randomNormal(shape, mean, sd, "float32", seed);
+  // targets: one unsupervised (-100) position
+  const targets = () => tf.tensor2d([[3, -100, 0], [7, 1, 2]], [2, 3], "int32");
+
+  const CASES: Case[] = [
+    {
+      name: "layerNorm",
+      inputs: () => [rn([2, 3, 70], 1), rn([70], 2, 1, 0.2), rn([70], 3, 0, 0.2)],
+      f: (x, g, b) => layerNorm(x!, g!, b!),
+    },
+    { name: "gelu", inputs: () => [rn([3, 5, 41], 4, 0, 2)], f: (x) => gelu(x!) },
+    {
+      name: "tokenCrossEntropy",
+      inputs: () => [rn([2, 3, 75], 5, 0, 3)],
+      f: (l) => tokenCrossEntropy(l!, targets()),
+    },
+    {
+      name: "linear",
+      inputs: () => [rn([2, 3, 12], 6), rn([12, 9], 7), rn([9], 8)],
+      f: (x, w, b) => linear(x!, w!, b!),
+    },
+    {
+      name: "attention causal",
+      inputs: () => [rn([2, 5, 8], 9), rn([2, 5, 8], 10), rn([2, 5, 8], 11)],
+      f: (q, k, v) => attention(q!, k!, v!, 2, true),
+    },
+    {
+      name: "attention bidirectional",
+      inputs: () => [rn([1, 6, 12], 12), rn([1, 6, 12], 13), rn([1, 6, 12], 14)],
+      f: (q, k, v) => attention(q!, k!, v!, 3, false),
+    },
+  ];
+
+  /** Value and input gradients of Σ f(x)·r (r fixed random), read back to the CPU. */
+  async function evaluate(c: Case): Promise<{ y: Float32Array; grads: Float32Array[] }> {
+    const xs = c.inputs();
+    const y = c.f(...xs);
+    const r = tf.randomUniform(y.shape, -1, 1, "float32", 99);
+    const grads = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(c.f(...a), r)))(xs);
+    const out = {
+      y: (await y.data()) as Float32Array,
+      grads: await Promise.all(grads.map(async (g) => (await g.data()) as Float32Array)),
+    };
+    tf.dispose([...xs, y, r, ...grads]);
+    return out;
+  }
+
+  function close(a: Float32Array, b: Float32Array, what: string): void {
+    assert(a.length === b.length, `${what}: length ${a.length} vs ${b.length}`);
+    let scale = 1e-3;
+    for (const v of b) scale = Math.max(scale, Math.abs(v));
+    for (let i = 0; i < a.length; i++) {
+      assert(Number.isFinite(a[i]!), `${what}[${i}] = ${a[i]}`);
+      assertAlmostEquals(a[i]!, b[i]!, 2e-5 * scale + 1e-6, `${what}[${i}]`);
+    }
+  }
+
+  for (const c of CASES) {
+    Deno.test(`webgpu fused ${c.name}: values and gradients match composed webgpu and cpu`, async () => {
+      await useBackend("cpu");
+      const cpu = await evaluate(c);
+      await useBackend("webgpu"); // fails (not skips) when there is no adapter
+      const counters = webgpuCounters();
+      setFusedEnabled(false);
+      counters.reset();
+      const composed = await evaluate(c);
+      const composedDispatches = counters.dispatches;
+      setFusedEnabled(true);
+      counters.reset();
+      const fused = await evaluate(c);
+      const fusedDispatches = counters.dispatches;
+      for (const [ref, label] of [[composed, "composed webgpu"], [cpu, "cpu"]] as const) {
+        close(fused.y, ref.y, `${c.name} value vs ${label}`);
+        fused.grads.forEach((g, i) => close(g, ref.grads[i]!, `${c.name} grad ${i} vs ${label}`));
+      }
+      assert(
+        fusedDispatches < composedDispatches,
+        `${c.name}: fused ${fusedDispatches} dispatches, composed ${composedDispatches}`,
+      );
+      await useBackend("cpu");
+    });
+  }
+
+  Deno.test("webgpu fused: a target outside the vocabulary gives NaN, not a silent loss", async () => {
+    await useBackend("webgpu");
+    const l = tf.zeros([1, 2, 4]);
+    const t = tf.tensor2d([[1, 4]], [1, 2], "int32");
+    const y = await tokenCrossEntropy(l, t).data();
+    assertAlmostEquals(y[0]!, Math.log(4), 1e-6);
+    assert(Number.isNaN(y[1]!), `target 4 of 4 gave ${y[1]}`);
+    tf.dispose([l, t]);
+    await useBackend("cpu");
+  });
+}
