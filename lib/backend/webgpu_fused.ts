@@ -692,3 +692,233 @@ export function webgpuCounters(): WebgpuCounters {
   be.dvsftCounters = c;
   return c;
 }
+
+// ---------------------------------------------------------------------------------------------
+// AdamW in place: per parameter one sum-of-squares dispatch into a norms buffer, then one
+// update dispatch (w, m, v read and written in place; the clip scale from the norms buffer).
+// tfjs programs have one output, so these are our own pipelines, recorded into the backend's
+// compute pass (the same command encoder, so ordering with its programs holds).
+
+interface GpuTensorData {
+  resource?: unknown;
+  values?: unknown;
+  refCount: number;
+}
+
+interface GpuBackendInternals extends WebGpuBackend {
+  device: GPUDevice;
+  tensorMap: { get(dataId: object): GpuTensorData | undefined };
+  uploadToGPU(dataId: object): void;
+  ensureCommandEncoderReady(): void;
+  commandEncoder: GPUCommandEncoder;
+  computePassEncoder: GPUComputePassEncoder | null;
+  dispatchCountInPass: number;
+  commandQueueOwnedIds: WeakSet<object>;
+  makeTensorInfo(shape: number[], dtype: tf.DataType): TensorInfo;
+  makeUniforms(u: Array<{ type: "int32" | "float32"; data: number[] }>): GPUBufferBinding;
+  submitQueue(): void;
+  endComputePassEncoder(): void;
+  dvsftCounters?: WebgpuCounters;
+}
+
+const ADAM_WG = 256;
+const pipelines = new WeakMap<GPUDevice, { sumsq: GPUComputePipeline; adamw: GPUComputePipeline }>();
+
+function adamPipelines(device: GPUDevice) {
+  let p = pipelines.get(device);
+  if (p) return p;
+  const make = (code: string) =>
+    device.createComputePipeline({
+      layout: "auto",
+      compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
+    });
+  p = {
+    // one workgroup: Σ g² into norms[slot]
+    sumsq: make(`
+      struct U { n : u32, slot : u32 };
+      @group(0) @binding(0) var<storage, read> g : array<f32>;
+      @group(0) @binding(1) var<storage, read_write> norms : array<f32>;
+      @group(0) @binding(2) var<uniform> u : U;
+      var<workgroup> red : array<f32, ${ADAM_WG}>;
+      @compute @workgroup_size(${ADAM_WG})
+      fn main(@builtin(local_invocation_index) li : u32) {
+        var s = 0.0;
+        for (var i = li; i < u.n; i = i + ${ADAM_WG}u) { s = s + g[i] * g[i]; }
+        red[li] = s;
+        workgroupBarrier();
+        for (var k = ${ADAM_WG / 2}u; k > 0u; k = k >> 1u) {
+          if (li < k) { red[li] = red[li] + red[li + k]; }
+          workgroupBarrier();
+        }
+        if (li == 0u) { norms[u.slot] = red[0]; }
+      }`),
+    adamw: make(`
+      struct U {
+        n : u32, count : u32, lr : f32, beta1 : f32, beta2 : f32, eps : f32,
+        bc1 : f32, bc2 : f32, clip : f32, decay : f32,
+      };
+      @group(0) @binding(0) var<storage, read_write> w : array<f32>;
+      @group(0) @binding(1) var<storage, read_write> m : array<f32>;
+      @group(0) @binding(2) var<storage, read_write> v : array<f32>;
+      @group(0) @binding(3) var<storage, read> g : array<f32>;
+      @group(0) @binding(4) var<storage, read> norms : array<f32>;
+      @group(0) @binding(5) var<uniform> u : U;
+      @compute @workgroup_size(${ADAM_WG})
+      fn main(@builtin(global_invocation_id) gid : vec3<u32>,
+              @builtin(num_workgroups) nw : vec3<u32>) {
+        let i = gid.y * nw.x * ${ADAM_WG}u + gid.x;
+        if (i >= u.n) { return; }
+        var total = 0.0;
+        for (var k = 0u; k < u.count; k = k + 1u) { total = total + norms[k]; }
+        var scale = 1.0;
+        if (u.clip > 0.0) { scale = min(1.0, u.clip / (sqrt(total) + 1e-6)); }
+        let gi = g[i] * scale;
+        let mi = m[i] * u.beta1 + gi * (1.0 - u.beta1);
+        let vi = v[i] * u.beta2 + gi * gi * (1.0 - u.beta2);
+        m[i] = mi;
+        v[i] = vi;
+        let update = (mi / u.bc1) / (sqrt(vi / u.bc2) + u.eps) + w[i] * u.decay;
+        w[i] = w[i] - update * u.lr;
+      }`),
+  };
+  pipelines.set(device, p);
+  return p;
+}
+
+/** The optimizer state `webgpuAdamW` updates: `AdamW` of lib/train/optimizer.ts has it. */
+export interface AdamWState {
+  t: number;
+  readonly config: {
+    beta1: number;
+    beta2: number;
+    eps: number;
+    weightDecay: number;
+    clip: number;
+  };
+  readonly weights: Map<string, tf.Variable>;
+  readonly m: Map<string, tf.Variable>;
+  readonly v: Map<string, tf.Variable>;
+}
+
+/**
+ * One AdamW step on webgpu, in place, 2 dispatches a parameter (+1 for the norm): the same
+ * update as `AdamW.apply`'s tensor path (global-norm clip, bias correction, decoupled weight
+ * decay on matrices). Increments `opt.t`. Returns the gradient norm before clipping (a scalar
+ * the caller disposes).
+ */
+export function webgpuAdamW(
+  opt: AdamWState,
+  grads: Record<string, tf.Tensor>,
+  lr: number,
+): tf.Scalar {
+  if (tf.getBackend() !== "webgpu") {
+    throw new Error(`webgpuAdamW: the backend is ${tf.getBackend()}, not webgpu`);
+  }
+  const be = tf.backend() as unknown as GpuBackendInternals;
+  const c = opt.config;
+  opt.t++;
+  const bc1 = 1 - c.beta1 ** opt.t, bc2 = 1 - c.beta2 ** opt.t;
+  const names = [...opt.weights.keys()].filter((n) => grads[opt.weights.get(n)!.name]);
+  if (names.length === 0) return tf.scalar(0);
+  // in place only on buffers nothing else shares (a clone shares its source's buffer)
+  const own = (x: tf.Variable) => {
+    if (be.tensorMap.get(x.dataId)!.refCount > 1) {
+      const copy = tf.mul(x, tf.scalar(1));
+      x.assign(copy);
+      copy.dispose();
+    }
+  };
+  const norms = be.makeTensorInfo([names.length], "float32");
+  be.uploadToGPU(norms.dataId);
+  const buffer = (info: { dataId: object }): GPUBuffer => {
+    be.uploadToGPU(info.dataId);
+    const data = be.tensorMap.get(info.dataId)!;
+    if (!(data.resource instanceof GPUBuffer)) throw new Error("webgpuAdamW: not a GPU buffer");
+    be.commandQueueOwnedIds.add(info.dataId);
+    return data.resource;
+  };
+  const { sumsq, adamw } = adamPipelines(be.device);
+  const dispatch = (
+    pipeline: GPUComputePipeline,
+    buffers: GPUBuffer[],
+    uniforms: Array<{ type: "int32" | "float32"; data: number[] }>,
+    groups: number,
+  ) => {
+    const entries: GPUBindGroupEntry[] = buffers.map((b, i) => ({
+      binding: i,
+      resource: { buffer: b },
+    }));
+    entries.push({ binding: buffers.length, resource: be.makeUniforms(uniforms) });
+    const bindGroup = be.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    be.ensureCommandEncoderReady();
+    if (!be.computePassEncoder) be.computePassEncoder = be.commandEncoder.beginComputePass({});
+    be.computePassEncoder.setPipeline(pipeline);
+    be.computePassEncoder.setBindGroup(0, bindGroup);
+    // more than 65535 workgroups go to a second dimension
+    const x = Math.min(groups, MAX_ROWS), y = Math.ceil(groups / MAX_ROWS);
+    be.computePassEncoder.dispatchWorkgroups(x, y, 1);
+    be.dispatchCountInPass++;
+    if (be.dvsftCounters) be.dvsftCounters.dispatches++;
+  };
+  const u32 = (d: number) => ({ type: "int32" as const, data: [d] });
+  const f32 = (d: number) => ({ type: "float32" as const, data: [d] });
+  const normsBuffer = buffer(norms);
+  names.forEach((name, slot) => {
+    const g = grads[opt.weights.get(name)!.name]!;
+    dispatch(sumsq, [buffer(g), normsBuffer], [u32(g.size), u32(slot)], 1);
+  });
+  for (const name of names) {
+    const w = opt.weights.get(name)!, m = opt.m.get(name)!, v = opt.v.get(name)!;
+    const g = grads[w.name]!;
+    for (const x of [w, m, v]) own(x);
+    const decay = w.rank >= 2 ? c.weightDecay : 0;
+    dispatch(
+      adamw,
+      [buffer(w), buffer(m), buffer(v), buffer(g), normsBuffer],
+      [
+        u32(w.size),
+        u32(names.length),
+        f32(lr),
+        f32(c.beta1),
+        f32(c.beta2),
+        f32(c.eps),
+        f32(bc1),
+        f32(bc2),
+        f32(c.clip),
+        f32(decay),
+      ],
+      Math.ceil(w.size / ADAM_WG),
+    );
+    // the GPU copy changed: drop any values cached on the CPU
+    for (const x of [w, m, v]) be.tensorMap.get(x.dataId)!.values = undefined;
+  }
+  if (
+    (tf.env().get("WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE") as number) <= be.dispatchCountInPass
+  ) {
+    be.endComputePassEncoder();
+    be.submitQueue();
+  }
+  const normInfo = be.runWebGPUProgram(
+    program(
+      "sqrt_sum",
+      ["N"],
+      [],
+      1,
+      1,
+      "count : i32,",
+      `fn main(index : i32) {
+        var s = 0.0;
+        for (var k = 0; k < uniforms.count; k = k + 1) { s = s + N[k]; }
+        result[0] = sqrt(s);
+      }`,
+    ),
+    [norms],
+    "float32",
+    i32s(names.length),
+  );
+  be.disposeData(norms.dataId);
+  return tf.engine().makeTensorFromTensorInfo(
+    normInfo as unknown as tf.TensorInfo,
+    tf.backend(),
+  ) as tf.Scalar;
+}

@@ -15,7 +15,8 @@ import {
   tokenCrossEntropy,
   useBackend,
 } from "./mod.ts";
-import { webgpuCounters } from "./webgpu_fused.ts";
+import { webgpuAdamW, webgpuCounters } from "./webgpu_fused.ts";
+import { AdamW, OptimizerConfigSchema } from "../train/optimizer.ts";
 
 const hasWebgpuApi = !!(globalThis.navigator as { gpu?: unknown }).gpu;
 
@@ -130,6 +131,55 @@ if (!hasWebgpuApi) {
     assertAlmostEquals(y[0]!, Math.log(4), 1e-6);
     assert(Number.isNaN(y[1]!), `target 4 of 4 gave ${y[1]}`);
     tf.dispose([l, t]);
+    await useBackend("cpu");
+  });
+
+  Deno.test("webgpu AdamW in place: three steps match AdamW.apply on cpu, 2 dispatches a parameter", async () => {
+    // clip 0.5 so the clip scale is active; a matrix (decayed) and a vector (not)
+    const config = OptimizerConfigSchema.parse({ clip: 0.5, weightDecay: 0.1 });
+    const run = async (gpu: boolean) => {
+      await useBackend(gpu ? "webgpu" : "cpu");
+      const weights = new Map([
+        ["a", tf.variable(tf.randomNormal([70, 300], 0, 1, "float32", 1), true, "wa")],
+        ["b", tf.variable(tf.randomNormal([33], 0, 1, "float32", 2), true, "wb")],
+      ]);
+      const opt = new AdamW(config, weights);
+      const norms: number[] = [];
+      let dispatches = 0;
+      for (let step = 0; step < 3; step++) {
+        const grads = {
+          wa: tf.randomNormal([70, 300], 0, 0.1, "float32", 10 + step),
+          wb: tf.randomNormal([33], 0, 1, "float32", 20 + step),
+        };
+        const counters = gpu ? webgpuCounters() : undefined;
+        counters?.reset();
+        const norm = gpu ? webgpuAdamW(opt, grads, 1e-2) : opt.apply(grads, 1e-2);
+        dispatches = counters?.dispatches ?? 0;
+        norms.push((await norm.data())[0]!);
+        tf.dispose([norm, ...Object.values(grads)]);
+      }
+      const out = {
+        a: (await weights.get("a")!.data()) as Float32Array,
+        b: (await weights.get("b")!.data()) as Float32Array,
+        m: (await opt.m.get("a")!.data()) as Float32Array,
+        v: (await opt.v.get("b")!.data()) as Float32Array,
+        norms,
+        dispatches,
+        t: opt.t,
+      };
+      opt.dispose();
+      for (const w of weights.values()) w.dispose();
+      return out;
+    };
+    const cpu = await run(false);
+    const gpu = await run(true);
+    assert(gpu.t === 3, `t = ${gpu.t}`);
+    gpu.norms.forEach((n, i) => assertAlmostEquals(n, cpu.norms[i]!, 1e-4 * cpu.norms[i]!));
+    close(gpu.a, cpu.a, "w (matrix)");
+    close(gpu.b, cpu.b, "w (vector)");
+    close(gpu.m, cpu.m, "m");
+    close(gpu.v, cpu.v, "v");
+    assert(gpu.dispatches === 2 * 2 + 1, `${gpu.dispatches} dispatches for 2 parameters`);
     await useBackend("cpu");
   });
 }

@@ -1,0 +1,93 @@
+/**
+ * `deno task bench:gpu [--presets tiny,small] [--batch 2] [--steps 2]`: one training step of
+ * each preset on `webgpu`, with the fused WGSL kernels and with the composed tfjs ops, in the
+ * same run: dispatches per step, GPU→CPU reads per step (async and synchronous) and step ms.
+ *
+ * On software Vulkan (lavapipe) the times say nothing about a GPU; the counts do.
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { setFusedEnabled, tf, useBackend, webgpuAdapterDescription } from "../../lib/backend/mod.ts";
+import { webgpuCounters } from "../../lib/backend/webgpu_fused.ts";
+import { MODEL_PRESETS, ModelConfigSchema } from "../../lib/model/mod.ts";
+import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
+import { syntheticStep } from "./synthetic_step.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    presets: { type: "string", default: "tiny,small" },
+    batch: { type: "string", default: "2" },
+    steps: { type: "string", default: "2" },
+  },
+});
+const flags = z.strictObject({
+  presets: z.array(z.enum(Object.keys(MODEL_PRESETS) as [keyof typeof MODEL_PRESETS])).min(1),
+  batch: z.coerce.number().int().min(1).max(256),
+  steps: z.coerce.number().int().min(1).max(100),
+}).parse({ ...values, presets: values.presets.split(",") });
+
+await useBackend("webgpu");
+const adapter = await webgpuAdapterDescription();
+const counters = webgpuCounters();
+const vocabSize = Object.keys((buildSmallTokenizerJson().model as { vocab: object }).vocab).length;
+console.log(`webgpu adapter: ${adapter}; batch ${flags.batch}, ${flags.steps} timed steps`);
+
+interface Row {
+  preset: string;
+  path: string;
+  dispatches: number;
+  reads: number;
+  syncReads: number;
+  optimizerDispatches: number;
+  ms: number;
+}
+const rows: Row[] = [];
+for (const preset of flags.presets) {
+  const c = ModelConfigSchema.parse({ ...MODEL_PRESETS[preset], vocabSize });
+  for (const fused of [true, false]) {
+    setFusedEnabled(fused);
+    const { step, dispose } = syntheticStep(c, flags.batch);
+    await step(); // warm-up: pipelines compile
+    counters.reset();
+    let optimizerDispatches = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < flags.steps; i++) {
+      await step((update) => {
+        const before = counters.dispatches;
+        const norm = update();
+        optimizerDispatches += counters.dispatches - before;
+        return norm;
+      });
+    }
+    const ms = (performance.now() - t0) / flags.steps;
+    rows.push({
+      preset,
+      path: fused ? "fused" : "composed",
+      dispatches: counters.dispatches / flags.steps,
+      reads: counters.reads / flags.steps,
+      syncReads: counters.syncReads / flags.steps,
+      optimizerDispatches: optimizerDispatches / flags.steps,
+      ms,
+    });
+    dispose();
+  }
+}
+setFusedEnabled(true);
+console.log(
+  "preset  path      dispatches/step (optimizer)  reads/step  syncReads/step  step ms",
+);
+for (const r of rows) {
+  console.log(
+    [
+      r.preset.padEnd(7),
+      r.path.padEnd(9),
+      String(r.dispatches).padStart(15),
+      `(${r.optimizerDispatches})`.padStart(11),
+      String(r.reads).padStart(11),
+      String(r.syncReads).padStart(15),
+      r.ms.toFixed(0).padStart(8),
+    ].join(" "),
+  );
+}
+console.log(`tensors alive at the end: ${tf.memory().numTensors}`);
