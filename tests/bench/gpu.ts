@@ -8,8 +8,17 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { setFusedEnabled, tf, useBackend, webgpuAdapterDescription } from "../../lib/backend/mod.ts";
-import { webgpuCounters } from "../../lib/backend/webgpu_fused.ts";
-import { MODEL_PRESETS, ModelConfigSchema } from "../../lib/model/mod.ts";
+import { webgpuAdamW, webgpuCounters } from "../../lib/backend/webgpu_fused.ts";
+import { jointNextTokenLoss } from "../../lib/loss/mod.ts";
+import {
+  type ModelConfig,
+  MODEL_PRESETS,
+  ModelConfigSchema,
+  numVisualTokens,
+  sequenceLength,
+  SmallVLM,
+} from "../../lib/model/mod.ts";
+import { AdamW, OptimizerConfigSchema } from "../../lib/train/optimizer.ts";
 import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
 import { syntheticStep } from "./synthetic_step.ts";
 
@@ -33,6 +42,34 @@ const counters = webgpuCounters();
 const vocabSize = Object.keys((buildSmallTokenizerJson().model as { vocab: object }).vocab).length;
 console.log(`webgpu adapter: ${adapter}; batch ${flags.batch}, ${flags.steps} timed steps`);
 
+/**
+ * `syntheticStep` with the in-place webgpu AdamW (`AdamW.apply` takes its tensor path on
+ * webgpu; the optimizer is not wired to `webgpuAdamW` yet). Same shapes and seeds.
+ */
+function adamwStep(c: ModelConfig, B: number) {
+  const model = new SmallVLM(c, undefined, 0);
+  const opt = new AdamW(OptimizerConfigSchema.parse({}), model.weights);
+  const S = c.imageSize, T = sequenceLength(c), N = numVisualTokens(c);
+  const pixels = tf.randomUniform([B, S, S, 3], 0, 1, "float32", 1) as tf.Tensor4D;
+  const ids = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 2) as tf.Tensor2D;
+  const labels = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 3) as tf.Tensor2D;
+  return {
+    step: async (around = (update: () => tf.Tensor) => update()) => {
+      const { value, grads } = tf.variableGrads(() =>
+        jointNextTokenLoss(model.apply(pixels, ids), labels, [1, N + 1]).total
+      );
+      const norm = around(() => webgpuAdamW(opt, grads, 1e-3));
+      await value.data();
+      tf.dispose([value, norm, ...Object.values(grads)]);
+    },
+    dispose: () => {
+      tf.dispose([pixels, ids, labels]);
+      opt.dispose();
+      model.dispose();
+    },
+  };
+}
+
 interface Row {
   preset: string;
   path: string;
@@ -45,9 +82,11 @@ interface Row {
 const rows: Row[] = [];
 for (const preset of flags.presets) {
   const c = ModelConfigSchema.parse({ ...MODEL_PRESETS[preset], vocabSize });
-  for (const fused of [true, false]) {
-    setFusedEnabled(fused);
-    const { step, dispose } = syntheticStep(c, flags.batch);
+  for (const path of ["fused+adamw", "fused", "composed"] as const) {
+    setFusedEnabled(path !== "composed");
+    const { step, dispose } = path === "fused+adamw"
+      ? adamwStep(c, flags.batch)
+      : syntheticStep(c, flags.batch);
     await step(); // warm-up: pipelines compile
     counters.reset();
     let optimizerDispatches = 0;
@@ -63,7 +102,7 @@ for (const preset of flags.presets) {
     const ms = (performance.now() - t0) / flags.steps;
     rows.push({
       preset,
-      path: fused ? "fused" : "composed",
+      path,
       dispatches: counters.dispatches / flags.steps,
       reads: counters.reads / flags.steps,
       syncReads: counters.syncReads / flags.steps,
@@ -75,13 +114,13 @@ for (const preset of flags.presets) {
 }
 setFusedEnabled(true);
 console.log(
-  "preset  path      dispatches/step (optimizer)  reads/step  syncReads/step  step ms",
+  "preset  path        dispatches/step (optimizer)  reads/step  syncReads/step  step ms",
 );
 for (const r of rows) {
   console.log(
     [
       r.preset.padEnd(7),
-      r.path.padEnd(9),
+      r.path.padEnd(11),
       String(r.dispatches).padStart(15),
       `(${r.optimizerDispatches})`.padStart(11),
       String(r.reads).padStart(11),
