@@ -491,7 +491,7 @@ function attentionProbabilities(
   return tf.softmax(s);
 }
 
-function attentionForward(
+function composedAttentionForward(
   { inputs, attrs }: KernelArgs<{ q: TensorInfo; k: TensorInfo; v: TensorInfo }, AttentionAttrs>,
 ): tf.Tensor {
   const [B, T, C] = inputs.q.shape as [number, number, number];
@@ -510,7 +510,7 @@ function attentionForward(
   });
 }
 
-function attentionBackward(
+function composedAttentionBackward(
   { inputs, attrs }: KernelArgs<
     { dy: TensorInfo; q: TensorInfo; k: TensorInfo; v: TensorInfo; y: TensorInfo },
     AttentionAttrs
@@ -533,6 +533,252 @@ function attentionBackward(
     const dk = tf.mul(tf.matMul(ds, qh, true, false), scale);
     return [merge(dq), merge(dk), merge(dv)];
   });
+}
+
+
+/**
+ * Longest sequence the WGSL attention takes (a row's scores live in workgroup memory); longer
+ * ones run the batched-matmul form above.
+ */
+const MAX_T = 1024;
+
+/** Row r of [B, H, T] → the offset of (b, i, head h) in a [B, T, C] tensor, and i. */
+const ATT_COMMON = `
+  var<workgroup> sc : array<f32, ${MAX_T}>;
+  fn rowOffset(r : i32) -> vec2<i32> {
+    let T = uniforms.T;
+    let H = uniforms.H;
+    let b = r / (H * T);
+    let h = (r / T) % H;
+    let i = r % T;
+    return vec2<i32>((b * T + i) * uniforms.C + h * uniforms.D, i);
+  }
+  fn dotRows(a : i32, bOff : i32) -> f32 {
+    var s = 0.0;
+    for (var d = 0; d < uniforms.D; d = d + 1) { s = s + QA(a + d) * KB(bOff + d); }
+    return s;
+  }
+`;
+
+const ATT_UNIFORMS = "T : i32, H : i32, C : i32, D : i32, causal : i32, scale : f32,";
+
+function attUniforms(q: TensorInfo, attrs: AttentionAttrs) {
+  const [, T, C] = q.shape as [number, number, number];
+  const D = C / attrs.heads;
+  return [
+    ...i32s(T, attrs.heads, C, D, attrs.causal ? 1 : 0),
+    { type: "float32" as const, data: [1 / Math.sqrt(D)] },
+  ];
+}
+
+/** Forward, one dispatch: a workgroup per (b, h, i) row: scores, softmax, P·V, written merged. */
+function attentionForward(
+  args: KernelArgs<{ q: TensorInfo; k: TensorInfo; v: TensorInfo }, AttentionAttrs>,
+): TensorInfo | tf.Tensor {
+  const { inputs: { q, k, v }, backend, attrs } = args;
+  const [B, T] = q.shape as [number, number, number];
+  const rows = B * attrs.heads * T;
+  if (T > MAX_T || rows > MAX_ROWS) return composedAttentionForward(args);
+  return backend.runWebGPUProgram(
+    program(
+      "att_fwd",
+      ["Q", "K", "V"],
+      q.shape,
+      rows,
+      WG,
+      ATT_UNIFORMS,
+      `${ROW_REDUCE}
+      fn QA(i : i32) -> f32 { return Q[i]; }
+      fn KB(i : i32) -> f32 { return K[i]; }
+      ${ATT_COMMON}
+      fn main(index : i32) {
+        let T = uniforms.T;
+        let ro = rowOffset(i32(workgroupId.x));
+        let off = ro.x;
+        let i = ro.y;
+        let kv0 = off - i * uniforms.C; // row 0 of this (b, h)
+        var n = T;
+        if (uniforms.causal == 1) { n = i + 1; }
+        var m = -3.4e38;
+        for (var j = i32(localIndex); j < n; j = j + ${WG}) {
+          let s = dotRows(off, kv0 + j * uniforms.C) * uniforms.scale;
+          sc[j] = s;
+          m = max(m, s);
+        }
+        let mx = rowMax(m);
+        var z = 0.0;
+        for (var j = i32(localIndex); j < n; j = j + ${WG}) {
+          let p = exp(sc[j] - mx);
+          sc[j] = p;
+          z = z + p;
+        }
+        let zs = rowSum(z);
+        for (var d = i32(localIndex); d < uniforms.D; d = d + ${WG}) {
+          var acc = 0.0;
+          for (var j = 0; j < n; j = j + 1) { acc = acc + sc[j] * V[kv0 + j * uniforms.C + d]; }
+          result[off + d] = acc / zs;
+        }
+      }`,
+    ),
+    [q, k, v],
+    "float32",
+    attUniforms(q, attrs),
+  );
+}
+
+/**
+ * Backward, four dispatches, P recomputed from Q, K and the row log-sum-exp (flash-attention
+ * style): row statistics (logsumexp, Dᵢ = dYᵢ·Yᵢ), then dQ by rows i, dK and dV by rows j.
+ * dSᵢⱼ = Pᵢⱼ(dPᵢⱼ − Dᵢ), dPᵢⱼ = dYᵢ·Vⱼ.
+ */
+function attentionBackward(
+  args: KernelArgs<
+    { dy: TensorInfo; q: TensorInfo; k: TensorInfo; v: TensorInfo; y: TensorInfo },
+    AttentionAttrs
+  >,
+): TensorInfo[] | tf.Tensor[] {
+  const { inputs: { dy, q, k, v, y }, backend, attrs } = args;
+  const [B, T] = q.shape as [number, number, number];
+  const rows = B * attrs.heads * T;
+  if (T > MAX_T || rows > MAX_ROWS) return composedAttentionBackward(args);
+  const u = attUniforms(q, attrs);
+  const stats = backend.runWebGPUProgram(
+    program(
+      "att_stats",
+      ["Q", "K", "DY", "Y"],
+      [rows, 2],
+      rows,
+      WG,
+      ATT_UNIFORMS,
+      `${ROW_REDUCE}
+      fn QA(i : i32) -> f32 { return Q[i]; }
+      fn KB(i : i32) -> f32 { return K[i]; }
+      ${ATT_COMMON}
+      fn main(index : i32) {
+        let r = i32(workgroupId.x);
+        let ro = rowOffset(r);
+        let off = ro.x;
+        let i = ro.y;
+        let kv0 = off - i * uniforms.C;
+        var n = uniforms.T;
+        if (uniforms.causal == 1) { n = i + 1; }
+        var m = -3.4e38;
+        for (var j = i32(localIndex); j < n; j = j + ${WG}) {
+          let s = dotRows(off, kv0 + j * uniforms.C) * uniforms.scale;
+          sc[j] = s;
+          m = max(m, s);
+        }
+        let mx = rowMax(m);
+        var z = 0.0;
+        for (var j = i32(localIndex); j < n; j = j + ${WG}) { z = z + exp(sc[j] - mx); }
+        let zs = rowSum(z);
+        var dd = 0.0;
+        for (var d = i32(localIndex); d < uniforms.D; d = d + ${WG}) {
+          dd = dd + DY[off + d] * Y[off + d];
+        }
+        let dsum = rowSum(dd);
+        if (localIndex == 0u) {
+          result[2 * r] = mx + log(zs);
+          result[2 * r + 1] = dsum;
+        }
+      }`,
+    ),
+    [q, k, dy, y],
+    "float32",
+    u,
+  );
+  // dQᵢ = scale·Σⱼ dSᵢⱼ Kⱼ
+  const dq = backend.runWebGPUProgram(
+    program(
+      "att_dq",
+      ["Q", "K", "V", "DY", "S"],
+      q.shape,
+      rows,
+      WG,
+      ATT_UNIFORMS,
+      `fn QA(i : i32) -> f32 { return Q[i]; }
+      fn KB(i : i32) -> f32 { return K[i]; }
+      ${ATT_COMMON}
+      fn main(index : i32) {
+        let r = i32(workgroupId.x);
+        let ro = rowOffset(r);
+        let off = ro.x;
+        let i = ro.y;
+        let kv0 = off - i * uniforms.C;
+        var n = uniforms.T;
+        if (uniforms.causal == 1) { n = i + 1; }
+        let lse = S[2 * r];
+        let di = S[2 * r + 1];
+        for (var j = i32(localIndex); j < n; j = j + ${WG}) {
+          let jo = kv0 + j * uniforms.C;
+          let p = exp(dotRows(off, jo) * uniforms.scale - lse);
+          var dp = 0.0;
+          for (var d = 0; d < uniforms.D; d = d + 1) { dp = dp + DY[off + d] * V[jo + d]; }
+          sc[j] = p * (dp - di);
+        }
+        workgroupBarrier();
+        for (var d = i32(localIndex); d < uniforms.D; d = d + ${WG}) {
+          var acc = 0.0;
+          for (var j = 0; j < n; j = j + 1) { acc = acc + sc[j] * K[kv0 + j * uniforms.C + d]; }
+          result[off + d] = acc * uniforms.scale;
+        }
+      }`,
+    ),
+    [q, k, v, dy, stats],
+    "float32",
+    u,
+  );
+  // by key rows j: i runs over the rows that see j (causal: i ≥ j); wantDk picks dK or dV
+  const byKey = (wantDk: boolean) =>
+    backend.runWebGPUProgram(
+      program(
+        wantDk ? "att_dk" : "att_dv",
+        ["Q", "K", "V", "DY", "S"],
+        q.shape,
+        rows,
+        WG,
+        ATT_UNIFORMS,
+        `fn QA(i : i32) -> f32 { return Q[i]; }
+        fn KB(i : i32) -> f32 { return K[i]; }
+        ${ATT_COMMON}
+        fn main(index : i32) {
+          let r = i32(workgroupId.x);
+          let ro = rowOffset(r);
+          let jo = ro.x;
+          let j = ro.y;
+          let q0 = jo - j * uniforms.C;
+          let r0 = r - j; // stats row of i = 0 in this (b, h)
+          var first = 0;
+          if (uniforms.causal == 1) { first = j; }
+          for (var i = first + i32(localIndex); i < uniforms.T; i = i + ${WG}) {
+            let io = q0 + i * uniforms.C;
+            let p = exp(dotRows(io, jo) * uniforms.scale - S[2 * (r0 + i)]);
+            ${
+          wantDk
+            ? `var dp = 0.0;
+            for (var d = 0; d < uniforms.D; d = d + 1) { dp = dp + DY[io + d] * V[jo + d]; }
+            sc[i] = p * (dp - S[2 * (r0 + i) + 1]);`
+            : `sc[i] = p + 0.0 * V[jo];`
+        }
+          }
+          workgroupBarrier();
+          for (var d = i32(localIndex); d < uniforms.D; d = d + ${WG}) {
+            var acc = 0.0;
+            for (var i = first; i < uniforms.T; i = i + 1) {
+              acc = acc + sc[i] * ${wantDk ? "Q" : "DY"}[q0 + i * uniforms.C + d];
+            }
+            result[jo + d] = acc${wantDk ? " * uniforms.scale" : ""};
+          }
+        }`,
+      ),
+      [q, k, v, dy, stats],
+      "float32",
+      u,
+    );
+  const dk = byKey(true);
+  const dv = byKey(false);
+  backend.disposeData(stats.dataId);
+  return [dq, dk, dv];
 }
 
 // ---------------------------------------------------------------------------------------------
