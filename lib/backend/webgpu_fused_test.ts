@@ -73,6 +73,12 @@ if (!hasWebgpuApi) {
       inputs: () => [rn([1, 6, 12], 12), rn([1, 6, 12], 13), rn([1, 6, 12], 14)],
       f: (q, k, v) => attention(q!, k!, v!, 3, false),
     },
+    {
+      // rows longer than a workgroup (70 > 64) and a head width over it (80)
+      name: "attention causal, long rows and wide heads",
+      inputs: () => [rn([1, 70, 160], 15), rn([1, 70, 160], 16), rn([1, 70, 160], 17)],
+      f: (q, k, v) => attention(q!, k!, v!, 2, true),
+    },
   ];
 
   /** Value and input gradients of Σ f(x)·r (r fixed random), read back to the CPU. */
