@@ -112,7 +112,9 @@ const ROW_REDUCE = `
 `;
 
 function rowCheck(op: string, R: number): void {
-  if (R > MAX_ROWS) throw new RangeError(`${op}: ${R} rows exceed the ${MAX_ROWS} a dispatch takes`);
+  if (R > MAX_ROWS) {
+    throw new RangeError(`${op}: ${R} rows exceed the ${MAX_ROWS} a dispatch takes`);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -534,7 +536,6 @@ function composedAttentionBackward(
     return [merge(dq), merge(dk), merge(dv)];
   });
 }
-
 
 /**
  * Longest sequence the WGSL attention takes (a row's scores live in workgroup memory); longer
@@ -968,7 +969,10 @@ interface GpuBackendInternals extends WebGpuBackend {
 }
 
 const ADAM_WG = 256;
-const pipelines = new WeakMap<GPUDevice, { sumsq: GPUComputePipeline; adamw: GPUComputePipeline }>();
+const pipelines = new WeakMap<
+  GPUDevice,
+  { sumsq: GPUComputePipeline; adamw: GPUComputePipeline }
+>();
 
 function adamPipelines(device: GPUDevice) {
   let p = pipelines.get(device);
@@ -1095,7 +1099,10 @@ export function webgpuAdamW(
       resource: { buffer: b },
     }));
     entries.push({ binding: buffers.length, resource: be.makeUniforms(uniforms) });
-    const bindGroup = be.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const bindGroup = be.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries,
+    });
     be.ensureCommandEncoderReady();
     if (!be.computePassEncoder) be.computePassEncoder = be.commandEncoder.beginComputePass({});
     be.computePassEncoder.setPipeline(pipeline);

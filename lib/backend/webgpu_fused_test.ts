@@ -18,7 +18,13 @@ import {
 import { webgpuAdamW, webgpuCounters } from "./webgpu_fused.ts";
 import { AdamW, OptimizerConfigSchema } from "../train/optimizer.ts";
 import { jointNextTokenLoss } from "../loss/mod.ts";
-import { MODEL_PRESETS, ModelConfigSchema, numVisualTokens, sequenceLength, SmallVLM } from "../model/mod.ts";
+import {
+  MODEL_PRESETS,
+  ModelConfigSchema,
+  numVisualTokens,
+  sequenceLength,
+  SmallVLM,
+} from "../model/mod.ts";
 
 const hasWebgpuApi = !!(globalThis.navigator as { gpu?: unknown }).gpu;
 
@@ -82,7 +88,7 @@ if (!hasWebgpuApi) {
   ];
 
   /** Value and input gradients of Σ f(x)·r (r fixed random), read back to the CPU. */
-  async function evaluate(c: Case): Promise<{ y: Float32Array; grads: Float32Array[] }> {
+  const evaluate = async (c: Case): Promise<{ y: Float32Array; grads: Float32Array[] }> => {
     const xs = c.inputs();
     const y = c.f(...xs);
     const r = tf.randomUniform(y.shape, -1, 1, "float32", 99);
@@ -93,9 +99,9 @@ if (!hasWebgpuApi) {
     };
     tf.dispose([...xs, y, r, ...grads]);
     return out;
-  }
+  };
 
-  function close(a: Float32Array, b: Float32Array, what: string): void {
+  const close = (a: Float32Array, b: Float32Array, what: string): void => {
     assert(a.length === b.length, `${what}: length ${a.length} vs ${b.length}`);
     let scale = 1e-3;
     for (const v of b) scale = Math.max(scale, Math.abs(v));
@@ -103,7 +109,7 @@ if (!hasWebgpuApi) {
       assert(Number.isFinite(a[i]!), `${what}[${i}] = ${a[i]}`);
       assertAlmostEquals(a[i]!, b[i]!, 2e-5 * scale + 1e-6, `${what}[${i}]`);
     }
-  }
+  };
 
   for (const c of CASES) {
     Deno.test(`webgpu fused ${c.name}: values and gradients match composed webgpu and cpu`, async () => {

@@ -7,12 +7,17 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { setFusedEnabled, tf, useBackend, webgpuAdapterDescription } from "../../lib/backend/mod.ts";
+import {
+  setFusedEnabled,
+  tf,
+  useBackend,
+  webgpuAdapterDescription,
+} from "../../lib/backend/mod.ts";
 import { webgpuAdamW, webgpuCounters } from "../../lib/backend/webgpu_fused.ts";
 import { jointNextTokenLoss } from "../../lib/loss/mod.ts";
 import {
-  type ModelConfig,
   MODEL_PRESETS,
+  type ModelConfig,
   ModelConfigSchema,
   numVisualTokens,
   sequenceLength,
