@@ -890,6 +890,8 @@ export interface WebgpuCounters {
   /** GPU→CPU reads that wait on the GPU: async (`data()`) and synchronous (`dataSync()`). */
   reads: number;
   syncReads: number;
+  /** Dispatches by program (tfjs's program class, or `dvsft_<kernel>`). */
+  byProgram: Map<string, number>;
   reset(): void;
 }
 
@@ -917,13 +919,20 @@ export function webgpuCounters(): WebgpuCounters {
     dispatches: 0,
     reads: 0,
     syncReads: 0,
+    byProgram: new Map(),
     reset() {
       c.dispatches = c.reads = c.syncReads = 0;
+      c.byProgram.clear();
     },
   };
   const record = be.recordAndSubmit.bind(be);
   be.recordAndSubmit = (...args) => {
     c.dispatches++;
+    const p = args[0] as { constructor: { name: string }; shaderKey: string };
+    const name = p.constructor.name !== "Object"
+      ? p.constructor.name
+      : p.shaderKey.split("_").slice(0, 3).join("_");
+    c.byProgram.set(name, (c.byProgram.get(name) ?? 0) + 1);
     return record(...args);
   };
   const getData = be.getBufferData.bind(be);
@@ -1111,7 +1120,11 @@ export function webgpuAdamW(
     const x = Math.min(groups, MAX_ROWS), y = Math.ceil(groups / MAX_ROWS);
     be.computePassEncoder.dispatchWorkgroups(x, y, 1);
     be.dispatchCountInPass++;
-    if (be.dvsftCounters) be.dvsftCounters.dispatches++;
+    if (be.dvsftCounters) {
+      be.dvsftCounters.dispatches++;
+      const by = be.dvsftCounters.byProgram, key = "dvsft_adamw";
+      by.set(key, (by.get(key) ?? 0) + 1);
+    }
   };
   const u32 = (d: number) => ({ type: "int32" as const, data: [d] });
   const f32 = (d: number) => ({ type: "float32" as const, data: [d] });

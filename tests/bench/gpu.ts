@@ -83,6 +83,7 @@ interface Row {
   syncReads: number;
   optimizerDispatches: number;
   ms: number;
+  top: string;
 }
 const rows: Row[] = [];
 for (const preset of flags.presets) {
@@ -113,6 +114,8 @@ for (const preset of flags.presets) {
       syncReads: counters.syncReads / flags.steps,
       optimizerDispatches: optimizerDispatches / flags.steps,
       ms,
+      top: [...counters.byProgram].sort((a, b) => b[1] - a[1]).slice(0, 8)
+        .map(([k, n]) => `${k} ${n / flags.steps}`).join(", "),
     });
     dispose();
   }
@@ -134,4 +137,6 @@ for (const r of rows) {
     ].join(" "),
   );
 }
+console.log("most dispatched programs per step:");
+for (const r of rows) console.log(`  ${r.preset} ${r.path}: ${r.top}`);
 console.log(`tensors alive at the end: ${tf.memory().numTensors}`);
