@@ -980,8 +980,41 @@ interface GpuBackendInternals extends WebGpuBackend {
 const ADAM_WG = 256;
 const pipelines = new WeakMap<
   GPUDevice,
-  { sumsq: GPUComputePipeline; adamw: GPUComputePipeline }
+  { sumsq: Map<number, GPUComputePipeline>; adamw: GPUComputePipeline }
 >();
+
+/**
+ * Σ g² of `k` gradients in one dispatch: workgroup `w` sums gradient `w` into
+ * norms[slot + w] (bindings cannot be indexed, so a switch picks the buffer).
+ */
+function sumSquaresShader(k: number): string {
+  const gs = Array.from({ length: k }, (_, i) => i);
+  return `
+    struct U { slot : u32, ${gs.map((i) => `n${i} : u32`).join(", ")} };
+    ${gs.map((i) => `@group(0) @binding(${i}) var<storage, read> g${i} : array<f32>;`).join("\n")}
+    @group(0) @binding(${k}) var<storage, read_write> norms : array<f32>;
+    @group(0) @binding(${k + 1}) var<uniform> u : U;
+    var<workgroup> red : array<f32, ${ADAM_WG}>;
+    @compute @workgroup_size(${ADAM_WG})
+    fn main(@builtin(local_invocation_index) li : u32, @builtin(workgroup_id) wid : vec3<u32>) {
+      var s = 0.0;
+      switch wid.x {
+        ${
+    gs.map((i) =>
+      `case ${i}u: { for (var j = li; j < u.n${i}; j = j + ${ADAM_WG}u) { s = s + g${i}[j] * g${i}[j]; } }`
+    ).join("\n")
+  }
+        default: {}
+      }
+      red[li] = s;
+      workgroupBarrier();
+      for (var h = ${ADAM_WG / 2}u; h > 0u; h = h >> 1u) {
+        if (li < h) { red[li] = red[li] + red[li + h]; }
+        workgroupBarrier();
+      }
+      if (li == 0u) { norms[u.slot + wid.x] = red[0]; }
+    }`;
+}
 
 function adamPipelines(device: GPUDevice) {
   let p = pipelines.get(device);
@@ -992,25 +1025,7 @@ function adamPipelines(device: GPUDevice) {
       compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
     });
   p = {
-    // one workgroup: Σ g² into norms[slot]
-    sumsq: make(`
-      struct U { n : u32, slot : u32 };
-      @group(0) @binding(0) var<storage, read> g : array<f32>;
-      @group(0) @binding(1) var<storage, read_write> norms : array<f32>;
-      @group(0) @binding(2) var<uniform> u : U;
-      var<workgroup> red : array<f32, ${ADAM_WG}>;
-      @compute @workgroup_size(${ADAM_WG})
-      fn main(@builtin(local_invocation_index) li : u32) {
-        var s = 0.0;
-        for (var i = li; i < u.n; i = i + ${ADAM_WG}u) { s = s + g[i] * g[i]; }
-        red[li] = s;
-        workgroupBarrier();
-        for (var k = ${ADAM_WG / 2}u; k > 0u; k = k >> 1u) {
-          if (li < k) { red[li] = red[li] + red[li + k]; }
-          workgroupBarrier();
-        }
-        if (li == 0u) { norms[u.slot] = red[0]; }
-      }`),
+    sumsq: new Map(),
     adamw: make(`
       struct U {
         n : u32, count : u32, lr : f32, beta1 : f32, beta2 : f32, eps : f32,
@@ -1044,6 +1059,22 @@ function adamPipelines(device: GPUDevice) {
   return p;
 }
 
+function sumSquaresPipeline(device: GPUDevice, k: number): GPUComputePipeline {
+  const cache = adamPipelines(device).sumsq;
+  let p = cache.get(k);
+  if (!p) {
+    p = device.createComputePipeline({
+      layout: "auto",
+      compute: {
+        module: device.createShaderModule({ code: sumSquaresShader(k) }),
+        entryPoint: "main",
+      },
+    });
+    cache.set(k, p);
+  }
+  return p;
+}
+
 /** The optimizer state `webgpuAdamW` updates: `AdamW` of lib/train/optimizer.ts has it. */
 export interface AdamWState {
   t: number;
@@ -1060,7 +1091,8 @@ export interface AdamWState {
 }
 
 /**
- * One AdamW step on webgpu, in place, 2 dispatches a parameter (+1 for the norm): the same
+ * One AdamW step on webgpu, in place: Σ g² of up to 7 gradients a dispatch (the storage
+ * buffers a shader may bind), one update dispatch a parameter, one for the norm. The same
  * update as `AdamW.apply`'s tensor path (global-norm clip, bias correction, decoupled weight
  * decay on matrices). Increments `opt.t`. Returns the gradient norm before clipping (a scalar
  * the caller disposes).
@@ -1096,7 +1128,9 @@ export function webgpuAdamW(
     be.commandQueueOwnedIds.add(info.dataId);
     return data.resource;
   };
-  const { sumsq, adamw } = adamPipelines(be.device);
+  const { adamw } = adamPipelines(be.device);
+  // gradients per Σ g² dispatch: the storage buffers a shader may bind, less the norms buffer
+  const perSum = Math.max(1, Math.min(15, be.device.limits.maxStorageBuffersPerShaderStage - 1));
   const dispatch = (
     pipeline: GPUComputePipeline,
     buffers: GPUBuffer[],
@@ -1129,10 +1163,15 @@ export function webgpuAdamW(
   const u32 = (d: number) => ({ type: "int32" as const, data: [d] });
   const f32 = (d: number) => ({ type: "float32" as const, data: [d] });
   const normsBuffer = buffer(norms);
-  names.forEach((name, slot) => {
-    const g = grads[opt.weights.get(name)!.name]!;
-    dispatch(sumsq, [buffer(g), normsBuffer], [u32(g.size), u32(slot)], 1);
-  });
+  for (let slot = 0; slot < names.length; slot += perSum) {
+    const gs = names.slice(slot, slot + perSum).map((n) => grads[opt.weights.get(n)!.name]!);
+    dispatch(
+      sumSquaresPipeline(be.device, gs.length),
+      [...gs.map(buffer), normsBuffer],
+      [u32(slot), ...gs.map((g) => u32(g.size))],
+      gs.length,
+    );
+  }
   for (const name of names) {
     const w = opt.weights.get(name)!, m = opt.m.get(name)!, v = opt.v.get(name)!;
     const g = grads[w.name]!;

@@ -25,6 +25,13 @@ import {
   SmallVLM,
 } from "../model/mod.ts";
 
+/** What webgpuAdamW packs by: the device's storage buffers per shader stage. */
+async function maxStorageBuffers(): Promise<number> {
+  await useBackend("webgpu");
+  return (tf.backend() as unknown as { device: GPUDevice }).device.limits
+    .maxStorageBuffersPerShaderStage;
+}
+
 const hasWebgpuApi = !!(globalThis.navigator as { gpu?: unknown }).gpu;
 
 if (!hasWebgpuApi) {
@@ -143,23 +150,35 @@ if (!hasWebgpuApi) {
     await useBackend("cpu");
   });
 
-  Deno.test("webgpu AdamW in place: three steps match AdamW.apply on cpu, 2 dispatches a parameter", async () => {
+  Deno.test("webgpu AdamW in place: three steps match AdamW.apply on cpu, in P + ⌈P/7⌉ + 1 dispatches", async () => {
     // clip 0.5 so the clip scale is active; a matrix (decayed) and a vector (not)
     const config = OptimizerConfigSchema.parse({ clip: 0.5, weightDecay: 0.1 });
     const run = async (gpu: boolean) => {
       await useBackend(gpu ? "webgpu" : "cpu");
+      // 9 parameters: the Σ g² dispatches take 7 gradients each (two of them here)
       const weights = new Map([
         ["a", tf.variable(tf.randomNormal([70, 300], 0, 1, "float32", 1), true, "wa")],
         ["b", tf.variable(tf.randomNormal([33], 0, 1, "float32", 2), true, "wb")],
+        ...Array.from(
+          { length: 7 },
+          (_, i) =>
+            [
+              `c${i}`,
+              tf.variable(tf.randomNormal([5 + i, 3], 0, 1, "float32", 30 + i), true, `wc${i}`),
+            ] as const,
+        ),
       ]);
       const opt = new AdamW(config, weights);
       const norms: number[] = [];
       let dispatches = 0;
       for (let step = 0; step < 3; step++) {
-        const grads = {
+        const grads: Record<string, tf.Tensor> = {
           wa: tf.randomNormal([70, 300], 0, 0.1, "float32", 10 + step),
           wb: tf.randomNormal([33], 0, 1, "float32", 20 + step),
         };
+        for (let i = 0; i < 7; i++) {
+          grads[`wc${i}`] = tf.randomNormal([5 + i, 3], 0, 1, "float32", 40 + 10 * step + i);
+        }
         const counters = gpu ? webgpuCounters() : undefined;
         counters?.reset();
         const norm = gpu ? webgpuAdamW(opt, grads, 1e-2) : opt.apply(grads, 1e-2);
@@ -172,6 +191,7 @@ if (!hasWebgpuApi) {
         b: (await weights.get("b")!.data()) as Float32Array,
         m: (await opt.m.get("a")!.data()) as Float32Array,
         v: (await opt.v.get("b")!.data()) as Float32Array,
+        c6: (await weights.get("c6")!.data()) as Float32Array,
         norms,
         dispatches,
         t: opt.t,
@@ -188,7 +208,10 @@ if (!hasWebgpuApi) {
     close(gpu.b, cpu.b, "w (vector)");
     close(gpu.m, cpu.m, "m");
     close(gpu.v, cpu.v, "v");
-    assert(gpu.dispatches === 2 * 2 + 1, `${gpu.dispatches} dispatches for 2 parameters`);
+    close(gpu.c6, cpu.c6, "w (the ninth parameter)");
+    const perSum = Math.min(15, await maxStorageBuffers() - 1);
+    const expected = 9 + Math.ceil(9 / perSum) + 1;
+    assert(gpu.dispatches === expected, `${gpu.dispatches} dispatches for 9 parameters`);
     await useBackend("cpu");
   });
 
