@@ -51,7 +51,7 @@ export function markFusedBackend(backend: string): void {
   fusedBackends.add(backend);
 }
 /** The public ops run the fused kernels: on wasm as below, or on a marked backend. */
-function fusedOps(): boolean {
+export function fusedOpsActive(): boolean {
   return fusedActive() || (!fusedDisabled && fusedBackends.has(tf.getBackend()));
 }
 
@@ -146,19 +146,19 @@ function composedAttention(
 
 /** [..., K] · [K, N] + [N] → [..., N] */
 export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  if (!fusedOps()) return composedLinear(x, w, b);
+  if (!fusedOpsActive()) return composedLinear(x, w, b);
   return tf.engine().runKernel("DvsftLinear", { x, w, b }) as tf.Tensor;
 }
 
 /** Layer norm over the last axis (ε = 1e-5, biased variance). */
 export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  if (!fusedOps()) return composedLayerNorm(x, g, b);
+  if (!fusedOpsActive()) return composedLayerNorm(x, g, b);
   return tf.engine().runKernel("DvsftLayerNorm", { x, g, b }) as tf.Tensor;
 }
 
 /** GELU, tanh approximation. */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (!fusedOps()) return composedGelu(x);
+  if (!fusedOpsActive()) return composedGelu(x);
   return tf.engine().runKernel("DvsftGelu", { x }, saveAttr()) as tf.Tensor;
 }
 
@@ -176,7 +176,7 @@ export function attention(
   if (q.shape[2]! % heads !== 0) {
     throw new RangeError(`attention: width ${q.shape[2]} does not divide into ${heads} heads`);
   }
-  if (!fusedOps()) return composedAttention(q, k, v, heads, causal);
+  if (!fusedOpsActive()) return composedAttention(q, k, v, heads, causal);
   return tf.engine().runKernel("DvsftAttention", { q, k, v }, {
     heads,
     causal,
@@ -189,7 +189,7 @@ export function attention(
  * 0 where the target is negative (-100: not supervised).
  */
 export function tokenCrossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Tensor {
-  if (!fusedOps()) return composedCrossEntropy(logits, targets);
+  if (!fusedOpsActive()) return composedCrossEntropy(logits, targets);
   return tf.engine().runKernel("DvsftCrossEntropy", { logits, targets }, saveAttr()) as tf.Tensor;
 }
 

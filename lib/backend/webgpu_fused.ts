@@ -19,7 +19,7 @@
  */
 import { tf } from "./tf.ts";
 import { GELU_A, GELU_C, LN_EPS } from "./simd.ts";
-import { markFusedBackend } from "./fused.ts";
+import { fusedOpsActive, markFusedBackend } from "./fused.ts";
 
 interface TensorInfo {
   dataId: object;
@@ -1073,6 +1073,15 @@ function sumSquaresPipeline(device: GPUDevice, k: number): GPUComputePipeline {
     cache.set(k, p);
   }
   return p;
+}
+
+/**
+ * True when the current backend is webgpu with the fused kernels on: where `AdamW.apply` can
+ * hand its update to `webgpuAdamW` (`if (webgpuFusedActive()) return webgpuAdamW(this, grads,
+ * lr);` before its `this.t++`).
+ */
+export function webgpuFusedActive(): boolean {
+  return registered && tf.getBackend() === "webgpu" && fusedOpsActive();
 }
 
 /** The optimizer state `webgpuAdamW` updates: `AdamW` of lib/train/optimizer.ts has it. */
