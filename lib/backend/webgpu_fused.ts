@@ -58,7 +58,8 @@ interface KernelArgs<I, A = Record<string, never>> {
 const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
 const WG = 64; // row workgroups
 const EW = 128; // elementwise workgroups
-const MAX_ROWS = 65535; // one workgroup per row along x: WebGPU's default per-dimension limit
+/** Workgroups along one dispatch dimension (WebGPU's default limit); more rows wrap to y. */
+const MAX_ROWS = 65535;
 
 /** A WGSL program for `runWebGPUProgram` (flat dispatch layout; `main(index)` is the entry). */
 function program(
@@ -74,7 +75,7 @@ function program(
     outputShape,
     shaderKey: `dvsft_${key}`,
     dispatchLayout: { x: outputShape.map((_, i) => i) },
-    dispatch: [groups, 1, 1],
+    dispatch: [Math.min(groups, MAX_ROWS), Math.ceil(groups / MAX_ROWS), 1],
     variableNames,
     workgroupSize: [workgroup, 1, 1],
     uniforms,
@@ -85,7 +86,15 @@ function program(
 const i32s = (...data: number[]) => data.map((d) => ({ type: "int32" as const, data: [d] }));
 
 /** Shared-memory row reductions (every invocation of the workgroup calls them). */
-const ROW_REDUCE = `
+const ROW_OF = `
+  // this workgroup's row; the spare workgroups of a wrapped 2-D dispatch redo the last row
+  // (same values written twice), so every invocation reaches the barriers
+  fn rowOf(rows : i32) -> i32 {
+    return min(i32(workgroupId.y * numWorkgroups.x + workgroupId.x), rows - 1);
+  }
+`;
+
+const ROW_REDUCE = `${ROW_OF}
   var<workgroup> red : array<f32, ${WG}>;
   fn rowSum(v : f32) -> f32 {
     red[localIndex] = v;
@@ -111,12 +120,6 @@ const ROW_REDUCE = `
   }
 `;
 
-function rowCheck(op: string, R: number): void {
-  if (R > MAX_ROWS) {
-    throw new RangeError(`${op}: ${R} rows exceed the ${MAX_ROWS} a dispatch takes`);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Layer norm
 
@@ -125,7 +128,6 @@ function layerNormForward(
 ): TensorInfo {
   const { x, g, b } = inputs;
   const C = x.shape.at(-1)!, R = prod(x.shape) / C;
-  rowCheck("layerNorm", R);
   const p = program(
     "ln_fwd",
     ["X", "G", "Bi"],
@@ -135,7 +137,7 @@ function layerNormForward(
     "rows : i32, cols : i32,",
     `${ROW_REDUCE}
     fn main(index : i32) {
-      let row = i32(workgroupId.x);
+      let row = rowOf(uniforms.rows);
       let C = uniforms.cols;
       let base = row * C;
       var s = 0.0;
@@ -160,7 +162,6 @@ function layerNormBackward(
 ): TensorInfo[] {
   const { dy, x, g } = inputs;
   const C = x.shape.at(-1)!, R = prod(x.shape) / C;
-  rowCheck("layerNorm backward", R);
   const u = i32s(R, C);
   // row statistics [R, 2]: mean, 1/σ
   const stats = backend.runWebGPUProgram(
@@ -173,7 +174,7 @@ function layerNormBackward(
       "rows : i32, cols : i32,",
       `${ROW_REDUCE}
       fn main(index : i32) {
-        let row = i32(workgroupId.x);
+        let row = rowOf(uniforms.rows);
         let C = uniforms.cols;
         let base = row * C;
         var s = 0.0;
@@ -206,7 +207,7 @@ function layerNormBackward(
       "rows : i32, cols : i32,",
       `${ROW_REDUCE}
       fn main(index : i32) {
-        let row = i32(workgroupId.x);
+        let row = rowOf(uniforms.rows);
         let C = uniforms.cols;
         let base = row * C;
         let mean = S[2 * row];
@@ -238,18 +239,22 @@ function layerNormBackward(
         key,
         names,
         [C],
-        Math.ceil(C / EW),
-        EW,
+        C,
+        WG,
         "rows : i32, cols : i32,",
-        `fn main(index : i32) {
+        // a workgroup per column, its threads over the rows, then a tree sum (a single
+        // running sum over tens of thousands of rows loses float32 digits)
+        `${ROW_REDUCE}
+        fn main(index : i32) {
           let C = uniforms.cols;
-          if (index >= C) { return; }
+          let c = rowOf(C);
           var acc = 0.0;
-          for (var r = 0; r < uniforms.rows; r = r + 1) {
-            let k = r * C + index;
+          for (var r = i32(localIndex); r < uniforms.rows; r = r + ${WG}) {
+            let k = r * C + c;
             acc = acc + ${term};
           }
-          result[index] = acc;
+          let total = rowSum(acc);
+          if (localIndex == 0u) { result[c] = total; }
         }`,
       ),
       inputs,
@@ -336,7 +341,6 @@ function crossEntropyForward(
 ): TensorInfo {
   const { logits, targets } = inputs;
   const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
-  rowCheck("cross-entropy", R);
   // a target ≥ V gives NaN (the loss shows it; checking here would cost a GPU→CPU read)
   return backend.runWebGPUProgram(
     program(
@@ -348,7 +352,7 @@ function crossEntropyForward(
       "rows : i32, cols : i32,",
       `${ROW_REDUCE}${ROW_LSE}
       fn main(index : i32) {
-        let row = i32(workgroupId.x);
+        let row = rowOf(uniforms.rows);
         let V = uniforms.cols;
         let base = row * V;
         let t = Tg[row];
@@ -377,7 +381,6 @@ function crossEntropyBackward(
 ): TensorInfo {
   const { dy, logits, targets } = inputs;
   const V = logits.shape.at(-1)!, R = prod(logits.shape) / V;
-  rowCheck("cross-entropy backward", R);
   return backend.runWebGPUProgram(
     program(
       "ce_bwd",
@@ -388,7 +391,7 @@ function crossEntropyBackward(
       "rows : i32, cols : i32,",
       `${ROW_REDUCE}${ROW_LSE}
       fn main(index : i32) {
-        let row = i32(workgroupId.x);
+        let row = rowOf(uniforms.rows);
         let V = uniforms.cols;
         let base = row * V;
         let t = Tg[row];
@@ -561,13 +564,13 @@ const ATT_COMMON = `
   }
 `;
 
-const ATT_UNIFORMS = "T : i32, H : i32, C : i32, D : i32, causal : i32, scale : f32,";
+const ATT_UNIFORMS = "rows : i32, T : i32, H : i32, C : i32, D : i32, causal : i32, scale : f32,";
 
 function attUniforms(q: TensorInfo, attrs: AttentionAttrs) {
-  const [, T, C] = q.shape as [number, number, number];
+  const [B, T, C] = q.shape as [number, number, number];
   const D = C / attrs.heads;
   return [
-    ...i32s(T, attrs.heads, C, D, attrs.causal ? 1 : 0),
+    ...i32s(B * attrs.heads * T, T, attrs.heads, C, D, attrs.causal ? 1 : 0),
     { type: "float32" as const, data: [1 / Math.sqrt(D)] },
   ];
 }
@@ -579,7 +582,7 @@ function attentionForward(
   const { inputs: { q, k, v }, backend, attrs } = args;
   const [B, T] = q.shape as [number, number, number];
   const rows = B * attrs.heads * T;
-  if (T > MAX_T || rows > MAX_ROWS) return composedAttentionForward(args);
+  if (T > MAX_T) return composedAttentionForward(args);
   return backend.runWebGPUProgram(
     program(
       "att_fwd",
@@ -594,7 +597,7 @@ function attentionForward(
       ${ATT_COMMON}
       fn main(index : i32) {
         let T = uniforms.T;
-        let ro = rowOffset(i32(workgroupId.x));
+        let ro = rowOffset(rowOf(uniforms.rows));
         let off = ro.x;
         let i = ro.y;
         let kv0 = off - i * uniforms.C; // row 0 of this (b, h)
@@ -641,7 +644,7 @@ function attentionBackward(
   const { inputs: { dy, q, k, v, y }, backend, attrs } = args;
   const [B, T] = q.shape as [number, number, number];
   const rows = B * attrs.heads * T;
-  if (T > MAX_T || rows > MAX_ROWS) return composedAttentionBackward(args);
+  if (T > MAX_T) return composedAttentionBackward(args);
   const u = attUniforms(q, attrs);
   const stats = backend.runWebGPUProgram(
     program(
@@ -656,7 +659,7 @@ function attentionBackward(
       fn KB(i : i32) -> f32 { return K[i]; }
       ${ATT_COMMON}
       fn main(index : i32) {
-        let r = i32(workgroupId.x);
+        let r = rowOf(uniforms.rows);
         let ro = rowOffset(r);
         let off = ro.x;
         let i = ro.y;
@@ -697,11 +700,12 @@ function attentionBackward(
       rows,
       WG,
       ATT_UNIFORMS,
-      `fn QA(i : i32) -> f32 { return Q[i]; }
+      `${ROW_OF}
+      fn QA(i : i32) -> f32 { return Q[i]; }
       fn KB(i : i32) -> f32 { return K[i]; }
       ${ATT_COMMON}
       fn main(index : i32) {
-        let r = i32(workgroupId.x);
+        let r = rowOf(uniforms.rows);
         let ro = rowOffset(r);
         let off = ro.x;
         let i = ro.y;
@@ -739,11 +743,12 @@ function attentionBackward(
         rows,
         WG,
         ATT_UNIFORMS,
-        `fn QA(i : i32) -> f32 { return Q[i]; }
+        `${ROW_OF}
+        fn QA(i : i32) -> f32 { return Q[i]; }
         fn KB(i : i32) -> f32 { return K[i]; }
         ${ATT_COMMON}
         fn main(index : i32) {
-          let r = i32(workgroupId.x);
+          let r = rowOf(uniforms.rows);
           let ro = rowOffset(r);
           let jo = ro.x;
           let j = ro.y;

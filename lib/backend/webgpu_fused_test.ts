@@ -60,6 +60,12 @@ if (!hasWebgpuApi) {
       inputs: () => [rn([2, 3, 70], 1), rn([70], 2, 1, 0.2), rn([70], 3, 0, 0.2)],
       f: (x, g, b) => layerNorm(x!, g!, b!),
     },
+    {
+      // more rows than one dispatch dimension takes (65 535 workgroups): the dispatch wraps
+      name: "layerNorm, 65 537 rows",
+      inputs: () => [rn([65537, 2], 18), rn([2], 19, 1, 0.2), rn([2], 20, 0, 0.2)],
+      f: (x, g, b) => layerNorm(x!, g!, b!),
+    },
     { name: "gelu", inputs: () => [rn([3, 5, 41], 4, 0, 2)], f: (x) => gelu(x!) },
     {
       name: "tokenCrossEntropy",
