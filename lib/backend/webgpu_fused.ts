@@ -123,6 +123,48 @@ const ROW_REDUCE = `${ROW_OF}
 // ---------------------------------------------------------------------------------------------
 // Layer norm
 
+/**
+ * Σᵣ term(r, k = r·C + c) for each column c of an [R, C] layout: a workgroup per column, its
+ * threads over the rows, then a tree sum (a single running sum over tens of thousands of rows
+ * loses float32 digits). A program binds only the inputs it reads (WebGPU's automatic layout
+ * drops unused bindings), so `names`/`inputs` are exactly those `term` uses.
+ */
+function columnSums(
+  backend: WebGpuBackend,
+  key: string,
+  names: string[],
+  inputs: TensorInfo[],
+  R: number,
+  C: number,
+  term: string,
+): TensorInfo {
+  return backend.runWebGPUProgram(
+    program(
+      key,
+      names,
+      [C],
+      C,
+      WG,
+      "rows : i32, cols : i32,",
+      `${ROW_REDUCE}
+      fn main(index : i32) {
+        let C = uniforms.cols;
+        let c = rowOf(C);
+        var acc = 0.0;
+        for (var r = i32(localIndex); r < uniforms.rows; r = r + ${WG}) {
+          let k = r * C + c;
+          acc = acc + ${term};
+        }
+        let total = rowSum(acc);
+        if (localIndex == 0u) { result[c] = total; }
+      }`,
+    ),
+    inputs,
+    "float32",
+    i32s(R, C),
+  );
+}
+
 function layerNormForward(
   { inputs, backend }: KernelArgs<{ x: TensorInfo; g: TensorInfo; b: TensorInfo }>,
 ): TensorInfo {
@@ -231,36 +273,9 @@ function layerNormBackward(
     "float32",
     u,
   );
-  // dg = Σᵣ dy · x̂, db = Σᵣ dy: a thread per column (a program binds only the inputs it reads:
-  // WebGPU's automatic layout drops unused bindings)
+  // dg = Σᵣ dy · x̂, db = Σᵣ dy
   const column = (key: string, names: string[], inputs: TensorInfo[], term: string) =>
-    backend.runWebGPUProgram(
-      program(
-        key,
-        names,
-        [C],
-        C,
-        WG,
-        "rows : i32, cols : i32,",
-        // a workgroup per column, its threads over the rows, then a tree sum (a single
-        // running sum over tens of thousands of rows loses float32 digits)
-        `${ROW_REDUCE}
-        fn main(index : i32) {
-          let C = uniforms.cols;
-          let c = rowOf(C);
-          var acc = 0.0;
-          for (var r = i32(localIndex); r < uniforms.rows; r = r + ${WG}) {
-            let k = r * C + c;
-            acc = acc + ${term};
-          }
-          let total = rowSum(acc);
-          if (localIndex == 0u) { result[c] = total; }
-        }`,
-      ),
-      inputs,
-      "float32",
-      u,
-    );
+    columnSums(backend, key, names, inputs, R, C, term);
   const dg = column(
     "ln_dg",
     ["DY", "X", "S"],
@@ -441,11 +456,24 @@ function linearForward(
 }
 
 function linearBackward(
-  { inputs, attrs }: KernelArgs<
+  { inputs, backend, attrs }: KernelArgs<
     { dy: TensorInfo; x: TensorInfo; w: TensorInfo },
     { part: "x" | "w" | "b" }
   >,
-): tf.Tensor {
+): tf.Tensor | TensorInfo {
+  if (attrs.part === "b") {
+    // one dispatch (tfjs's Sum over axis 0 transposes first: two)
+    const N = inputs.w.shape[1]!;
+    return columnSums(
+      backend,
+      "lin_db",
+      ["DY"],
+      [inputs.dy],
+      prod(inputs.dy.shape) / N,
+      N,
+      "DY[k]",
+    );
+  }
   return tf.tidy(() => {
     const dy = asTensor(inputs.dy), x = asTensor(inputs.x), w = asTensor(inputs.w);
     const K = x.shape.at(-1)!, N = w.shape[1]!, M = x.size / K;
@@ -453,8 +481,7 @@ function linearBackward(
     if (attrs.part === "x") {
       return tf.reshape(tf.matMul(dy2, w as tf.Tensor2D, false, true), x.shape);
     }
-    if (attrs.part === "w") return tf.matMul(tf.reshape(x, [M, K]) as tf.Tensor2D, dy2, true);
-    return tf.sum(dy2, 0);
+    return tf.matMul(tf.reshape(x, [M, K]) as tf.Tensor2D, dy2, true);
   });
 }
 
