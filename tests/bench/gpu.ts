@@ -1,15 +1,22 @@
 /**
- * `deno task bench:gpu [--presets tiny,small] [--batch 2] [--steps 2]`: one training step of
- * each preset on `webgpu`, with the fused WGSL kernels and with the composed tfjs ops, in the
- * same run: dispatches per step, GPU→CPU reads per step (async and synchronous) and step ms.
+ * `deno task bench:gpu [--presets tiny,small] [--batch 2] [--steps 2] [--ops]`: one training
+ * step of each preset on `webgpu`, with the fused WGSL kernels and with the composed tfjs ops,
+ * in the same run: dispatches per step, GPU→CPU reads per step (async and synchronous) and step
+ * ms. `--ops`: each fused op forward + backward against its composed form, at the `small`
+ * preset's shapes (where a step's time goes).
  *
  * On software Vulkan (lavapipe) the times say nothing about a GPU; the counts do.
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import {
+  attention,
+  gelu,
+  layerNorm,
+  linear,
   setFusedEnabled,
   tf,
+  tokenCrossEntropy,
   useBackend,
   webgpuAdapterDescription,
 } from "../../lib/backend/mod.ts";
@@ -33,12 +40,14 @@ const { values } = parseArgs({
     presets: { type: "string", default: "tiny,small" },
     batch: { type: "string", default: "2" },
     steps: { type: "string", default: "2" },
+    ops: { type: "boolean", default: false },
   },
 });
 const flags = z.strictObject({
   presets: z.array(z.enum(Object.keys(MODEL_PRESETS) as [keyof typeof MODEL_PRESETS])).min(1),
   batch: z.coerce.number().int().min(1).max(256),
   steps: z.coerce.number().int().min(1).max(100),
+  ops: z.boolean(),
 }).parse({ ...values, presets: values.presets.split(",") });
 
 await useBackend("webgpu");
@@ -139,4 +148,48 @@ for (const r of rows) {
 }
 console.log("most dispatched programs per step:");
 for (const r of rows) console.log(`  ${r.preset} ${r.path}: ${r.top}`);
+if (flags.ops) {
+  // the small preset's text shapes: T = 96, C = 128, 4 heads, MLP 4C
+  const B = flags.batch, T = 96, C = 128, V = vocabSize;
+  const rn = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, "float32", seed);
+  const [q, k, v, h, l] = [
+    rn([B, T, C], 1),
+    rn([B, T, C], 2),
+    rn([B, T, C], 3),
+    rn([B, T, 4 * C], 4),
+    rn([B, T, V], 5),
+  ];
+  const [g, b, w, bias] = [rn([C], 6), rn([C], 7), rn([C, 4 * C], 8), rn([4 * C], 9)];
+  const targets = tf.randomUniform([B, T], 0, V, "int32", 10);
+  const ops: Array<[string, tf.Tensor[], (...x: tf.Tensor[]) => tf.Tensor]> = [
+    ["attention", [q!, k!, v!], (a, c, d) => attention(a!, c!, d!, 4, true)],
+    ["layerNorm", [q!, g!, b!], (a, c, d) => layerNorm(a!, c!, d!)],
+    ["gelu", [h!], (a) => gelu(a!)],
+    ["crossEntropy", [l!], (a) => tokenCrossEntropy(a!, targets)],
+    ["linear", [q!, w!, bias!], (a, c, d) => linear(a!, c!, d!)],
+  ];
+  console.log("op            path      dispatches  ms (forward + backward)");
+  for (const [name, xs, f] of ops) {
+    for (const fused of [true, false]) {
+      setFusedEnabled(fused);
+      const run = async () => {
+        const gs = tf.grads((...a: tf.Tensor[]) => tf.sum(f(...a)))(xs);
+        await gs[0]!.data();
+        tf.dispose(gs);
+      };
+      await run();
+      counters.reset();
+      const t0 = performance.now();
+      for (let i = 0; i < flags.steps; i++) await run();
+      const ms = (performance.now() - t0) / flags.steps;
+      console.log(
+        `${name.padEnd(13)} ${(fused ? "fused" : "composed").padEnd(9)} ${
+          String(counters.dispatches / flags.steps).padStart(10)
+        }  ${ms.toFixed(1)}`,
+      );
+    }
+  }
+  setFusedEnabled(true);
+  tf.dispose([q!, k!, v!, h!, l!, g!, b!, w!, bias!, targets]);
+}
 console.log(`tensors alive at the end: ${tf.memory().numTensors}`);
