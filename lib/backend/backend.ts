@@ -5,6 +5,7 @@ import { z } from "zod";
 import { tf } from "./tf.ts";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 import { registerFusedKernels } from "./fused.ts";
+import { registerWebgpuFusedKernels } from "./webgpu_fused.ts";
 import { compileSimd } from "./simd.ts";
 import { loadBlas, missingBlasWarning } from "./blas.ts";
 
@@ -60,6 +61,8 @@ async function initWebgpu(): Promise<void> {
     );
   }
   await import("@tensorflow/tfjs-backend-webgpu");
+  // the fused WGSL kernels; DVSFT_FUSED=off keeps the composed tfjs ops (for comparison)
+  if (Deno.env.get("DVSFT_FUSED") !== "off") registerWebgpuFusedKernels();
 }
 
 async function initTensorflow(): Promise<void> {

@@ -44,7 +44,18 @@ export function setFusedEnabled(on: boolean): boolean {
   return was;
 }
 
-/** True when the current backend runs the fused kernels. */
+/** Backends other than wasm whose fused kernels are registered (`webgpu_fused.ts` adds webgpu). */
+const fusedBackends = new Set<string>();
+/** Route the public ops to the `Dvsft*` kernels on `backend` (their kernels are registered). */
+export function markFusedBackend(backend: string): void {
+  fusedBackends.add(backend);
+}
+/** The public ops run the fused kernels: on wasm as below, or on a marked backend. */
+export function fusedOpsActive(): boolean {
+  return fusedActive() || (!fusedDisabled && fusedBackends.has(tf.getBackend()));
+}
+
+/** True when the current backend runs the fused wasm kernels (and the in-place optimizer). */
 export function fusedActive(): boolean {
   return fusedReady && !fusedDisabled && tf.getBackend() === "wasm" && heapReachable();
 }
@@ -135,19 +146,19 @@ function composedAttention(
 
 /** [..., K] · [K, N] + [N] → [..., N] */
 export function linear(x: tf.Tensor, w: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  if (!fusedActive()) return composedLinear(x, w, b);
+  if (!fusedOpsActive()) return composedLinear(x, w, b);
   return tf.engine().runKernel("DvsftLinear", { x, w, b }) as tf.Tensor;
 }
 
 /** Layer norm over the last axis (ε = 1e-5, biased variance). */
 export function layerNorm(x: tf.Tensor, g: tf.Tensor, b: tf.Tensor): tf.Tensor {
-  if (!fusedActive()) return composedLayerNorm(x, g, b);
+  if (!fusedOpsActive()) return composedLayerNorm(x, g, b);
   return tf.engine().runKernel("DvsftLayerNorm", { x, g, b }) as tf.Tensor;
 }
 
 /** GELU, tanh approximation. */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (!fusedActive()) return composedGelu(x);
+  if (!fusedOpsActive()) return composedGelu(x);
   return tf.engine().runKernel("DvsftGelu", { x }, saveAttr()) as tf.Tensor;
 }
 
@@ -165,7 +176,7 @@ export function attention(
   if (q.shape[2]! % heads !== 0) {
     throw new RangeError(`attention: width ${q.shape[2]} does not divide into ${heads} heads`);
   }
-  if (!fusedActive()) return composedAttention(q, k, v, heads, causal);
+  if (!fusedOpsActive()) return composedAttention(q, k, v, heads, causal);
   return tf.engine().runKernel("DvsftAttention", { q, k, v }, {
     heads,
     causal,
@@ -178,7 +189,7 @@ export function attention(
  * 0 where the target is negative (-100: not supervised).
  */
 export function tokenCrossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Tensor {
-  if (!fusedActive()) return composedCrossEntropy(logits, targets);
+  if (!fusedOpsActive()) return composedCrossEntropy(logits, targets);
   return tf.engine().runKernel("DvsftCrossEntropy", { logits, targets }, saveAttr()) as tf.Tensor;
 }
 
