@@ -1,11 +1,21 @@
 /**
  * Run by `deno task test` before the tests: installs the system packages the tests cannot do
- * without, so the README's test command passes on a bare machine (Node and npm only). Today that
- * is Debian's chromium for the browser tests (no registry package ships a browser that runs here).
+ * without, so the README's test command passes on a bare machine (Node and npm only): Debian's
+ * chromium for the browser tests (no registry package ships a browser that runs here) and Mesa's
+ * software Vulkan (lavapipe) for the WebGPU kernel and parity tests.
  * Optional engines (native tesseract, poppler, OpenBLAS) are not installed: tests that compare
  * against them run when they are present (.ci/run installs them).
  */
-const NEEDED = [{ pkg: "chromium", present: ["/usr/bin/chromium", "/usr/bin/chromium-browser"] }];
+const NEEDED = [
+  { pkgs: ["chromium"], present: ["/usr/bin/chromium", "/usr/bin/chromium-browser"] },
+  {
+    pkgs: ["mesa-vulkan-drivers", "libvulkan1"],
+    present: [
+      "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json",
+      "/usr/share/vulkan/icd.d/lvp_icd.json",
+    ],
+  },
+];
 
 const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
 
