@@ -21,11 +21,11 @@ const exists = (p: string) => Deno.stat(p).then(() => true, () => false);
 
 const missing: string[] = [];
 for (const n of NEEDED) {
-  const given = n.pkg === "chromium" ? Deno.env.get("CHROMIUM_PATH") : undefined;
+  const given = n.pkgs[0] === "chromium" ? Deno.env.get("CHROMIUM_PATH") : undefined;
   const found = given
     ? await exists(given)
     : (await Promise.all(n.present.map(exists))).some(Boolean);
-  if (!found) missing.push(n.pkg);
+  if (!found) missing.push(...n.pkgs);
 }
 if (missing.length) {
   const apt = await exists("/usr/bin/apt-get");

@@ -8,26 +8,14 @@
  * Labels:   -100  (vision labels)     -100       -100   answer  eos   -100
  */
 import { exactVisionLabels } from "../labels/mod.ts";
-import { buildSequence, rgbaToPixels } from "./sequence.ts";
+import { buildSequence, rgbaToPixels, type Sample } from "./sequence.ts";
+
+export type { Sample };
 import { renderPageRaw } from "../render/mod.ts";
 import { WORDS } from "../render/words.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
 import { Rng } from "../util/rng.ts";
 import { type ModelConfig, numVisualTokens } from "../model/config.ts";
-
-export interface Sample {
-  /** [S·S·3] in [0, 1], row-major RGB. */
-  pixels: Float32Array;
-  /** [T] the full sequence (prompt + answer + eos, padded). */
-  inputIds: Int32Array;
-  /** [T] answer ids at their positions, the vision labels at 1…N, -100 elsewhere. */
-  labels: Int32Array;
-  /** Where the prompt ends (the answer starts): greedy decoding starts here. */
-  promptEnd: number;
-  prompt: string;
-  answer: string;
-  words: string[];
-}
 
 export interface SampleOptions {
   config: ModelConfig;

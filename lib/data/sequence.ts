@@ -15,9 +15,23 @@ import {
   VISION_START_ID,
 } from "../tokenizer/small.ts";
 import { type ModelConfig, numVisualTokens, sequenceLength } from "../model/config.ts";
-import type { Sample } from "./reading.ts";
 import { generateSample } from "./generate.ts";
 import { DatasetError, type DatasetItem, readDataset } from "./dataset.ts";
+
+/** A training or evaluation sample of the built-in model. */
+export interface Sample {
+  /** [S·S·3] in [0, 1], row-major RGB. */
+  pixels: Float32Array;
+  /** [T] the full sequence (prompt + answer + eos, padded). */
+  inputIds: Int32Array;
+  /** [T] answer ids at their positions, the vision labels at 1…N, -100 elsewhere. */
+  labels: Int32Array;
+  /** Where the prompt ends (the answer starts): greedy decoding starts here. */
+  promptEnd: number;
+  prompt: string;
+  answer: string;
+  words: string[];
+}
 
 /** RGBA bytes → [S·S·3] floats in [0, 1]. */
 export function rgbaToPixels(rgba: Uint8ClampedArray | Uint8Array, S: number): Float32Array {

@@ -18,24 +18,8 @@ export const LABEL_SET_VERSION = 1;
 export const SOURCES = ["render", "ocr", "pdf", "boxes"] as const;
 export type Source = typeof SOURCES[number];
 
-const BoxSchema = z.tuple([
-  z.number().finite(),
-  z.number().finite(),
-  z.number().finite(),
-  z.number().finite(),
-])
-  .refine((b) => b[2] > b[0] && b[3] > b[1], {
-    message: "box must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0",
-  });
-
-/** A word with its box in original-image pixels, as every word source returns it. */
-export const WordBoxSchema = z.strictObject({
-  text: z.string().min(1).max(200),
-  box: BoxSchema,
-  /** 0–100; exact sources (render, pdf) use 100. */
-  confidence: z.number().min(0).max(100).default(100),
-});
-export type WordBox = z.infer<typeof WordBoxSchema>;
+export { type WordBox, WordBoxSchema } from "./word_box.ts";
+import type { WordBox } from "./word_box.ts";
 
 const TileSchema = z.strictObject({
   kind: z.enum(["image", "tile", "thumbnail", "base", "global"]),

@@ -7,7 +7,7 @@ import { createWorker, type Worker } from "tesseract.js";
 import { fileURLToPath } from "node:url";
 import { availableParallelism } from "node:os";
 import { Buffer } from "node:buffer";
-import type { WordBox } from "../labels/mod.ts";
+import type { WordBox } from "../labels/word_box.ts";
 import { Limiter } from "../util/limiter.ts";
 import { createCanvas, loadImage } from "@napi-rs/canvas";
 

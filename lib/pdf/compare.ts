@@ -1,4 +1,4 @@
-import type { WordBox } from "../labels/mod.ts";
+import type { WordBox } from "../labels/word_box.ts";
 
 /** Intersection over union of two `[x0, y0, x1, y1]` boxes. */
 export function boxIoU(a: readonly number[], b: readonly number[]): number {

@@ -3,7 +3,7 @@
  * with their quads, grouped into words. Needs no system library. The module (10 MB of wasm) is
  * loaded on first use, not when this file is imported.
  */
-import type { WordBox } from "../labels/mod.ts";
+import type { WordBox } from "../labels/word_box.ts";
 import { PdfError } from "./errors.ts";
 
 type Mupdf = typeof import("mupdf");

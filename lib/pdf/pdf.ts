@@ -5,7 +5,7 @@
  * encryption and the page cap are checked with MuPDF before any page is drawn.
  */
 import { z } from "zod";
-import type { WordBox } from "../labels/mod.ts";
+import type { WordBox } from "../labels/word_box.ts";
 import { isPdfBytes, PdfError } from "./errors.ts";
 import { MUPDF_ENGINE, MupdfDoc } from "./mupdf.ts";
 import { popplerPngs, popplerVersion, popplerWords } from "./poppler.ts";

@@ -2,7 +2,7 @@
  * Poppler's `pdftoppm` / `pdftotext -bbox` (apt poppler-utils), used only when asked for:
  * a reference for the default MuPDF engine. Output is streamed and capped.
  */
-import type { WordBox } from "../labels/mod.ts";
+import type { WordBox } from "../labels/word_box.ts";
 import { PdfError } from "./errors.ts";
 import { runCapped } from "./subprocess.ts";
 

@@ -5,7 +5,7 @@
 import { createCanvas, GlobalFonts } from "@napi-rs/canvas";
 import { z } from "zod";
 import { Rng } from "../util/rng.ts";
-import type { WordBox } from "../labels/mod.ts";
+import type { WordBox } from "../labels/word_box.ts";
 import { randomToken } from "./words.ts";
 import { ensureFonts } from "./fonts.ts";
 

@@ -38,7 +38,7 @@ import {
 import { getTokenizer, type WordTokenizer } from "../tokenizer/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
 import type { TrainConfig } from "./config.ts";
-import { recordStep, type TrainOptions, type TrainResult } from "./train.ts";
+import { recordStep, type TrainOptions, type TrainResult } from "./loop.ts";
 
 /** The checkpoint folder a `model: "hf:<folder>"` names, or null for a built-in preset. */
 export const hfModelPath = (model: string): string | null =>

@@ -7,16 +7,12 @@ import {
   appendPeriodicEval,
   latestCheckpoint,
   loadCheckpoint,
-  type MetricsLog,
   openMetricsLog,
-  type PeriodicEval,
-  readMetrics,
   resolveCheckpoint,
   restoreVariables,
   runPaths,
   saveCheckpoint,
   type StepMetrics,
-  writeFileAtomic,
   writeRunConfig,
 } from "../runs/mod.ts";
 import { tf, useBackend } from "../backend/mod.ts";
@@ -41,100 +37,14 @@ import { writeSmallTokenizer } from "../tokenizer/small.ts";
 import { IGNORE_INDEX } from "../labels/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
 import { type TrainConfig, type TrainConfigInput, TrainConfigSchema } from "./config.ts";
-import { lineChartSvg } from "../plot/mod.ts";
 import { hfModelPath, trainHf } from "./hf.ts";
-
-/** Write `loss.svg` from the run's metrics (the whole run, across resumes). */
-export async function writeLossPlot(runDir: string): Promise<void> {
-  const ms = (await readMetrics(runDir)) ?? [];
-  if (ms.length === 0) return;
-  const series = (name: string, f: (m: StepMetrics) => number) => ({
-    name,
-    points: ms.map((m) => ({ x: m.step, y: f(m) })),
-  });
-  const svg = lineChartSvg([
-    series("total", (m) => m.loss),
-    series("text", (m) => m.textLoss),
-    series("vision", (m) => m.visionLoss),
-  ], {
-    title: `${runDir.split("/").at(-1)}: loss`,
-    x: "step",
-    y: "loss",
-  });
-  await writeFileAtomic(runPaths(runDir).lossPlot, svg);
-}
-
-/**
- * Log a finished step: its metrics record (with throughput, tensors, memory), the metrics file,
- * the caller's callback, and a checkpoint when one is due. Shared by every model's loop.
- */
-export async function recordStep(
-  s: Omit<StepMetrics, "tokensPerSecond" | "numTensors" | "heapMB"> & { tokens: number },
-  ctx: {
-    config: TrainConfig;
-    log: MetricsLog;
-    metrics: StepMetrics[];
-    onStep?: (m: StepMetrics) => void;
-    onFirstStep: () => void;
-    checkpoint: () => Promise<unknown>;
-  },
-): Promise<StepMetrics> {
-  const { tokens, ...rest } = s;
-  const m: StepMetrics = {
-    ...rest,
-    tokensPerSecond: tokens / (s.stepMs / 1000),
-    numTensors: tf.memory().numTensors,
-    heapMB: Math.round(Deno.memoryUsage().rss / 1e6),
-  };
-  ctx.metrics.push(m);
-  ctx.onFirstStep();
-  await ctx.log.append(m);
-  ctx.onStep?.(m);
-  const c = ctx.config;
-  if ((c.checkpointEvery > 0 && m.step % c.checkpointEvery === 0) || m.step === c.steps) {
-    await ctx.checkpoint();
-  }
-  return m;
-}
-
-/** What a periodic evaluation hook gets: the model being trained, as it is at `step`. */
-export interface PeriodicEvalContext {
-  model: SmallVLM;
-  tokenizer: WordTokenizer;
-  step: number;
-  config: TrainConfig;
-}
-
-/**
- * Evaluates the model during training (every `evalEvery` steps); supplied by the caller
- * (e.g. `periodicEvaluation` of lib/eval), so training does not depend on evaluation.
- */
-export type PeriodicEvalHook = (ctx: PeriodicEvalContext) => Promise<PeriodicEval[]>;
-
-/** Options of {@linkcode train}. */
-export interface TrainOptions {
-  /** Continue from the run's latest checkpoint when there is one. @default false */
-  resume?: boolean;
-  onStep?: (m: StepMetrics) => void;
-  /** Runs the evaluations of `evalEvery`; required when the config sets `evalEvery`. */
-  evaluate?: PeriodicEvalHook;
-  /** Called with each evaluation of `evalEvery`. */
-  onEval?: (e: PeriodicEval) => void;
-  signal?: AbortSignal;
-}
-
-export interface TrainResult {
-  runDir: string;
-  backend: string;
-  finalStep: number;
-  metrics: StepMetrics[];
-  parameterCount: number;
-}
-
-/** Raised when the loss becomes NaN or ±Inf: training stops, the last good checkpoint stays. */
-export class NonFiniteLossError extends Error {
-  override name = "NonFiniteLossError";
-}
+import {
+  NonFiniteLossError,
+  recordStep,
+  type TrainOptions,
+  type TrainResult,
+  writeLossPlot,
+} from "./loop.ts";
 
 export function resolveModelConfig(c: TrainConfig, vocabSize: number): ModelConfig {
   if (hfModelPath(c.model) !== null) {

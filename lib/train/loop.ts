@@ -1,0 +1,110 @@
+/**
+ * What every training loop shares: its options and result, the step recorder (metrics record,
+ * log, callback, due checkpoint) and the loss plot — so the built-in model's loop (train.ts) and
+ * the Hugging Face one (hf.ts) are siblings, neither importing the other.
+ */
+import { tf } from "../backend/mod.ts";
+import type { SmallVLM } from "../model/mod.ts";
+import { lineChartSvg } from "../plot/mod.ts";
+import {
+  type MetricsLog,
+  type PeriodicEval,
+  readMetrics,
+  runPaths,
+  type StepMetrics,
+  writeFileAtomic,
+} from "../runs/mod.ts";
+import type { WordTokenizer } from "../tokenizer/mod.ts";
+import type { TrainConfig } from "./config.ts";
+
+/** Write `loss.svg` from the run's metrics (the whole run, across resumes). */
+export async function writeLossPlot(runDir: string): Promise<void> {
+  const ms = (await readMetrics(runDir)) ?? [];
+  if (ms.length === 0) return;
+  const series = (name: string, f: (m: StepMetrics) => number) => ({
+    name,
+    points: ms.map((m) => ({ x: m.step, y: f(m) })),
+  });
+  const svg = lineChartSvg([
+    series("total", (m) => m.loss),
+    series("text", (m) => m.textLoss),
+    series("vision", (m) => m.visionLoss),
+  ], {
+    title: `${runDir.split("/").at(-1)}: loss`,
+    x: "step",
+    y: "loss",
+  });
+  await writeFileAtomic(runPaths(runDir).lossPlot, svg);
+}
+
+/**
+ * Log a finished step: its metrics record (with throughput, tensors, memory), the metrics file,
+ * the caller's callback, and a checkpoint when one is due. Shared by every model's loop.
+ */
+export async function recordStep(
+  s: Omit<StepMetrics, "tokensPerSecond" | "numTensors" | "heapMB"> & { tokens: number },
+  ctx: {
+    config: TrainConfig;
+    log: MetricsLog;
+    metrics: StepMetrics[];
+    onStep?: (m: StepMetrics) => void;
+    onFirstStep: () => void;
+    checkpoint: () => Promise<unknown>;
+  },
+): Promise<StepMetrics> {
+  const { tokens, ...rest } = s;
+  const m: StepMetrics = {
+    ...rest,
+    tokensPerSecond: tokens / (s.stepMs / 1000),
+    numTensors: tf.memory().numTensors,
+    heapMB: Math.round(Deno.memoryUsage().rss / 1e6),
+  };
+  ctx.metrics.push(m);
+  ctx.onFirstStep();
+  await ctx.log.append(m);
+  ctx.onStep?.(m);
+  const c = ctx.config;
+  if ((c.checkpointEvery > 0 && m.step % c.checkpointEvery === 0) || m.step === c.steps) {
+    await ctx.checkpoint();
+  }
+  return m;
+}
+
+/** What a periodic evaluation hook gets: the model being trained, as it is at `step`. */
+export interface PeriodicEvalContext {
+  model: SmallVLM;
+  tokenizer: WordTokenizer;
+  step: number;
+  config: TrainConfig;
+}
+
+/**
+ * Evaluates the model during training (every `evalEvery` steps); supplied by the caller
+ * (e.g. `periodicEvaluation` of lib/eval), so training does not depend on evaluation.
+ */
+export type PeriodicEvalHook = (ctx: PeriodicEvalContext) => Promise<PeriodicEval[]>;
+
+/** Options of {@linkcode train}. */
+export interface TrainOptions {
+  /** Continue from the run's latest checkpoint when there is one. @default false */
+  resume?: boolean;
+  onStep?: (m: StepMetrics) => void;
+  /** Runs the evaluations of `evalEvery`; required when the config sets `evalEvery`. */
+  evaluate?: PeriodicEvalHook;
+  /** Called with each evaluation of `evalEvery`. */
+  onEval?: (e: PeriodicEval) => void;
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  runDir: string;
+  backend: string;
+  finalStep: number;
+  metrics: StepMetrics[];
+  parameterCount: number;
+}
+
+/** Raised when the loss becomes NaN or ±Inf: training stops, the last good checkpoint stays. */
+export class NonFiniteLossError extends Error {
+  override name = "NonFiniteLossError";
+}
