@@ -97,6 +97,12 @@ for _ in range(5): a @ b
 print(2 * 2048**3 / ((time.perf_counter() - t) / 5) / 1e9)`;
 const numpyPeak = await python(TORCH_PY, ["-c", peakScript]) ??
   await python(DEBIAN_PY, ["-c", peakScript]);
+// OpenBLAS's pthread workers busy-wait ≈ 2^28 cycles (0.1 s) after each call by default: that
+// steals a core from the PyTorch step that follows ours (its 2-thread tiny step measured 97 ms
+// interleaved vs 18 ms with a short wait). A short wait, set before the library loads, keeps the
+// peers' minutes their own; our own step did not slow with it (docs/BENCHMARKS.md, 2026-12-02).
+if (!Deno.env.get("OPENBLAS_THREAD_TIMEOUT")) Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
+console.log(`OPENBLAS_THREAD_TIMEOUT=${Deno.env.get("OPENBLAS_THREAD_TIMEOUT")}`);
 let ffiPeak: number | null = null;
 const blas = loadBlas();
 if (blas) {
@@ -253,7 +259,7 @@ for (const preset of flags.presets) {
     "--threads",
     String(threads),
   ];
-  // Debian's PyTorch (the second row): whole runs before and after each round's interleaved steps
+  // Debian's PyTorch (the second row): whole runs before the first round and after the last
   const secondSteps = new Map<number, number[]>();
   const runSecond = async () => {
     if (!second) return;
@@ -269,7 +275,7 @@ for (const preset of flags.presets) {
   const ratios = new Map<string, number[]>(); // interleaved peer (or "best") → per-round ratio
   const bestMs: number[] = []; // per round: the faster interleaved peer's median step
   for (let round = 0; round < flags.rounds; round++) {
-    await runSecond();
+    if (round === 0) await runSecond();
     const thisRound: Array<[string, number]> = [];
     for (const backend of present.filter((b) => wanted.includes(b))) {
       // the pure-JS reference and software Vulkan take minutes per small step: tiny only
@@ -312,7 +318,7 @@ for (const preset of flags.presets) {
         for (const p of peers) await p.close();
       }
     }
-    await runSecond();
+    if (round === flags.rounds - 1) await runSecond();
     for (const [name, ms] of thisRound) measured.set(name, [...(measured.get(name) ?? []), ms]);
   }
   // "vs best PyTorch": the median over rounds of the faster interleaved peer's median step
