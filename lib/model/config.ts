@@ -49,6 +49,20 @@ export const MODEL_PRESETS = {
     heads: 4,
     maxTextLen: 30,
   },
+  /**
+   * The larger benchmark shape (≈ 9× the step FLOPs of `small` at half its batch): 448×448 →
+   * 256 visual tokens, 2 vision layers of 192, 6 layers of 256.
+   */
+  medium: {
+    imageSize: 448,
+    visionDim: 192,
+    visionLayers: 2,
+    visionHeads: 6,
+    dim: 256,
+    layers: 6,
+    heads: 8,
+    maxTextLen: 30,
+  },
 } as const;
 export type ModelPreset = keyof typeof MODEL_PRESETS;
 

@@ -11,7 +11,7 @@ export const TrainConfigSchema = z.strictObject({
   outDir: z.string().default("out/runs"),
   /** Model preset, and overrides of its fields (e.g. { "layers": 2 }). */
   model: z.union([
-    z.enum(["tiny", "small"]),
+    z.enum(["tiny", "small", "medium"]),
     z.string().regex(/^hf:.+$/, "a preset (tiny, small) or hf:<checkpoint folder>"),
   ]).default("tiny"),
   /**

@@ -1,13 +1,18 @@
 /**
- * `deno task bench:train`: training-step time of the `tiny` and `small` models on each tfjs
- * backend present, next to (1) the machine's single-precision matmul peak measured in the
- * same run (numpy when python3 has it, else our BLAS through FFI) and (2) PyTorch stepping
- * the same shapes with the same optimizer (tests/bench/torch_step.py) when it is installed.
+ * `deno task bench:train`: training-step time of the `tiny`, `small` and `medium` models on each
+ * tfjs backend present, next to (1) the machine's single-precision matmul limit measured in the
+ * same run (numpy when the PyTorch interpreter has it, else our BLAS through FFI) and (2) PyTorch
+ * stepping the same shapes with the same optimizer (tests/bench/torch_step.py).
  *
- *   --steps N (timed steps, default 5)   --presets tiny,small   --backends wasm,cpu,webgpu
- *   --rounds R (default 1): R rounds of PyTorch → tfjs → PyTorch; the table pools them and each
- *   round's own ratio against PyTorch is printed (the spread a single ratio hides on a shared
- *   machine)
+ *   --steps N (timed steps, default 5)   --presets tiny,small,medium   --backends wasm,cpu,webgpu
+ *   --rounds R (default 1): each round interleaves, step by step, our fused step, the composed
+ *     tfjs ops (tiny and small only) and one persistent PyTorch process per thread count; each
+ *     round's ratio against each PyTorch peer is printed, then the medians over rounds
+ *   --torch-python PATH (env DVSFT_TORCH_PYTHON, default `python3`): the interpreter of the
+ *     interleaved PyTorch peers (today's PyTorch, e.g. a venv with torch 2.x)
+ *   --torch-threads 1,2 (default 1 and every core): thread counts of the interleaved peers
+ *   Debian's /usr/bin/python3, when it has a different torch (python3-torch, 1.13), runs as a
+ *   second, non-interleaved row before and after each round's interleaved steps.
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
@@ -36,37 +41,70 @@ const { values } = parseArgs({
     presets: { type: "string" },
     backends: { type: "string" },
     rounds: { type: "string" },
+    "torch-python": { type: "string" },
+    "torch-threads": { type: "string" },
   },
 });
+const PresetSchema = z.enum(Object.keys(MODEL_PRESETS) as [keyof typeof MODEL_PRESETS]);
 const flags = z.strictObject({
-  steps: z.coerce.number().int().min(1).default(5),
-  presets: z.string().default("tiny,small"),
+  steps: z.coerce.number().int().min(1).max(100).default(5),
+  presets: z.string().default("tiny,small,medium").transform((s) => s.split(",")).pipe(
+    z.array(PresetSchema).min(1),
+  ),
   backends: z.string().optional(),
   rounds: z.coerce.number().int().min(1).max(50).default(1),
+  "torch-python": z.string().min(1).default(Deno.env.get("DVSFT_TORCH_PYTHON") ?? "python3"),
+  "torch-threads": z.string().default(`1,${navigator.hardwareConcurrency}`).transform((
+    s,
+  ) => [...new Set(s.split(",").map(Number))]).pipe(
+    z.array(z.number().int().min(1).max(256)).min(1),
+  ),
 }).parse(values);
-const BATCH = { tiny: 8, small: 16 } as const;
+const BATCH: Record<keyof typeof MODEL_PRESETS, number> = { tiny: 8, small: 16, medium: 8 };
 const vocabSize = Object.keys((buildSmallTokenizerJson().model as { vocab: object }).vocab).length;
+const TORCH_PY = flags["torch-python"];
+const DEBIAN_PY = "/usr/bin/python3";
 
-async function python(args: string[]): Promise<string | null> {
-  for (const py of ["/usr/bin/python3", "python3"]) {
-    try {
-      const out = await new Deno.Command(py, { args, stdout: "piped", stderr: "piped" }).output();
-      if (out.success) return new TextDecoder().decode(out.stdout).trim();
-    } catch { /* not there */ }
-  }
+/** stdout of `py args` when it exits 0, else null (no such interpreter, no torch). */
+async function python(py: string, args: string[]): Promise<string | null> {
+  try {
+    const out = await new Deno.Command(py, { args, stdout: "piped", stderr: "piped" }).output();
+    if (out.success) return new TextDecoder().decode(out.stdout).trim();
+  } catch { /* not there */ }
   return null;
 }
+const torchInfo = async (py: string) =>
+  await python(py, ["-c", "import sys, torch; print(torch.__version__, sys.executable)"]);
 
-// 1. the machine's matmul peak (fp32, 2048³)
-const numpyPeak = await python([
-  "-c",
-  `
+const mainTorch = await torchInfo(TORCH_PY);
+const debianTorch = await torchInfo(DEBIAN_PY);
+// Debian's interpreter is the second row only when it is another torch than the main peer's
+const second = debianTorch && debianTorch !== mainTorch ? debianTorch.split(" ")[0]! : null;
+console.log(
+  `PyTorch peers: ${TORCH_PY} → ${mainTorch ?? "no torch"} (interleaved, threads ${
+    flags["torch-threads"].join(", ")
+  }); ${DEBIAN_PY} → ${debianTorch ?? "no torch (apt-get install python3-torch for the 1.13 row)"}${
+    second ? " (second row, runs before and after)" : ""
+  }`,
+);
+
+// 1. the machine's matmul limit (fp32, 2048³)
+const peakScript = `
 import numpy as np, time
 a = np.random.rand(2048, 2048).astype(np.float32); b = np.random.rand(2048, 2048).astype(np.float32); a @ b
 t = time.perf_counter()
 for _ in range(5): a @ b
-print(2 * 2048**3 / ((time.perf_counter() - t) / 5) / 1e9)`,
-]);
+print(2 * 2048**3 / ((time.perf_counter() - t) / 5) / 1e9)`;
+const numpyPeak = await python(TORCH_PY, ["-c", peakScript]) ??
+  await python(DEBIAN_PY, ["-c", peakScript]);
+// OpenBLAS's pthread workers busy-wait ≈ 2^28 cycles (0.1 s) after each call by default: that
+// steals a core from the PyTorch step that follows ours (its 2-thread tiny step: 97 ms
+// interleaved, 18 ms with a short wait). Too short a wait (2^4) slows our own step instead (every
+// sgemm wakes a sleeping worker: `small` 1004 ms vs 399 ms at 2^20). 2^20 cycles (≈ 0.4 ms)
+// keeps the workers awake within our step and off the core within PyTorch's
+// (docs/BENCHMARKS.md, 2026-12-02); set before the library loads.
+if (!Deno.env.get("OPENBLAS_THREAD_TIMEOUT")) Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "20");
+console.log(`OPENBLAS_THREAD_TIMEOUT=${Deno.env.get("OPENBLAS_THREAD_TIMEOUT")}`);
 let ffiPeak: number | null = null;
 const blas = loadBlas();
 if (blas) {
@@ -79,10 +117,10 @@ if (blas) {
   for (let i = 0; i < 5; i++) blas.sgemm(false, false, n, n, n, a, n, b, n, c);
   ffiPeak = (2 * n ** 3) / ((performance.now() - t0) / 5 / 1000) / 1e9;
 }
-// the peak is the fastest of the two means (numpy's BLAS and the one Deno calls)
+// the limit is the fastest of the two means (numpy's BLAS and the one Deno calls)
 const peak = Math.max(Number(numpyPeak ?? NaN) || 0, ffiPeak ?? 0) || NaN;
 console.log(
-  `matmul peak (fp32 2048³): numpy ${
+  `sgemm limit (fp32 2048³): numpy ${
     numpyPeak ? Number(numpyPeak).toFixed(1) : "n/a"
   } GFLOP/s, OpenBLAS via Deno FFI ${ffiPeak?.toFixed(1) ?? "n/a"} GFLOP/s (${
     blas?.library ?? "no BLAS"
@@ -90,7 +128,6 @@ console.log(
 );
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-
 /** A PyTorch process that times one step per request (`torch_step.py --serve`). */
 interface TorchPeer {
   torch: string;
@@ -118,76 +155,75 @@ function lineReader(stream: ReadableStream<Uint8Array>): () => Promise<string | 
   };
 }
 
-async function startTorchPeer(args: string[]): Promise<TorchPeer | null> {
-  for (const py of ["/usr/bin/python3", "python3"]) {
-    let child: Deno.ChildProcess;
-    try {
-      child = new Deno.Command(py, {
-        args: [...args, "--serve"],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "null",
-      }).spawn();
-    } catch {
-      continue; // no such interpreter
-    }
-    const next = lineReader(child.stdout);
-    const first = await next();
-    if (first === null) { // no torch in this interpreter
-      await child.stdin.close().catch(() => {});
-      await child.status;
-      continue;
-    }
-    const ready = JSON.parse(first) as { torch: string; threads: number };
-    const writer = child.stdin.getWriter();
-    const encoder = new TextEncoder();
-    return {
-      ...ready,
-      step: async () => {
-        await writer.write(encoder.encode("step\n"));
-        const line = await next();
-        if (line === null) throw new Error("the PyTorch peer exited");
-        return Number(line);
-      },
-      close: async () => {
-        await writer.write(encoder.encode("quit\n")).catch(() => {});
-        await writer.close().catch(() => {});
-        await child.status;
-      },
-    };
+async function startTorchPeer(py: string, args: string[]): Promise<TorchPeer | null> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(py, {
+      args: [...args, "--serve"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+  } catch {
+    return null; // no such interpreter
   }
-  return null;
+  const next = lineReader(child.stdout);
+  const first = await next();
+  if (first === null) { // no torch in this interpreter
+    await child.stdin.close().catch(() => {});
+    await child.status;
+    return null;
+  }
+  const ready = JSON.parse(first) as { torch: string; threads: number };
+  const writer = child.stdin.getWriter();
+  const encoder = new TextEncoder();
+  return {
+    ...ready,
+    step: async () => {
+      await writer.write(encoder.encode("step\n"));
+      const line = await next();
+      if (line === null) throw new Error("the PyTorch peer exited");
+      return Number(line);
+    },
+    close: async () => {
+      await writer.write(encoder.encode("quit\n")).catch(() => {});
+      await writer.close().catch(() => {});
+      await child.status;
+    },
+  };
 }
 
 /**
- * Median step time of each variant, the variants' steps interleaved on one model (this shared
- * machine drifts by ±20 % within a minute: interleaving keeps the ratio between variants honest),
- * and, with a PyTorch peer, its steps interleaved with them too (its median last).
+ * Median step time of each variant and of each PyTorch peer, all their steps interleaved one
+ * by one (this shared machine drifts by ±20 % within a minute: interleaving keeps the ratios
+ * honest). Returns the variants' medians, then the peers'.
  */
 async function stepTimes(
   c: ModelConfig,
   B: number,
   steps: number,
   variants: Array<() => void>,
-  peer?: TorchPeer | null,
+  peers: TorchPeer[] = [],
 ): Promise<number[]> {
   const { step: one, dispose } = syntheticStep(c, B);
-  const times = variants.map(() => [] as number[]);
-  const peerTimes: number[] = [];
-  for (let i = -2; i < steps; i++) { // 2 warm-up rounds
-    for (const [v, use] of variants.entries()) {
-      use();
-      const t0 = performance.now();
-      await one();
-      if (i >= 0) times[v]!.push(performance.now() - t0);
+  const times = [...variants, ...peers].map(() => [] as number[]);
+  try {
+    for (let i = -2; i < steps; i++) { // 2 warm-up rounds
+      for (const [v, use] of variants.entries()) {
+        use();
+        const t0 = performance.now();
+        await one();
+        if (i >= 0) times[v]!.push(performance.now() - t0);
+      }
+      for (const [p, peer] of peers.entries()) {
+        const ms = await peer.step();
+        if (i >= 0) times[variants.length + p]!.push(ms);
+      }
     }
-    if (peer) {
-      const ms = await peer.step();
-      if (i >= 0) peerTimes.push(ms);
-    }
+  } finally {
+    dispose();
   }
-  dispose();
-  return [...times, ...(peer ? [peerTimes] : [])].map(median);
+  return times.map(median);
 }
 
 const present = await availableBackends();
@@ -197,6 +233,7 @@ const softwareGpu = /llvmpipe|lavapipe|swiftshader/i.test(gpuDesc);
 console.log(
   `backends present: ${present.join(", ")}${gpuDesc ? ` (webgpu adapter: ${gpuDesc})` : ""}\n`,
 );
+const thr = (n: number) => `${n} thread${n > 1 ? "s" : ""}`;
 const header = [
   "preset",
   "backend",
@@ -204,18 +241,15 @@ const header = [
   "step ms",
   "tokens/s",
   "model GFLOP/s",
-  "% of peak",
-  "vs PyTorch",
+  "% of sgemm limit",
+  "vs best PyTorch (interleaved)",
 ];
 const rows: string[][] = [header];
 const roundLines: string[] = [];
-for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESETS>) {
+for (const preset of flags.presets) {
   const c = ModelConfigSchema.parse({ ...MODEL_PRESETS[preset], vocabSize });
   const B = BATCH[preset];
   const flops = trainStepFlops(c, B);
-  // PyTorch on one thread (wasm's own kernels are single-threaded; BLAS uses every core) and
-  // on every core, run before and after the tfjs backends; the faster setting's median over both
-  // runs is the peer a user would pick
   const torchArgs = (threads: number) => [
     new URL("./torch_step.py", import.meta.url).pathname,
     "--config",
@@ -227,84 +261,70 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
     "--threads",
     String(threads),
   ];
-  const torchSteps = new Map<number, { torch: string; steps: number[] }>();
-  const runTorch = async (round: Map<number, number[]>) => {
-    for (const threads of [1, navigator.hardwareConcurrency]) {
-      const out = await python(torchArgs(threads));
+  // Debian's PyTorch (the second row): whole runs before the first round and after the last
+  const secondSteps = new Map<number, number[]>();
+  const runSecond = async () => {
+    if (!second) return;
+    for (const threads of [...new Set([1, navigator.hardwareConcurrency])]) {
+      const out = await python(DEBIAN_PY, torchArgs(threads));
       if (!out) continue;
-      const r = JSON.parse(out) as { torch: string; stepsMs: number[] };
-      const e = torchSteps.get(threads) ?? { torch: r.torch, steps: [] };
-      e.steps.push(...r.stepsMs);
-      torchSteps.set(threads, e);
-      round.set(threads, [...(round.get(threads) ?? []), ...r.stepsMs]);
+      const r = JSON.parse(out) as { stepsMs: number[] };
+      secondSteps.set(threads, [...(secondSteps.get(threads) ?? []), ...r.stepsMs]);
     }
   };
-  /** The faster PyTorch setting's median step, from per-thread-count step lists. */
-  const bestTorch = (steps: Iterable<number[]>) => {
-    const medians = [...steps].map(median);
-    return medians.length ? Math.min(...medians) : null;
-  };
   const measured = new Map<string, number[]>(); // backend → per-round median step
-  const ratios: number[] = []; // per round: PyTorch's best / the default backend's step
-  const interleaved: number[] = []; // per round: the interleaved PyTorch peer's median step
-  let interleavedName = "";
+  const peerMs = new Map<string, number[]>(); // interleaved peer → per-round median step
+  const ratios = new Map<string, number[]>(); // interleaved peer (or "best") → per-round ratio
+  const bestMs: number[] = []; // per round: the faster interleaved peer's median step
   for (let round = 0; round < flags.rounds; round++) {
-    const torchRound = new Map<number, number[]>();
-    let interleavedRound: number | null = null;
-    await runTorch(torchRound);
+    if (round === 0) await runSecond();
     const thisRound: Array<[string, number]> = [];
     for (const backend of present.filter((b) => wanted.includes(b))) {
       // the pure-JS reference and software Vulkan take minutes per small step: tiny only
-      if (preset === "small" && (backend === "cpu" || (backend === "webgpu" && softwareGpu))) {
+      if (preset !== "tiny" && (backend === "cpu" || (backend === "webgpu" && softwareGpu))) {
         continue;
       }
       await useBackend(backend);
-      if (fusedActive()) {
-        // the reference: the same step from tfjs's primitive ops (what wasm ran before the fused
-        // kernels), interleaved step by step with the fused one, and PyTorch's step on one thread
-        // interleaved with both (one thread: its faster setting for `small` here, and no OpenMP
-        // team spinning against our BLAS threads between its steps)
-        const peer = torchRound.size ? await startTorchPeer(torchArgs(1)) : null;
-        try {
-          const [fused, composed, torch] = await stepTimes(c, B, flags.steps, [
-            () => setFusedEnabled(true),
-            () => setFusedEnabled(false),
-          ], peer);
-          thisRound.push([backend, fused!], [`${backend}, composed tfjs ops`, composed!]);
-          if (peer && torch) {
-            interleavedName = `pytorch ${peer.torch} cpu (${peer.threads} thread${
-              peer.threads > 1 ? "s" : ""
-            }), interleaved with ${backend}`;
-            interleaved.push(torch);
-            interleavedRound = torch;
-          }
-        } finally {
-          setFusedEnabled(true);
-          await peer?.close();
-        }
-      } else {
+      if (!fusedActive()) {
         thisRound.push([backend, (await stepTimes(c, B, flags.steps, [() => {}]))[0]!]);
+        continue;
+      }
+      // the fused step, the composed tfjs ops (the path before the fused kernels; `medium`
+      // skips them: minutes a round) and one PyTorch process per thread count, step by step
+      const peers: TorchPeer[] = [];
+      try {
+        for (const threads of flags["torch-threads"]) {
+          const peer = await startTorchPeer(TORCH_PY, torchArgs(threads));
+          if (peer) peers.push(peer);
+        }
+        const variants = [() => setFusedEnabled(true)];
+        if (preset !== "medium") variants.push(() => setFusedEnabled(false));
+        const ms = await stepTimes(c, B, flags.steps, variants, peers);
+        thisRound.push([backend, ms[0]!]);
+        if (variants.length > 1) thisRound.push([`${backend}, composed tfjs ops`, ms[1]!]);
+        if (backend !== "wasm" && thisRound.some(([n]) => n === "wasm")) continue;
+        const ours = ms[0]!;
+        const peerRound = peers.map((p, i) => [p, ms[variants.length + i]!] as const);
+        for (const [p, t] of peerRound) {
+          const name = `pytorch ${p.torch} cpu (${thr(p.threads)}), interleaved`;
+          peerMs.set(name, [...(peerMs.get(name) ?? []), t]);
+          ratios.set(name, [...(ratios.get(name) ?? []), t / ours]);
+        }
+        if (peerRound.length) {
+          const best = Math.min(...peerRound.map(([, t]) => t));
+          bestMs.push(best);
+          ratios.set("best", [...(ratios.get("best") ?? []), best / ours]);
+        }
+      } finally {
+        setFusedEnabled(true);
+        for (const p of peers) await p.close();
       }
     }
-    await runTorch(torchRound);
+    if (round === flags.rounds - 1) await runSecond();
     for (const [name, ms] of thisRound) measured.set(name, [...(measured.get(name) ?? []), ms]);
-    // the round's peer: PyTorch interleaved step by step when it ran, else its runs around
-    const torchMs = interleavedRound ?? bestTorch(torchRound.values());
-    const main = thisRound.find(([name]) => name === "wasm") ?? thisRound[0];
-    if (torchMs && main) ratios.push(torchMs / main[1]);
   }
-  const torchRows: Array<readonly [string, number]> = [...torchSteps].map(([threads, r]) =>
-    [
-      `pytorch ${r.torch} cpu (${threads} thread${threads > 1 ? "s" : ""})`,
-      median(r.steps),
-    ] as const
-  );
-  // the peer in the "vs PyTorch" column: the interleaved PyTorch steps where they ran (the same
-  // minutes as the tfjs steps), else the faster of PyTorch's runs before and after
-  const torchMs = interleaved.length
-    ? median(interleaved)
-    : bestTorch([...torchSteps.values()].map((r) => r.steps));
-  if (interleaved.length) torchRows.push([interleavedName, median(interleaved)]);
+  // "vs best PyTorch": the median over rounds of the faster interleaved peer's median step
+  const torchMs = bestMs.length ? median(bestMs) : null;
   const add = (backend: string, ms: number) =>
     rows.push([
       preset,
@@ -316,22 +336,29 @@ for (const preset of flags.presets.split(",") as Array<keyof typeof MODEL_PRESET
       `${((flops / (ms / 1000) / 1e9 / peak) * 100).toFixed(1)}%`,
       torchMs ? `${(torchMs / ms).toFixed(2)}x` : "n/a",
     ]);
-  for (const [name, ms] of [...measured].map(([n, xs]) => [n, median(xs)] as const)) add(name, ms);
-  for (const [name, ms] of torchRows) add(name, ms);
-  if (flags.rounds > 1 && ratios.length) {
-    const sorted = [...ratios].sort((a, b) => a - b);
+  for (const [name, xs] of measured) add(name, median(xs));
+  for (const [name, xs] of peerMs) add(name, median(xs));
+  for (const [threads, xs] of secondSteps) {
+    add(`pytorch ${second} cpu (${thr(threads)}), runs before/after`, median(xs));
+  }
+  const fmt = (xs: number[]) => xs.map((r) => `${r.toFixed(2)}x`).join(", ");
+  for (const [name, xs] of ratios) {
     roundLines.push(
-      `${preset}: vs PyTorch per round ${ratios.map((r) => `${r.toFixed(2)}x`).join(", ")}; ` +
-        `median ${median(sorted).toFixed(2)}x, faster in ${
-          ratios.filter((r) => r > 1).length
-        } of ${ratios.length}`,
+      `${preset}: wasm vs ${name === "best" ? "the faster PyTorch peer" : name} per round ${
+        fmt(xs)
+      }; median ${median(xs).toFixed(2)}x, faster in ${
+        xs.filter((r) => r > 1).length
+      } of ${xs.length}`,
     );
   }
+  if (!ratios.size) roundLines.push(`${preset}: no interleaved PyTorch peer (${TORCH_PY})`);
 }
 const widths = header.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
 for (const r of rows) console.log(r.map((x, i) => x.padEnd(widths[i]!)).join("  "));
 console.log(
-  `${
-    roundLines.length ? `\n${roundLines.join("\n")}\n` : ""
-  }\nmodel FLOPs per step: 3 × forward matmul FLOPs (lib/model/flops.ts); "vs PyTorch" > 1 means faster than PyTorch (on one thread, its steps interleaved with the wasm steps, when both ran; else the faster of its 1-thread and all-core runs before and after); step ms is the median of --steps steps (with --rounds, the median of the rounds' medians; PyTorch pools every step)`,
+  `\n${
+    roundLines.join("\n")
+  }\n\nmodel FLOPs per step: 3 × forward matmul FLOPs (lib/model/flops.ts); "vs best PyTorch" > 1 means faster than the faster of the interleaved PyTorch peers (${TORCH_PY}, ${
+    flags["torch-threads"].map(thr).join(" and ")
+  }; its median step per round, then the median over rounds); step ms is the median of --steps steps, then the median over rounds (Debian's rows pool every step)`,
 );
