@@ -598,6 +598,19 @@ export function registerFusedKernels(): boolean {
   reg("DvsftCrossEntropy", crossEntropyKernel());
   reg("DvsftCrossEntropyGrad", crossEntropyGradKernel());
 
+  registerFusedGradients();
+  fusedReady = true;
+  return true;
+}
+
+let gradientsRegistered = false;
+
+/**
+ * The gradients of the fused kernels: one per kernel name, whichever backend (wasm, webgpu)
+ * runs the kernels they call. Idempotent.
+ */
+export function registerFusedGradients(): void {
+  if (gradientsRegistered) return;
   // A gradient function runs once per node. Layer norm's and attention's backward kernels
   // return every input's gradient in one call (they share a pass), so they run eagerly and each
   // input takes its share; linear's inputs are independent and computed only when asked for.
@@ -667,6 +680,5 @@ export function registerFusedKernels(): boolean {
       };
     },
   });
-  fusedReady = true;
-  return true;
+  gradientsRegistered = true;
 }

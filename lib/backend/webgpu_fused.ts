@@ -19,7 +19,7 @@
  */
 import { tf } from "./tf.ts";
 import { GELU_A, GELU_C, LN_EPS } from "./simd.ts";
-import { fusedOpsActive, markFusedBackend } from "./fused.ts";
+import { fusedOpsActive, markFusedBackend, registerFusedGradients } from "./fused.ts";
 
 interface TensorInfo {
   dataId: object;
@@ -165,6 +165,20 @@ function columnSums(
   );
 }
 
+/** WGSL: the row's `row`, `C`, `base`, `mean` and `rstd` (1/σ) of X, one workgroup a row. */
+const LN_ROW_STATS = `let row = rowOf(uniforms.rows);
+      let C = uniforms.cols;
+      let base = row * C;
+      var s = 0.0;
+      for (var j = i32(localIndex); j < C; j = j + ${WG}) { s = s + X[base + j]; }
+      let mean = rowSum(s) / f32(C);
+      var q = 0.0;
+      for (var j = i32(localIndex); j < C; j = j + ${WG}) {
+        let d = X[base + j] - mean;
+        q = q + d * d;
+      }
+      let rstd = inverseSqrt(rowSum(q) / f32(C) + ${LN_EPS});`;
+
 function layerNormForward(
   { inputs, backend }: KernelArgs<{ x: TensorInfo; g: TensorInfo; b: TensorInfo }>,
 ): TensorInfo {
@@ -179,18 +193,7 @@ function layerNormForward(
     "rows : i32, cols : i32,",
     `${ROW_REDUCE}
     fn main(index : i32) {
-      let row = rowOf(uniforms.rows);
-      let C = uniforms.cols;
-      let base = row * C;
-      var s = 0.0;
-      for (var j = i32(localIndex); j < C; j = j + ${WG}) { s = s + X[base + j]; }
-      let mean = rowSum(s) / f32(C);
-      var q = 0.0;
-      for (var j = i32(localIndex); j < C; j = j + ${WG}) {
-        let d = X[base + j] - mean;
-        q = q + d * d;
-      }
-      let rstd = inverseSqrt(rowSum(q) / f32(C) + ${LN_EPS});
+      ${LN_ROW_STATS}
       for (var j = i32(localIndex); j < C; j = j + ${WG}) {
         result[base + j] = (X[base + j] - mean) * rstd * G[j] + Bi[j];
       }
@@ -216,18 +219,7 @@ function layerNormBackward(
       "rows : i32, cols : i32,",
       `${ROW_REDUCE}
       fn main(index : i32) {
-        let row = rowOf(uniforms.rows);
-        let C = uniforms.cols;
-        let base = row * C;
-        var s = 0.0;
-        for (var j = i32(localIndex); j < C; j = j + ${WG}) { s = s + X[base + j]; }
-        let mean = rowSum(s) / f32(C);
-        var q = 0.0;
-        for (var j = i32(localIndex); j < C; j = j + ${WG}) {
-          let d = X[base + j] - mean;
-          q = q + d * d;
-        }
-        let rstd = inverseSqrt(rowSum(q) / f32(C) + ${LN_EPS});
+      ${LN_ROW_STATS}
         if (localIndex == 0u) {
           result[2 * row] = mean;
           result[2 * row + 1] = rstd;
@@ -843,76 +835,6 @@ export function registerWebgpuFusedKernels(): void {
   registerFusedGradients();
   markFusedBackend("webgpu");
   registered = true;
-}
-
-/** The gradients of the fused kernels (one per kernel name, whichever backend runs it). */
-function registerFusedGradients(): void {
-  const run = (name: string, inputs: tf.NamedTensorMap, attrs?: tf.NamedAttrMap) =>
-    tf.engine().runKernel(name, inputs, attrs) as unknown as tf.Tensor | tf.Tensor[];
-  tf.registerGradient({
-    kernelName: "DvsftLinear",
-    inputsToSave: ["x", "w"],
-    gradFunc: (dy, saved) => {
-      const [x, w] = saved as tf.Tensor[];
-      const part = (p: string) => () =>
-        run("DvsftLinearGrad", { dy: dy as tf.Tensor, x: x!, w: w! }, { part: p }) as tf.Tensor;
-      return { x: part("x"), w: part("w"), b: part("b") };
-    },
-  });
-  tf.registerGradient({
-    kernelName: "DvsftLayerNorm",
-    inputsToSave: ["x", "g"],
-    gradFunc: (dy, saved) => {
-      const [x, g] = saved as tf.Tensor[];
-      const [dx, dg, db] = run("DvsftLayerNormGrad", {
-        dy: dy as tf.Tensor,
-        x: x!,
-        g: g!,
-      }) as tf.Tensor[];
-      return { x: () => dx!, g: () => dg!, b: () => db! };
-    },
-  });
-  tf.registerGradient({
-    kernelName: "DvsftGelu",
-    inputsToSave: ["x"],
-    outputsToSave: [true],
-    gradFunc: (dy, saved) => {
-      const [x, y] = saved as tf.Tensor[];
-      return { x: () => run("DvsftGeluGrad", { dy: dy as tf.Tensor, x: x!, y: y! }) as tf.Tensor };
-    },
-  });
-  tf.registerGradient({
-    kernelName: "DvsftAttention",
-    inputsToSave: ["q", "k", "v"],
-    outputsToSave: [true],
-    gradFunc: (dy, saved, attrs) => {
-      const [q, k, v, y] = saved as tf.Tensor[];
-      const [dq, dk, dv] = run(
-        "DvsftAttentionGrad",
-        { dy: dy as tf.Tensor, q: q!, k: k!, v: v!, y: y! },
-        attrs as tf.NamedAttrMap,
-      ) as tf.Tensor[];
-      return { q: () => dq!, k: () => dk!, v: () => dv! };
-    },
-  });
-  tf.registerGradient({
-    kernelName: "DvsftCrossEntropy",
-    inputsToSave: ["logits", "targets"],
-    outputsToSave: [true],
-    gradFunc: (dy, saved) => {
-      const [logits, targets, y] = saved as tf.Tensor[];
-      return {
-        logits: () =>
-          run("DvsftCrossEntropyGrad", {
-            dy: dy as tf.Tensor,
-            logits: logits!,
-            targets: targets!,
-            y: y!,
-          }) as tf.Tensor,
-        targets: () => tf.zerosLike(targets!),
-      };
-    },
-  });
 }
 
 /** Work the webgpu backend has done since `reset()` (for tests and `bench:gpu`). */
