@@ -26,10 +26,7 @@ import {
   trainableWeights,
 } from "../model/qwen2vl/mod.ts";
 import {
-  latestCheckpoint,
-  loadCheckpoint,
   openMetricsLog,
-  restoreVariables,
   runPaths,
   saveCheckpoint,
   type StepMetrics,
@@ -38,7 +35,7 @@ import {
 import { getTokenizer, type WordTokenizer } from "../tokenizer/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
 import type { TrainConfig } from "./config.ts";
-import { recordStep, type TrainOptions, type TrainResult } from "./loop.ts";
+import { recordStep, resumeTraining, type TrainOptions, type TrainResult } from "./loop.ts";
 
 /** The checkpoint folder a `model: "hf:<folder>"` names, or null for a built-in preset. */
 export const hfModelPath = (model: string): string | null =>
@@ -138,16 +135,15 @@ export async function trainHf(
     optimizer = new AdamW(config.optimizer, weights);
     let step = 0;
     let dataPosition = 0;
-    const latest = options.resume ? await latestCheckpoint(paths.checkpoints) : null;
-    if (latest) {
-      const ck = await loadCheckpoint(latest);
-      restoreVariables(weights, ck.weights, latest);
-      restoreVariables(optimizer.m, ck.optimizer, latest, ".m");
-      restoreVariables(optimizer.v, ck.optimizer, latest, ".v");
-      step = ck.manifest.step;
-      dataPosition = ck.manifest.dataPosition;
-      optimizer.t = ck.manifest.adamT;
-    }
+    const resumed = await resumeTraining(
+      paths.checkpoints,
+      options.resume ?? false,
+      weights,
+      optimizer,
+    );
+    const latest = resumed.latest;
+    step = resumed.step;
+    dataPosition = resumed.dataPosition;
     await writeRunConfig(runDir, { ...config, backend, hfSource: source });
     const checkpoint = () =>
       saveCheckpoint(paths.checkpoints, {

@@ -7,15 +7,19 @@ import { tf } from "../backend/mod.ts";
 import type { SmallVLM } from "../model/mod.ts";
 import { lineChartSvg } from "../plot/mod.ts";
 import {
+  latestCheckpoint,
+  loadCheckpoint,
   type MetricsLog,
   type PeriodicEval,
   readMetrics,
+  restoreVariables,
   runPaths,
   type StepMetrics,
   writeFileAtomic,
 } from "../runs/mod.ts";
 import type { WordTokenizer } from "../tokenizer/mod.ts";
 import type { TrainConfig } from "./config.ts";
+import type { AdamW } from "./optimizer.ts";
 
 /** Write `loss.svg` from the run's metrics (the whole run, across resumes). */
 export async function writeLossPlot(runDir: string): Promise<void> {
@@ -107,4 +111,24 @@ export interface TrainResult {
 /** Raised when the loss becomes NaN or ±Inf: training stops, the last good checkpoint stays. */
 export class NonFiniteLossError extends Error {
   override name = "NonFiniteLossError";
+}
+
+/**
+ * Continue from the newest checkpoint in `ckptDir` when resuming: the weights, the optimizer's
+ * moments and step, and the data position. `latest` is null when there was nothing to resume.
+ */
+export async function resumeTraining(
+  ckptDir: string,
+  resume: boolean,
+  weights: Map<string, tf.Variable>,
+  optimizer: AdamW,
+): Promise<{ latest: string | null; step: number; dataPosition: number }> {
+  const latest = resume ? await latestCheckpoint(ckptDir) : null;
+  if (!latest) return { latest, step: 0, dataPosition: 0 };
+  const ck = await loadCheckpoint(latest);
+  restoreVariables(weights, ck.weights, latest);
+  restoreVariables(optimizer.m, ck.optimizer, latest, ".m");
+  restoreVariables(optimizer.v, ck.optimizer, latest, ".v");
+  optimizer.t = ck.manifest.adamT;
+  return { latest, step: ck.manifest.step, dataPosition: ck.manifest.dataPosition };
 }

@@ -5,7 +5,6 @@
 import { join } from "node:path";
 import {
   appendPeriodicEval,
-  latestCheckpoint,
   loadCheckpoint,
   openMetricsLog,
   resolveCheckpoint,
@@ -41,6 +40,7 @@ import { hfModelPath, trainHf } from "./hf.ts";
 import {
   NonFiniteLossError,
   recordStep,
+  resumeTraining,
   type TrainOptions,
   type TrainResult,
   writeLossPlot,
@@ -207,16 +207,16 @@ async function trainIn(
 
   try {
     // resume
-    const latest = options.resume ? await latestCheckpoint(ckptDir) : null;
-    if (latest) {
-      const ck = await loadCheckpoint(latest);
-      restoreVariables(model.weights, ck.weights, latest);
-      restoreVariables(optimizer.m, ck.optimizer, latest, ".m");
-      restoreVariables(optimizer.v, ck.optimizer, latest, ".v");
-      step = ck.manifest.step;
-      dataPosition = ck.manifest.dataPosition;
-      optimizer.t = ck.manifest.adamT;
-    } else if (config.initFrom) {
+    const resumed = await resumeTraining(
+      ckptDir,
+      options.resume ?? false,
+      model.weights,
+      optimizer,
+    );
+    const latest = resumed.latest;
+    step = resumed.step;
+    dataPosition = resumed.dataPosition;
+    if (!latest && config.initFrom) {
       // fine-tuning: the base model's weights, a fresh optimizer, step 0
       const base = await resolveCheckpoint(config.initFrom);
       const ck = await loadCheckpoint(base);
