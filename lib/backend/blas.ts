@@ -5,6 +5,12 @@
  * calls sgemm on views of the wasm heap (no copies).
  *
  * `DVSFT_BLAS=off` turns it off; `DVSFT_BLAS_LIB=/path/libopenblas.so` picks the library.
+ *
+ * One caller at a time per process: OpenBLAS 0.3.21 (Debian 12's) deadlocks when two threads of
+ * one process enter its threaded sgemm at once — one spins in `exec_blas` on `sched_yield`, the
+ * other waits on the server's mutex, for ever. Deno workers (and `deno test --parallel`, whose
+ * test files share one process) are such threads, so every call holds a process-wide
+ * `pthread_mutex_t` (see `processMutex`).
  */
 const ROW_MAJOR = 101;
 const NO_TRANS = 111;
@@ -68,6 +74,50 @@ export interface Blas {
   ): void;
 }
 
+const LIBC = {
+  calloc: { parameters: ["usize", "usize"], result: "pointer" },
+  free: { parameters: ["pointer"], result: "void" },
+  setenv: { parameters: ["buffer", "buffer", "i32"], result: "i32" },
+  getenv: { parameters: ["buffer"], result: "pointer" },
+  pthread_mutex_lock: { parameters: ["pointer"], result: "i32" },
+  pthread_mutex_unlock: { parameters: ["pointer"], result: "i32" },
+} as const;
+
+/** The environment variable that holds the process's BLAS mutex address (hex). */
+export const BLAS_MUTEX_ENV = "DVSFT_BLAS_MUTEX";
+
+const cString = (s: string) => new TextEncoder().encode(s + "\0");
+
+/**
+ * A mutex every isolate of this process shares: JS workers share no memory, but they share the
+ * C heap and the environment. The first to come allocates a zeroed `pthread_mutex_t` (glibc's
+ * static initializer is all zeros) and publishes its address with `setenv(…, overwrite = 0)`,
+ * which glibc serializes; whoever loses the race frees its own and reads the winner's.
+ * A child process inherits the variable but not the memory, so the address is keyed by pid.
+ * Null when libc cannot be opened (then calls are not serialized).
+ */
+function processMutex(): { lock(): void; unlock(): void } | null {
+  let libc;
+  try {
+    libc = Deno.dlopen("libc.so.6", LIBC).symbols;
+  } catch {
+    return null;
+  }
+  const name = cString(`${BLAS_MUTEX_ENV}_${Deno.pid}`);
+  const mine = libc.calloc(1n, 64n); // sizeof(pthread_mutex_t) is 40 on x86_64 and aarch64
+  if (mine === null) return null;
+  const hex = Deno.UnsafePointer.value(mine).toString(16);
+  libc.setenv(name, cString(hex), 0);
+  const published = libc.getenv(name);
+  const value = published ? new Deno.UnsafePointerView(published).getCString() : hex;
+  if (value !== hex) libc.free(mine);
+  const mutex = Deno.UnsafePointer.create(BigInt(`0x${value}`));
+  return {
+    lock: () => void libc.pthread_mutex_lock(mutex),
+    unlock: () => void libc.pthread_mutex_unlock(mutex),
+  };
+}
+
 let cached: Blas | null | undefined;
 
 /** Open the system BLAS, or null when it is absent or turned off. Cached. */
@@ -82,8 +132,19 @@ export function loadBlas(): Blas | null {
     try {
       const lib = Deno.dlopen(library, SYMBOLS);
       const f = lib.symbols.cblas_sgemm;
+      const mutex = processMutex();
+      const call: typeof f = mutex
+        ? (...args) => {
+          mutex.lock();
+          try {
+            f(...args);
+          } finally {
+            mutex.unlock();
+          }
+        }
+        : f;
       const gemm: Blas["gemm"] = (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
-        f(
+        call(
           ROW_MAJOR,
           transA ? TRANS : NO_TRANS,
           transB ? TRANS : NO_TRANS,
