@@ -6,11 +6,13 @@
  *
  * `DVSFT_BLAS=off` turns it off; `DVSFT_BLAS_LIB=/path/libopenblas.so` picks the library.
  *
- * One caller at a time per process: OpenBLAS 0.3.21 (Debian 12's) deadlocks when two threads of
- * one process enter its threaded sgemm at once — one spins in `exec_blas` on `sched_yield`, the
- * other waits on the server's mutex, for ever. Deno workers (and `deno test --parallel`, whose
- * test files share one process) are such threads, so every call holds a process-wide
- * `pthread_mutex_t` (see `processMutex`).
+ * Calls are guarded against fork: OpenBLAS registers `blas_thread_shutdown` as a fork *prepare*
+ * handler, and in 0.3.21 (Debian 12's) that handler stops the thread pool even while another
+ * thread of the process waits inside a threaded sgemm for it — that caller then spins in
+ * `exec_blas_async_wait` for ever. A fork happens whenever any part of the process forks (Deno's
+ * `node:child_process` with extra stdio pipes or `detached`, which is how playwright starts a
+ * browser); Deno workers and `deno test --parallel` put such a fork next to a training step.
+ * See `forkGuard`.
  */
 const ROW_MAJOR = 101;
 const NO_TRANS = 111;
@@ -75,47 +77,38 @@ export interface Blas {
 }
 
 const LIBC = {
-  calloc: { parameters: ["usize", "usize"], result: "pointer" },
-  free: { parameters: ["pointer"], result: "void" },
-  setenv: { parameters: ["buffer", "buffer", "i32"], result: "i32" },
-  getenv: { parameters: ["buffer"], result: "pointer" },
-  pthread_mutex_lock: { parameters: ["pointer"], result: "i32" },
-  pthread_mutex_unlock: { parameters: ["pointer"], result: "i32" },
+  dlsym: { parameters: ["pointer", "buffer"], result: "pointer" },
+  __register_atfork: { parameters: ["pointer", "pointer", "pointer", "pointer"], result: "i32" },
+  _IO_list_lock: { parameters: [], result: "void" },
+  _IO_list_unlock: { parameters: [], result: "void" },
 } as const;
-
-/** The environment variable that holds the process's BLAS mutex address (hex). */
-export const BLAS_MUTEX_ENV = "DVSFT_BLAS_MUTEX";
 
 const cString = (s: string) => new TextEncoder().encode(s + "\0");
 
 /**
- * A mutex every isolate of this process shares: JS workers share no memory, but they share the
- * C heap and the environment. The first to come allocates a zeroed `pthread_mutex_t` (glibc's
- * static initializer is all zeros) and publishes its address with `setenv(…, overwrite = 0)`,
- * which glibc serializes; whoever loses the race frees its own and reads the winner's.
- * A child process inherits the variable but not the memory, so the address is keyed by pid.
- * Null when libc cannot be opened (then calls are not serialized).
+ * A process-wide lock that every sgemm holds and every fork waits for, before OpenBLAS's own
+ * prepare handler runs. It is glibc's stdio list lock (`_IO_list_lock`, exported since 2.2.5):
+ * recursive, one per process whatever the isolate, and its lock/unlock/reset functions take no
+ * arguments, so they can be fork handlers themselves (JS callbacks cannot run inside a fork).
+ * Prepare handlers run last-registered first: registered after OpenBLAS is loaded, ours takes
+ * the lock before OpenBLAS stops its threads, so no sgemm is in flight when it does; the parent
+ * handler releases it and the child resets it (glibc itself takes the same lock around fork).
+ * Each isolate registers once; the lock counts, so several registrations stay balanced.
+ * Null without glibc (then calls are not guarded).
  */
-function processMutex(): { lock(): void; unlock(): void } | null {
-  let libc;
+function forkGuard(): { lock(): void; unlock(): void } | null {
   try {
-    libc = Deno.dlopen("libc.so.6", LIBC).symbols;
+    const libc = Deno.dlopen("libc.so.6", LIBC).symbols;
+    const fn = (name: string) => libc.dlsym(null, cString(name));
+    const [lock, unlock, reset] = ["_IO_list_lock", "_IO_list_unlock", "_IO_list_resetlock"].map(
+      fn,
+    );
+    if (!lock || !unlock || !reset) return null;
+    if (libc.__register_atfork(lock, unlock, reset, null) !== 0) return null;
+    return { lock: libc._IO_list_lock, unlock: libc._IO_list_unlock };
   } catch {
     return null;
   }
-  const name = cString(`${BLAS_MUTEX_ENV}_${Deno.pid}`);
-  const mine = libc.calloc(1n, 64n); // sizeof(pthread_mutex_t) is 40 on x86_64 and aarch64
-  if (mine === null) return null;
-  const hex = Deno.UnsafePointer.value(mine).toString(16);
-  libc.setenv(name, cString(hex), 0);
-  const published = libc.getenv(name);
-  const value = published ? new Deno.UnsafePointerView(published).getCString() : hex;
-  if (value !== hex) libc.free(mine);
-  const mutex = Deno.UnsafePointer.create(BigInt(`0x${value}`));
-  return {
-    lock: () => void libc.pthread_mutex_lock(mutex),
-    unlock: () => void libc.pthread_mutex_unlock(mutex),
-  };
 }
 
 let cached: Blas | null | undefined;
@@ -132,14 +125,14 @@ export function loadBlas(): Blas | null {
     try {
       const lib = Deno.dlopen(library, SYMBOLS);
       const f = lib.symbols.cblas_sgemm;
-      const mutex = processMutex();
-      const call: typeof f = mutex
+      const guard = forkGuard();
+      const call: typeof f = guard
         ? (...args) => {
-          mutex.lock();
+          guard.lock();
           try {
             f(...args);
           } finally {
-            mutex.unlock();
+            guard.unlock();
           }
         }
         : f;

@@ -1,58 +1,67 @@
 /**
- * Run by blas_test.ts in a child process: `W` workers call sgemm at once, `R` times each, on
- * matrices large enough for OpenBLAS's threaded path. Prints one JSON line per worker: its
- * checksum error and the mutex address it used.
+ * Run by blas_test.ts in a child process: `W` workers call sgemm (each its own transpose case,
+ * large enough for OpenBLAS's threaded path) for `S` seconds while the main thread forks child
+ * processes the way playwright starts a browser (node:child_process, detached, an extra pipe).
+ * Prints {forks, workers: [{calls, err}]}; without the fork guard this hangs within seconds.
  */
-import { BLAS_MUTEX_ENV, loadBlas } from "../blas.ts";
+import { spawn } from "node:child_process";
+import { loadBlas } from "../blas.ts";
 
-declare const self: Worker & { name?: string };
+declare const self: Worker;
 
 const isWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
   "undefined";
 
 if (isWorker) {
-  self.onmessage = (e: MessageEvent<{ n: number; rounds: number; variant: number }>) => {
-    const { n, rounds, variant } = e.data;
-    // each worker its own transpose case: OpenBLAS keeps one lock per case, not one for all
+  self.onmessage = (e: MessageEvent<{ n: number; seconds: number; variant: number }>) => {
+    const { n, seconds, variant } = e.data;
     const tA = (variant & 1) === 1, tB = (variant & 2) === 2;
     const blas = loadBlas()!;
     const a = new Float32Array(n * n).map((_, i) => (i % 7) - 3);
     const b = new Float32Array(n * n).map((_, i) => (i % 5) - 2);
     const c = new Float32Array(n * n);
-    let err = 0;
-    const pause = new Int32Array(new SharedArrayBuffer(4));
-    let seed = variant + 1;
-    for (let r = 0; r < rounds; r++) {
-      // now and then a pause about as long as OpenBLAS's idle threads spin before they sleep
-      seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff;
-      if (seed % 8 === 0) Atomics.wait(pause, 0, 0, (seed >> 8) % 150);
+    let err = 0, calls = 0;
+    const end = Date.now() + seconds * 1000;
+    while (Date.now() < end) {
       blas.sgemm(tA, tB, n, n, n, a, n, b, n, c);
-      // one entry checked against a plain dot product
-      const i = (r * 31) % n, j = (r * 17) % n;
+      // one entry against a plain dot product
+      const i = (calls * 31) % n, j = (calls * 17) % n;
       let ref = 0;
       for (let k = 0; k < n; k++) {
         ref += a[tA ? k * n + i : i * n + k]! * b[tB ? j * n + k : k * n + j]!;
       }
       err = Math.max(err, Math.abs(ref - c[i * n + j]!));
+      calls++;
     }
-    self.postMessage({ err, mutex: Deno.env.get(`${BLAS_MUTEX_ENV}_${Deno.pid}`) ?? null });
+    self.postMessage({ calls, err });
   };
 } else {
-  const workers = Number(Deno.args[0] ?? 2), rounds = Number(Deno.args[1] ?? 300);
-  const n = Number(Deno.args[2] ?? 96);
+  const workers = Number(Deno.args[0] ?? 2), seconds = Number(Deno.args[1] ?? 5);
+  const n = Number(Deno.args[2] ?? 192);
   if (!loadBlas()) {
     console.log(JSON.stringify({ blas: false }));
     Deno.exit(0);
   }
-  const done = Array.from({ length: workers }, (_, variant) => {
+  let running = workers;
+  const results = Array.from({ length: workers }, (_, variant) => {
     const w = new Worker(import.meta.url, { type: "module" });
     return new Promise((resolve) => {
       w.onmessage = (e) => {
+        running--;
         resolve(e.data);
         w.terminate();
       };
-      w.postMessage({ n, rounds, variant });
+      w.postMessage({ n, seconds, variant });
     });
   });
-  for (const r of await Promise.all(done)) console.log(JSON.stringify(r));
+  let forks = 0;
+  while (running > 0) {
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn("true", [], { detached: true, stdio: ["pipe", "pipe", "pipe", "pipe"] });
+      p.on("exit", () => resolve());
+      p.on("error", reject);
+    });
+    forks++;
+  }
+  console.log(JSON.stringify({ forks, workers: await Promise.all(results) }));
 }
