@@ -126,33 +126,30 @@ export function loadBlas(): Blas | null {
       const lib = Deno.dlopen(library, SYMBOLS);
       const f = lib.symbols.cblas_sgemm;
       const guard = forkGuard();
-      const call: typeof f = guard
-        ? (...args) => {
-          guard.lock();
-          try {
-            f(...args);
-          } finally {
-            guard.unlock();
-          }
+      const lock = guard?.lock ?? (() => {}), unlock = guard?.unlock ?? (() => {});
+      const gemm: Blas["gemm"] = (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => {
+        lock();
+        try {
+          f(
+            ROW_MAJOR,
+            transA ? TRANS : NO_TRANS,
+            transB ? TRANS : NO_TRANS,
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            lda,
+            b,
+            ldb,
+            beta,
+            c,
+            ldc,
+          );
+        } finally {
+          unlock();
         }
-        : f;
-      const gemm: Blas["gemm"] = (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
-        call(
-          ROW_MAJOR,
-          transA ? TRANS : NO_TRANS,
-          transB ? TRANS : NO_TRANS,
-          m,
-          n,
-          k,
-          alpha,
-          a,
-          lda,
-          b,
-          ldb,
-          beta,
-          c,
-          ldc,
-        );
+      };
       cached = {
         library,
         gemm,
