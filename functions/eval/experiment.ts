@@ -113,7 +113,7 @@ export async function main(args: string[]): Promise<number> {
     let first = true;
     await runPlan(plan, o, {
       onTrainStart: (run) => {
-        bar = startProgress(`train ${run.name}`, o.steps, ["loss"]);
+        bar = startProgress(`train ${run.name}`, run.config.steps ?? o.steps, ["loss"]);
         first = true;
       },
       onStep: (_run, m) => {

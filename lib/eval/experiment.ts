@@ -112,7 +112,7 @@ export function planRuns(o: ExperimentOptions): PlannedRun[] {
   const gen = `g${GENERATOR_VERSION}${o.baseSteps ? `-b${o.baseSteps}` : ""}`;
   const base = planBase(o);
   const runs: PlannedRun[] = [];
-  for (const seed of o.seeds) {
+  for (const [seedIndex, seed] of o.seeds.entries()) {
     for (const objective of ["sft", "dvsft"] as const) {
       // SFT does not depend on λ or the alignment: ablations share its runs
       const name = objective === "sft"
@@ -126,8 +126,14 @@ export function planRuns(o: ExperimentOptions): PlannedRun[] {
         loss: { lambda: o.lambda, align: o.align },
         data: o.labels === "ocr"
           ? { task: "dataset", path: o.ocrData! }
-          // after the samples the base saw: fine-tuning sees new data
-          : { task: "suite", suite: "train", start: base ? o.baseSteps * o.batch : 0 },
+          // after the samples the base saw: fine-tuning sees new data. From a shared base the
+          // seed's only other effect would be none (the weights come from the base), so each
+          // seed reads its own stretch of the stream; SFT and DV-SFT of a seed share it.
+          : {
+            task: "suite",
+            suite: "train",
+            start: base ? (o.baseSteps + seedIndex * o.steps) * o.batch : 0,
+          },
         ...(base ? { initFrom: base.dir } : {}),
         batchSize: o.batch,
         steps: o.steps,

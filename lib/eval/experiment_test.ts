@@ -96,3 +96,25 @@ Deno.test("experiment: base → pair → report (markdown + JSON), on tiny", asy
     await Deno.remove(runs, { recursive: true });
   }
 });
+
+Deno.test("experiment plan: from a shared base, each fine-tuning seed reads its own data; SFT and DV-SFT of a seed share it", () => {
+  const o = ExperimentOptionsSchema.parse({
+    model: "tiny",
+    steps: 10,
+    seeds: [0, 1, 2],
+    batch: 4,
+    baseSteps: 100,
+  });
+  const starts = planRuns(o).map((
+    r,
+  ) => [r.name.split("-")[0], r.seed, (r.config.data as { start: number }).start]);
+  // the base saw samples [0, 400); seed k fine-tunes on [400 + 40k, 440 + 40k)
+  assertEquals(starts, [
+    ["sft", 0, 400],
+    ["dvsft", 0, 400],
+    ["sft", 1, 440],
+    ["dvsft", 1, 440],
+    ["sft", 2, 480],
+    ["dvsft", 2, 480],
+  ]);
+});
