@@ -25,7 +25,7 @@ import { startProgress } from "../../lib/util/progress.ts";
 import { zodIssues } from "../../lib/http/mod.ts";
 
 const USAGE = `Usage:
-  deno task data generate --suite NAME --n N --out DIR [--model small|tiny | --size PX]
+  deno task data generate --suite NAME --n N --out DIR [--model small|tiny | --size PX] [--start K]
                           [--shard-size 1000] [--label-source render|ocr] [--shard i/N]
   deno task data import FILE.jsonl|FILE.json --out DIR [--words ocr|boxes|none] [--root DIR]
                           (LLaMA-Factory / ms-swift messages + images; words: OCR, or <image>.boxes.json)
@@ -54,6 +54,7 @@ const FLAGS = {
   geometry: { type: "string" },
   "label-source": { type: "string" },
   shard: { type: "string" },
+  start: { type: "string" },
   words: { type: "string" },
   root: { type: "string" },
   "image-max-pixels": { type: "string" },
@@ -80,6 +81,7 @@ export async function main(args: string[]): Promise<number> {
     const f = z.object({
       suite: z.string(),
       n: z.coerce.number().int().min(1),
+      start: z.coerce.number().int().min(0).default(0),
       out: z.string(),
       "shard-size": z.coerce.number().int().min(1).default(1000),
       model: z.enum(["tiny", "small"]).default("small"),
@@ -100,6 +102,7 @@ export async function main(args: string[]): Promise<number> {
         {
           suite: v.suite,
           n: v.n,
+          start: v.start,
           shardSize: v["shard-size"],
           size,
           labelSource: v["label-source"],

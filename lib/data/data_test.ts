@@ -149,6 +149,13 @@ Deno.test("datasets: shards, resume after a kill, N processes = 1 process; words
     const again = await generateDataset(cfg, { out: join(dir, "one"), onSample: () => made++ });
     assertEquals(made, 5); // only the bad shard is redone
     assertEquals(again.shards, whole.shards);
+    // a later stretch of the suite: items start … start + n − 1
+    const later = await generateDataset({ ...cfg, n: 2, start: 7 }, { out: join(dir, "later") });
+    assertEquals(later.config.start, 7);
+    const l = await readDataset(join(dir, "later"));
+    assertEquals(l.items.map((it) => it.id), ["doc-kv:7", "doc-kv:8"]);
+    assertEquals(l.items[1]!.qa, a.items[8]!.qa);
+    assertEquals(l.items[1]!.words, a.items[8]!.words);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -287,6 +287,11 @@ export const DatasetConfigSchema = z.strictObject({
     message: `suite must be one of ${Object.keys(SUITES).join(", ")}`,
   }),
   n: z.number().int().min(1).max(10_000_000),
+  /**
+   * The suite's first item index: items start … start + n − 1 (e.g. the training stream after
+   * what a base model saw).
+   */
+  start: z.number().int().min(0).max(1_000_000_000).default(0),
   shardSize: z.number().int().min(1).max(100_000).default(1000),
   /** Image side in pixels (the model's input size: 224 for `small`, 56 for `tiny`). */
   size: z.number().int().min(56).max(2048).default(224),
@@ -326,7 +331,7 @@ export async function generateDataset(
     const end = Math.min(config.n, (s + 1) * config.shardSize);
     const items = async function* (): AsyncGenerator<ItemInput> {
       for (let k = s * config.shardSize; k < end; k++) {
-        const g = await generateSample(config.suite, k, config.size);
+        const g = await generateSample(config.suite, config.start + k, config.size);
         const png = new Uint8Array(await g.canvas.encode("png"));
         let words: WordBox[] = g.words;
         let source: DatasetItem["source"] = { kind: "render" };
@@ -335,7 +340,7 @@ export async function generateDataset(
           source = { kind: "ocr", engine: options.ocr!.name };
         }
         yield {
-          id: `${config.suite}:${k}`,
+          id: `${config.suite}:${config.start + k}`,
           bytes: png,
           width: g.width,
           height: g.height,
