@@ -10,7 +10,8 @@
  * - per-token cross-entropy over the vocabulary: one dispatch forward (max, logsumexp and the
  *   picked logit per row), one backward (softmax − one-hot, scaled, written once);
  * - linear: tfjs's fused matmul with the bias (one dispatch), and backward only the gradients
- *   asked for, one matmul (or column sum) each;
+ *   asked for, one matmul (or column sum) each; the weight gradient of a tall-skinny shape (a
+ *   long reduction over batch × tokens) as a split-K matmul, two dispatches;
  * - attention: batched matmuls and a softmax inside one kernel (no tape nodes for the pieces),
  *   and a hand-written backward using the identity Σⱼ dPᵢⱼPᵢⱼ = dYᵢ·Yᵢ.
  *
@@ -466,6 +467,11 @@ function linearBackward(
       "DY[k]",
     );
   }
+  if (attrs.part === "w") {
+    const K = inputs.x.shape.at(-1)!, N = inputs.w.shape[1]!, M = prod(inputs.x.shape) / K;
+    const plan = splitKPlan(M, K, N);
+    if (plan) return weightGradSplitK(backend, inputs.x, inputs.dy, M, K, N, plan);
+  }
   return tf.tidy(() => {
     const dy = asTensor(inputs.dy), x = asTensor(inputs.x), w = asTensor(inputs.w);
     const K = x.shape.at(-1)!, N = w.shape[1]!, M = x.size / K;
@@ -475,6 +481,134 @@ function linearBackward(
     }
     return tf.matMul(tf.reshape(x, [M, K]) as tf.Tensor2D, dy2, true);
   });
+}
+
+/** Output tile side of the split-K kernel (16 × 16 threads, 2 × 2 outputs each). */
+const SK_TILE = 32;
+/** Rows of the reduction each split takes at least (and the most splits a matmul uses). */
+const SK_ROWS = 256, SK_MAX_SPLITS = 64;
+
+/**
+ * The split-K plan for dW = Xᵀ·dY with X [M, K], dY [M, N]: tall-skinny shapes (the reduction M
+ * = batch × tokens is long, the output K × N small) leave most of a GPU idle under a tiling of
+ * the output alone, so the reduction is cut into `splits` slices whose partial products are
+ * summed by a second dispatch. Null where one pass over the output already has work enough.
+ */
+export function splitKPlan(
+  M: number,
+  K: number,
+  N: number,
+): { splits: number; rows: number } | null {
+  if (M < 2 * SK_ROWS || M < 4 * Math.max(K, N)) return null;
+  const splits = Math.min(SK_MAX_SPLITS, Math.ceil(M / SK_ROWS));
+  // rows per split, a multiple of the 16-row chunk the kernel steps by
+  const rows = Math.ceil(M / splits / 16) * 16;
+  return { splits: Math.ceil(M / rows), rows };
+}
+
+/**
+ * dW [K, N] = Σₘ X[m, k]·dY[m, n] in two dispatches: each workgroup a 32 × 32 tile of one
+ * split's partial product (16-row chunks of X and dY staged in workgroup memory), then a sum
+ * over the splits. Used for the weight gradient of `linear` when {@linkcode splitKPlan} says so.
+ */
+function weightGradSplitK(
+  backend: WebGpuBackend,
+  x: TensorInfo,
+  dy: TensorInfo,
+  M: number,
+  K: number,
+  N: number,
+  plan: { splits: number; rows: number },
+): TensorInfo {
+  const tilesK = Math.ceil(K / SK_TILE), tilesN = Math.ceil(N / SK_TILE);
+  const groups = plan.splits * tilesK * tilesN;
+  const partial = backend.runWebGPUProgram(
+    program(
+      "wgrad_splitk",
+      ["X", "DY"],
+      [plan.splits, K, N],
+      groups,
+      256,
+      "M : i32, K : i32, N : i32, splits : i32, rows : i32,",
+      `var<workgroup> xs : array<f32, ${16 * SK_TILE}>;
+      var<workgroup> ds : array<f32, ${16 * SK_TILE}>;
+      fn main(index : i32) {
+        let K = uniforms.K;
+        let N = uniforms.N;
+        let tilesN = (N + ${SK_TILE - 1}) / ${SK_TILE};
+        let tiles = ((K + ${SK_TILE - 1}) / ${SK_TILE}) * tilesN;
+        // spare workgroups of a wrapped dispatch redo the last tile (same values written twice)
+        let g = min(i32(workgroupId.y * numWorkgroups.x + workgroupId.x), tiles * uniforms.splits - 1);
+        let split = g / tiles;
+        let k0 = ((g % tiles) / tilesN) * ${SK_TILE};
+        let n0 = ((g % tiles) % tilesN) * ${SK_TILE};
+        let m0 = split * uniforms.rows;
+        let m1 = min(m0 + uniforms.rows, uniforms.M);
+        let li = i32(localIndex);
+        let ty = li / 16;
+        let tx = li % 16;
+        var a00 = 0.0; var a01 = 0.0; var a10 = 0.0; var a11 = 0.0;
+        for (var m = m0; m < m1; m = m + 16) {
+          // 512 values of each operand, two per thread: chunk row r, tile column c
+          for (var e = li; e < ${16 * SK_TILE}; e = e + 256) {
+            let r = e / ${SK_TILE};
+            let c = e % ${SK_TILE};
+            let mm = m + r;
+            var xv = 0.0;
+            var dv = 0.0;
+            if (mm < m1) {
+              if (k0 + c < K) { xv = X[mm * K + k0 + c]; }
+              if (n0 + c < N) { dv = DY[mm * N + n0 + c]; }
+            }
+            xs[e] = xv;
+            ds[e] = dv;
+          }
+          workgroupBarrier();
+          for (var r = 0; r < 16; r = r + 1) {
+            let x0 = xs[r * ${SK_TILE} + ty];
+            let x1 = xs[r * ${SK_TILE} + ty + 16];
+            let d0 = ds[r * ${SK_TILE} + tx];
+            let d1 = ds[r * ${SK_TILE} + tx + 16];
+            a00 = a00 + x0 * d0; a01 = a01 + x0 * d1;
+            a10 = a10 + x1 * d0; a11 = a11 + x1 * d1;
+          }
+          workgroupBarrier();
+        }
+        let base = split * K * N;
+        let k = k0 + ty;
+        let n = n0 + tx;
+        if (k < K && n < N) { result[base + k * N + n] = a00; }
+        if (k < K && n + 16 < N) { result[base + k * N + n + 16] = a01; }
+        if (k + 16 < K && n < N) { result[base + (k + 16) * N + n] = a10; }
+        if (k + 16 < K && n + 16 < N) { result[base + (k + 16) * N + n + 16] = a11; }
+      }`,
+    ),
+    [x, dy],
+    "float32",
+    i32s(M, K, N, plan.splits, plan.rows),
+  );
+  const KN = K * N;
+  const out = backend.runWebGPUProgram(
+    program(
+      "wgrad_splitk_sum",
+      ["P"],
+      [K, N],
+      Math.ceil(KN / EW),
+      EW,
+      "n : i32, splits : i32,",
+      `fn main(index : i32) {
+        if (index >= uniforms.n) { return; }
+        var acc = 0.0;
+        for (var s = 0; s < uniforms.splits; s = s + 1) { acc = acc + P[s * uniforms.n + index]; }
+        result[index] = acc;
+      }`,
+    ),
+    [partial],
+    "float32",
+    i32s(KN, plan.splits),
+  );
+  backend.disposeData(partial.dataId);
+  return out;
 }
 
 interface AttentionAttrs {

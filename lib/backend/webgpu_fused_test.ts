@@ -14,7 +14,7 @@ import {
   tokenCrossEntropy,
   useBackend,
 } from "./mod.ts";
-import { webgpuAdamW, webgpuCounters } from "./webgpu_fused.ts";
+import { splitKPlan, webgpuAdamW, webgpuCounters } from "./webgpu_fused.ts";
 import { AdamW, OptimizerConfigSchema } from "../train/optimizer.ts";
 import { jointNextTokenLoss } from "../loss/mod.ts";
 import {
@@ -75,6 +75,13 @@ if (!hasWebgpuApi) {
     {
       name: "linear",
       inputs: () => [rn([2, 3, 12], 6), rn([12, 9], 7), rn([9], 8)],
+      f: (x, w, b) => linear(x!, w!, b!),
+    },
+    {
+      // 1 100 rows of reduction: the weight gradient is split-K (5 splits, a short last one),
+      // K and N not multiples of the 32-wide tile
+      name: "linear, tall-skinny (split-K weight gradient)",
+      inputs: () => [rn([2, 550, 24], 21), rn([24, 40], 22), rn([40], 23)],
       f: (x, w, b) => linear(x!, w!, b!),
     },
     {
@@ -144,6 +151,40 @@ if (!hasWebgpuApi) {
       await useBackend("cpu");
     });
   }
+
+  Deno.test("webgpu split-K weight gradient: taken for long reductions only, two dispatches, equal to cpu's Xᵀ·dY", async () => {
+    assert(splitKPlan(128, 64, 64) === null, "a short reduction tiles the output alone");
+    assert(splitKPlan(4096, 2048, 512) === null, "a wide output has work enough");
+    const p = splitKPlan(4096, 96, 384)!;
+    assert(p.splits === 16 && p.rows === 256, JSON.stringify(p));
+    const q = splitKPlan(1_000_000, 64, 64)!;
+    assert(
+      q.splits <= 64 && q.splits * q.rows >= 1_000_000 && q.rows % 16 === 0,
+      JSON.stringify(q),
+    );
+    const M = 2 * 1031, K = 70, N = 33; // ragged everywhere
+    const x = () => rn([2, 1031, K], 31), dy = () => rn([2, 1031, N], 32);
+    const dW = async () => {
+      const xs = x(), w = rn([K, N], 33), b = rn([N], 34), d = dy();
+      const g = tf.grad((w2: tf.Tensor) => tf.sum(tf.mul(linear(xs, w2, b), d)))(w);
+      const out = (await g.data()) as Float32Array;
+      tf.dispose([xs, w, b, d, g]);
+      return out;
+    };
+    await useBackend("cpu");
+    const cpu = await dW();
+    await useBackend("webgpu");
+    const counters = webgpuCounters();
+    counters.reset();
+    const gpu = await dW();
+    assert(splitKPlan(M, K, N) !== null);
+    assert(
+      counters.byProgram.get("dvsft_wgrad_splitk") === 2,
+      `programs: ${JSON.stringify([...counters.byProgram])}`,
+    );
+    close(gpu, cpu, "dW");
+    await useBackend("cpu");
+  });
 
   Deno.test("webgpu fused: a target outside the vocabulary gives NaN, not a silent loss", async () => {
     await useBackend("webgpu");
