@@ -72,10 +72,21 @@ export async function main(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   let first = true;
+  // evalEvery: the evaluation hook (lib/eval), loaded only when asked for
+  const evaluate = config.evalEvery > 0
+    ? (await import("../../lib/eval/mod.ts")).periodicEvaluation()
+    : undefined;
   try {
     const r = await train(config, {
       resume: values.resume,
       signal: ac.signal,
+      evaluate,
+      onEval: (e) => {
+        const line = `eval step ${e.step}: ${e.suite} ${e.metric} ${(e.score * 100).toFixed(1)} ` +
+          `(probe top-1 ${e.probeTop1 === null ? "—" : (e.probeTop1 * 100).toFixed(1)}, n ${e.n})`;
+        if (bar) bar.log(line);
+        else console.log(line);
+      },
       onStep: (m) => {
         if (first && bar) {
           // a resumed run starts its bar where the checkpoint left off

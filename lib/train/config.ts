@@ -58,17 +58,22 @@ export const TrainConfigSchema = z.strictObject({
     suite: z.string().refine((s) => Object.hasOwn(SUITES, s), "unknown suite").default("train"),
     path: z.string().optional(),
     /**
-     * mix: each sample comes from one of these sources (a dataset folder or a generator
-     * suite), picked with probability proportional to its weight.
+     * mix: each sample comes from one of these sources (a dataset folder, a generator suite or
+     * the built-in reading task), picked with probability proportional to its weight.
      */
     mix: z.array(
       z.strictObject({
         path: z.string().optional(),
         suite: z.string().refine((s) => Object.hasOwn(SUITES, s), "unknown suite").optional(),
+        task: z.literal("reading").optional(),
         weight: z.number().positive().max(1e6),
-      }).refine((m) => (m.path === undefined) !== (m.suite === undefined), {
-        message: "a mix source names either a dataset 'path' or a generator 'suite'",
-      }),
+      }).refine(
+        (m) => [m.path, m.suite, m.task].filter((x) => x !== undefined).length === 1,
+        {
+          message:
+            "a mix source names one of: a dataset 'path', a generator 'suite', or task 'reading'",
+        },
+      ),
     ).max(16).default([]),
     /** Seed of the reading generator (samples are a pure function of (seed, index)). */
     seed: z.number().int().default(0),
@@ -76,12 +81,22 @@ export const TrainConfigSchema = z.strictObject({
     size: z.number().int().min(0).default(0),
     /** Index of the stream's first sample: a fine-tuning run starts after what its base saw. */
     start: z.number().int().min(0).default(0),
+    /** Make the next batch in a worker while the step runs (the same batches either way). */
+    prefetch: z.boolean().default(true),
   }).refine((d) => d.task !== "dataset" || d.path, {
     message: "data.path is required for task 'dataset'",
   }).refine((d) => d.task !== "mix" || d.mix.length > 0, {
     message: "data.mix needs at least one source for task 'mix'",
   })
-    .default({ task: "reading", suite: "train", seed: 0, size: 0, start: 0, mix: [] }),
+    .default({
+      task: "reading",
+      suite: "train",
+      seed: 0,
+      size: 0,
+      start: 0,
+      mix: [],
+      prefetch: true,
+    }),
   batchSize: z.number().int().min(1).max(4096).default(8),
   steps: z.number().int().min(1).max(10_000_000).default(100),
   optimizer: OptimizerConfigSchema.default(OptimizerConfigSchema.parse({})),

@@ -15,13 +15,7 @@ import {
   writeRunConfig,
 } from "../runs/mod.ts";
 import { tf, useBackend } from "../backend/mod.ts";
-import {
-  datasetSample,
-  makeReadingSample,
-  readDatasetTurns,
-  type Sample,
-  suiteSamples,
-} from "../data/mod.ts";
+import type { Sample } from "../data/mod.ts";
 import { jointNextTokenLoss } from "../loss/mod.ts";
 import {
   MODEL_PRESETS,
@@ -37,6 +31,8 @@ import { IGNORE_INDEX } from "../labels/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
 import { type TrainConfig, type TrainConfigInput, TrainConfigSchema } from "./config.ts";
 import { hfModelPath, trainHf } from "./hf.ts";
+import { makeSampler } from "./sampler.ts";
+import { BatchPrefetcher } from "./prefetch.ts";
 import {
   NonFiniteLossError,
   recordStep,
@@ -73,86 +69,6 @@ export function makeBatch(samples: Sample[], config: ModelConfig, withVision: bo
     pixels: tf.tensor4d(px, [B, S, S, 3]),
     inputIds: tf.tensor2d(ids, [B, T], "int32"),
     labels: tf.tensor2d(labels, [B, T], "int32"),
-  };
-}
-
-/**
- * Sample i of the training stream, a pure function of (config, i): resuming at a data
- * position reproduces the same batches.
- */
-export async function makeSampler(
-  config: TrainConfig,
-  modelConfig: ModelConfig,
-  tokenizer: WordTokenizer,
-): Promise<(i: number) => Promise<Sample>> {
-  const d = config.data;
-  if (d.task === "reading") {
-    return (i) =>
-      Promise.resolve(
-        makeReadingSample(d.size > 0 ? i % d.size : i, {
-          config: modelConfig,
-          tokenizer,
-          seed: d.seed,
-        }),
-      );
-  }
-  if (d.task === "suite") {
-    // item k of the suite gives several questions; sample i takes item ⌊i/2⌋'s question i mod 2 (or the first)
-    return async (i) => {
-      const j = d.size > 0 ? i % d.size : i;
-      const all = await suiteSamples(d.suite, Math.floor(j / 2), modelConfig, tokenizer);
-      if (all.length === 0) {
-        return await suiteSamples(d.suite, Math.floor(j / 2) + 1_000_000, modelConfig, tokenizer)
-          .then((x) => x[0]!);
-      }
-      return all[j % 2 % all.length]!;
-    };
-  }
-  if (d.task === "dataset") return await datasetSampler(d.path!, modelConfig, tokenizer);
-  // mix: sample i comes from one source, picked by a hash of i with the sources' weights
-  const sources = await Promise.all(
-    d.mix.map(async (m) =>
-      m.path !== undefined
-        ? await datasetSampler(m.path, modelConfig, tokenizer)
-        : await makeSampler(
-          { ...config, data: { ...d, task: "suite", suite: m.suite!, mix: [] } },
-          modelConfig,
-          tokenizer,
-        )
-    ),
-  );
-  const total = d.mix.reduce((s, m) => s + m.weight, 0);
-  return (i) => {
-    let u = (mixHash(d.seed, i) / 2 ** 32) * total;
-    for (let k = 0; k < sources.length; k++) {
-      u -= d.mix[k]!.weight;
-      if (u < 0 || k === sources.length - 1) return sources[k]!(i);
-    }
-    throw new Error("unreachable");
-  };
-}
-
-/** A well-spread 32-bit hash of (seed, i). */
-function mixHash(seed: number, i: number): number {
-  let h = Math.imul(seed ^ 0x5bd1e995, 0x85ebca6b) ^ Math.imul(i + 0x27d4eb2f, 0xc2b2ae35);
-  h ^= h >>> 15;
-  return Math.imul(h, 0x2c1b3c6d) >>> 0;
-}
-
-/** Turn i of a dataset (any producer), cycling; turns whose text does not fit are skipped. */
-async function datasetSampler(
-  path: string,
-  modelConfig: ModelConfig,
-  tokenizer: WordTokenizer,
-): Promise<(i: number) => Promise<Sample>> {
-  const turns = await readDatasetTurns(path);
-  if (turns.length === 0) throw new RangeError(`Dataset '${path}' has no items`);
-  return async (i) => {
-    for (let k = 0; k < turns.length; k++) {
-      const s = await datasetSample(turns[(i + k) % turns.length]!, modelConfig, tokenizer);
-      if (s) return s;
-    }
-    throw new RangeError(`No item of '${path}' fits the model's text length`);
   };
 }
 
@@ -226,8 +142,16 @@ async function trainIn(
 
     const N = numVisualTokens(modelConfig);
     const T = sequenceLength(modelConfig);
-    const sampleFrom0 = await makeSampler(config, modelConfig, tokenizer);
-    const sampleAt = (i: number) => sampleFrom0(config.data.start + i);
+    const sampleFrom0 = config.data.prefetch
+      ? null
+      : await makeSampler(config, modelConfig, tokenizer);
+    // made in the loop's try, so that its finally always stops the worker
+    let prefetch: BatchPrefetcher | null = null;
+    // the batch at data position p: [start + p, start + p + B) of the stream
+    const batchAt = (p: number) =>
+      prefetch ? prefetch.batch(config.data.start + p, config.batchSize) : Promise.all(
+        Array.from({ length: config.batchSize }, (_, k) => sampleFrom0!(config.data.start + p + k)),
+      );
     const checkpoint = () =>
       saveCheckpoint(ckptDir, {
         step,
@@ -242,6 +166,7 @@ async function trainIn(
     const metrics: StepMetrics[] = [];
     const log = await openMetricsLog(runDir, !latest);
     try {
+      if (config.data.prefetch) prefetch = new BatchPrefetcher(config, modelConfig, tokPath);
       while (step < config.steps) {
         if (options.signal?.aborted) {
           // stopped from outside: keep the work done so far
@@ -250,9 +175,7 @@ async function trainIn(
         }
         const t0 = performance.now();
         // data
-        const samples = await Promise.all(
-          Array.from({ length: config.batchSize }, (_, k) => sampleAt(dataPosition + k)),
-        );
+        const samples = await batchAt(dataPosition);
         const batch = makeBatch(samples, modelConfig, config.objective === "dvsft");
         const lr = learningRate(config.optimizer, step, config.steps);
         // step: forward, joint loss, backward, clipped AdamW update
@@ -300,6 +223,7 @@ async function trainIn(
       }
     } finally {
       log.close();
+      prefetch?.close();
     }
     await writeLossPlot(runDir);
     return { runDir, backend, finalStep: step, metrics, parameterCount: model.parameterCount };

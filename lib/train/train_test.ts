@@ -7,7 +7,7 @@ import { MODEL_PRESETS, ModelConfigSchema, SmallVLM } from "../model/mod.ts";
 import { buildSmallTokenizerJson } from "../tokenizer/small.ts";
 import { loadTokenizerFile } from "../tokenizer/mod.ts";
 import { makeBatch, NonFiniteLossError, train } from "./mod.ts";
-import { loadCheckpoint, runPaths } from "../runs/mod.ts";
+import { loadCheckpoint, resolveCheckpoint, runPaths } from "../runs/mod.ts";
 import { periodicEvaluation } from "../eval/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
 
@@ -309,6 +309,87 @@ Deno.test("train: a run refused before its first step leaves no run folder behin
       })
     );
     assertEquals([...Deno.readDirSync(outDir)].map((e) => e.name), []);
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("train: batches made ahead in the data worker equal the main thread's, loss for loss and weight for weight", async () => {
+  const outDir = await tmp();
+  try {
+    const run = (prefetch: boolean) =>
+      train({
+        ...base,
+        name: `prefetch-${prefetch}`,
+        outDir,
+        steps: 3,
+        batchSize: 4,
+        backend: "wasm",
+        // a mix of a generator suite (rendered images) and the reading task, from a later position
+        data: {
+          task: "mix",
+          start: 7,
+          mix: [{ suite: "train", weight: 1 }, { task: "reading", weight: 1 }],
+          prefetch,
+        },
+      });
+    const off = await run(false), on = await run(true);
+    assertEquals(on.metrics.map((m) => m.loss), off.metrics.map((m) => m.loss));
+    const weights = async (dir: string) => {
+      const ck = await loadCheckpoint(await resolveCheckpoint(dir));
+      assertEquals(ck.manifest.step, 3);
+      return [...ck.weights].map(([k, v]) => [k, Array.from(v)]);
+    };
+    assertEquals(await weights(on.runDir), await weights(off.runDir));
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("train: a data error raised in the data worker reaches the caller with its message", async () => {
+  const outDir = await tmp();
+  try {
+    const missing = join(outDir, "no-such-dataset");
+    const e = await assertRejects(() =>
+      train({
+        ...base,
+        name: "worker-error",
+        outDir,
+        steps: 2,
+        backend: "wasm",
+        data: { task: "dataset", path: missing, prefetch: true },
+      })
+    );
+    assert(String(e).includes("no-such-dataset"), String(e));
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("train CLI: --set evalEvery evaluates during training, prints each evaluation and stores evals.jsonl", async () => {
+  const outDir = await tmp();
+  try {
+    const root = new URL("../..", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "functions/train/cli.ts",
+        "--quiet",
+        "--model",
+        "tiny",
+        ...["--set", `outDir=${outDir}`, "--set", "name=ev", "--set", "steps=4"],
+        ...["--set", "evalEvery=2", "--set", "evalN=2", "--set", "checkpointEvery=0"],
+        ...["--set", "backend=wasm"],
+      ],
+      cwd: root,
+    }).output();
+    const stdout = new TextDecoder().decode(out.stdout);
+    assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert(/eval step 2: text-reading anls \d/.test(stdout), stdout);
+    assert(/eval step 4: text-reading anls \d/.test(stdout), stdout);
+    const evals = (await Deno.readTextFile(join(outDir, "ev", "evals.jsonl"))).trim().split("\n");
+    assertEquals(evals.map((l) => JSON.parse(l).step), [2, 4]);
   } finally {
     await Deno.remove(outDir, { recursive: true });
   }

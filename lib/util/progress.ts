@@ -5,6 +5,8 @@ import process from "node:process";
 
 export interface Progress {
   tick(fields?: Record<string, string | number>): void;
+  /** A line printed above the bar (the bar redraws under it). */
+  log(line: string): void;
   stop(): void;
 }
 
@@ -23,6 +25,11 @@ export function startProgress(label: string, total: number, fieldNames: string[]
   bar.start(total, 0, Object.fromEntries(fieldNames.map((f) => [f, "-"])));
   return {
     tick: (fields) => bar.increment(1, fields),
+    log: (line) => {
+      if (process.stderr.isTTY) process.stderr.write("\r\x1b[2K");
+      console.log(line);
+      if (process.stderr.isTTY) bar.render();
+    },
     stop: () => bar.stop(),
   };
 }
