@@ -28,6 +28,17 @@ import {
 } from "../../lib/eval/mod.ts";
 import { startProgress } from "../../lib/util/progress.ts";
 
+async function readJsonFile(path: string): Promise<Record<string, unknown>> {
+  const text = await Deno.readTextFile(path).catch((e) => {
+    throw new Error(`Cannot read --base-config ${path}: ${e instanceof Error ? e.message : e}`);
+  });
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`--base-config ${path} is not JSON: ${e instanceof Error ? e.message : e}`);
+  }
+}
+
 const list = (s: string) => s.split(",").map((x) => x.trim()).filter(Boolean);
 
 const Flags = z.strictObject({
@@ -45,6 +56,7 @@ const Flags = z.strictObject({
   "base-steps": z.coerce.number().optional(),
   "base-lr": z.coerce.number().optional(),
   "base-checkpoints": z.coerce.number().optional(),
+  "base-config": z.string().optional(),
   runs: z.string().optional(),
   suites: z.string().transform(list).optional(),
   backend: z.string().optional(),
@@ -63,6 +75,8 @@ checkpoint evaluated; results/<report>.md and .json.
 
   --base-steps N     train a shared base (plain SFT) first; the pairs fine-tune from it (0: none)
   --base-lr X --base-checkpoints N
+  --base-config FILE the base's training config (data, schedule, steps, batch) instead of
+                     --base-steps/--base-lr; the base run is named by its content
   --steps N --seeds 0,1,2 --n ITEMS --model tiny|small --batch B --checkpoints K --lr X
   --lambda X --align next|self --labels exact|ocr [--ocr-data DIR]
   --suites a,b       (default: the 3 in-domain + 4 out-of-domain suites)
@@ -103,6 +117,7 @@ export async function main(args: string[]): Promise<number> {
     baseSteps: f["base-steps"],
     baseLr: f["base-lr"],
     baseCheckpoints: f["base-checkpoints"],
+    baseConfig: f["base-config"] ? await readJsonFile(f["base-config"]) : undefined,
     runs: f.runs,
     suites: f.suites,
     backend: f.backend,

@@ -13,7 +13,7 @@ import {
   readEvaluations,
   type SuiteResult,
 } from "../runs/mod.ts";
-import { train, type TrainConfigInput } from "../train/mod.ts";
+import { train, type TrainConfigInput, TrainConfigSchema } from "../train/mod.ts";
 import type { StepMetrics } from "../runs/mod.ts";
 import { compareRuns, readRunMetrics, type RunMetrics } from "./compare.ts";
 import { evaluateAndStore } from "./evaluate.ts";
@@ -41,6 +41,12 @@ export const ExperimentOptionsSchema = z.strictObject({
    */
   baseSteps: z.number().int().min(0).default(0),
   baseLr: z.number().positive().default(0.002),
+  /**
+   * The base's training config instead of `baseSteps`/`baseLr` (a committed file, e.g.
+   * `configs/base-small.json`): its data, schedule, steps and batch. The experiment sets its
+   * name (from the content), folder, model and objective (plain SFT).
+   */
+  baseConfig: z.record(z.string(), z.unknown()).optional(),
   /** Checkpoints of the base kept and evaluated. */
   baseCheckpoints: z.number().int().min(1).default(2),
   /** Folder of the training runs. */
@@ -78,7 +84,33 @@ export const runLabel = (r: Pick<PlannedRun, "objective" | "seed">) => `${r.obje
  * The shared base: plain SFT (no vision labels: that is what fine-tuning adds) on the training
  * mix, long enough to read; null when the experiment trains from scratch.
  */
-export function planBase(o: ExperimentOptions): PlannedRun | null {
+export function planBase(o: ExperimentOptions): BasePlan | null {
+  if (o.baseConfig) {
+    const given = o.baseConfig;
+    // named by the content: another config never resumes this base's run
+    const name = `base-${o.model}-g${GENERATOR_VERSION}-c${fnv1a(canonicalJson(given))}`;
+    const config = TrainConfigSchema.parse({
+      checkpointEvery: 0,
+      ...given,
+      name,
+      outDir: o.runs,
+      model: o.model,
+      objective: "sft",
+      backend: o.backend,
+    });
+    if (config.checkpointEvery === 0) {
+      config.checkpointEvery = Math.max(1, Math.ceil(config.steps / o.baseCheckpoints));
+      config.keepCheckpoints = Math.max(config.keepCheckpoints, o.baseCheckpoints + 1);
+    }
+    return {
+      objective: "sft",
+      seed: config.seed,
+      name,
+      dir: join(o.runs, name),
+      config,
+      samples: config.data.start + config.steps * config.batchSize,
+    };
+  }
   if (o.baseSteps === 0) return null;
   const name = `base-${o.model}-g${GENERATOR_VERSION}-b${o.baseSteps}`;
   return {
@@ -86,6 +118,7 @@ export function planBase(o: ExperimentOptions): PlannedRun | null {
     seed: 0,
     name,
     dir: join(o.runs, name),
+    samples: o.baseSteps * o.batch,
     config: {
       name,
       outDir: o.runs,
@@ -103,14 +136,38 @@ export function planBase(o: ExperimentOptions): PlannedRun | null {
   };
 }
 
+/** The shared base's run, and how many samples of the training stream it consumed. */
+export interface BasePlan extends PlannedRun {
+  samples: number;
+}
+
+/** JSON with object keys sorted (the same config names the same base however it was written). */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    const o = v as Record<string, unknown>;
+    return `{${
+      Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(",")
+    }}`;
+  }
+  return JSON.stringify(v);
+}
+
+/** FNV-1a, 32 bits, as 8 hex digits: a short name for a config. */
+function fnv1a(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
+
 /**
  * SFT and DV-SFT from the same initialization (the base's weights when there is one), the same
  * data order and steps, for each seed; only the objective differs.
  */
 export function planRuns(o: ExperimentOptions): PlannedRun[] {
   // run names carry the data generator's version: a run never mixes with one trained on other data
-  const gen = `g${GENERATOR_VERSION}${o.baseSteps ? `-b${o.baseSteps}` : ""}`;
   const base = planBase(o);
+  const gen = `g${GENERATOR_VERSION}${base ? `-${base.name.split("-").at(-1)}` : ""}`;
   const runs: PlannedRun[] = [];
   for (const [seedIndex, seed] of o.seeds.entries()) {
     for (const objective of ["sft", "dvsft"] as const) {
@@ -132,7 +189,7 @@ export function planRuns(o: ExperimentOptions): PlannedRun[] {
           : {
             task: "suite",
             suite: "train",
-            start: base ? (o.baseSteps + seedIndex * o.steps) * o.batch : 0,
+            start: base ? base.samples + seedIndex * o.steps * o.batch : 0,
           },
         ...(base ? { initFrom: base.dir } : {}),
         batchSize: o.batch,

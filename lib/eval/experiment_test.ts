@@ -4,6 +4,7 @@ import {
   ExperimentOptionsSchema,
   loadBase,
   loadRuns,
+  planBase,
   planRuns,
   renderReport,
   runPlan,
@@ -117,4 +118,43 @@ Deno.test("experiment plan: from a shared base, each fine-tuning seed reads its 
     ["sft", 2, 480],
     ["dvsft", 2, 480],
   ]);
+});
+
+Deno.test("experiment plan: a base from a committed config is named by its content, plain SFT, and the pairs start after its samples", () => {
+  const baseConfig = {
+    data: { task: "mix", mix: [{ suite: "train", weight: 1 }, { task: "reading", weight: 1 }] },
+    steps: 50,
+    batchSize: 8,
+    optimizer: { lr: 0.003 },
+    objective: "dvsft", // ignored: a base is plain SFT
+  };
+  const o = (c: Record<string, unknown>) =>
+    ExperimentOptionsSchema.parse({
+      model: "tiny",
+      steps: 10,
+      seeds: [0, 1],
+      batch: 4,
+      baseConfig: c,
+    });
+  const plan = planRuns(o(baseConfig));
+  const base = planBase(o(baseConfig))!;
+  assertEquals(base.config.objective, "sft");
+  assertEquals(base.samples, 400);
+  assert(/^base-tiny-g\d+-c[0-9a-f]{8}$/.test(base.name), base.name);
+  // the same content written in another key order names the same base; other content another
+  const reordered = {
+    optimizer: { lr: 0.003 },
+    batchSize: 8,
+    steps: 50,
+    data: baseConfig.data,
+    objective: "dvsft",
+  };
+  assertEquals(planBase(o(reordered))!.name, base.name);
+  assert(planBase(o({ ...baseConfig, steps: 51 }))!.name !== base.name);
+  assertEquals(plan.map((r) => (r.config.data as { start: number }).start), [400, 400, 440, 440]);
+  assert(plan.every((r) => r.config.initFrom === base.dir));
+  assert(
+    plan.every((r) => r.name.endsWith(`-${base.name.split("-").at(-1)}-s${r.seed}`)),
+    plan[0]!.name,
+  );
 });
