@@ -351,7 +351,11 @@ export function renderReport(r: ReportInput): string {
       s.trainMinutes.toFixed(1)
     } min of training steps in all, plus evaluation.`,
     "",
-    `Model \`${o.model}\` trained from the same initialization (per seed), the same data order (suite \`train\`, drawn on the fly, exact labels unless --labels ocr) and ${o.steps} steps of batch ${o.batch}; only the objective differs. ${o.checkpoints} checkpoints per run evaluated on ${o.suites.length} suites × ${o.n} items (greedy decoding).`,
+    planBase(o)
+      ? `Model \`${o.model}\` fine-tuned from one shared base (\`${
+        planBase(o)!.name
+      }\`, plain SFT; below), each seed on its own stretch of the training stream after what the base saw (suite \`train\` drawn on the fly, exact labels unless --labels ocr), SFT and DV-SFT of a seed on the same one, ${o.steps} steps of batch ${o.batch}; only the objective differs. ${o.checkpoints} checkpoints per run evaluated on ${o.suites.length} suites × ${o.n} items (greedy decoding).`
+      : `Model \`${o.model}\` trained from the same initialization (per seed), the same data order (suite \`train\`, drawn on the fly, exact labels unless --labels ocr) and ${o.steps} steps of batch ${o.batch}; only the objective differs. ${o.checkpoints} checkpoints per run evaluated on ${o.suites.length} suites × ${o.n} items (greedy decoding).`,
     "",
     "## Mean over seeds (final checkpoints)",
     "",
@@ -410,7 +414,15 @@ export interface ExperimentJson {
   suites: Array<{ id: string; name: string; domain: "in" | "out"; items: number; metric: string }>;
   /** The shared base's mean score over the in-domain suites (percent), null without a base. */
   baseInDomainMean: number | null;
-  base: { name: string; steps: number; scores: Record<string, number> } | null;
+  base: {
+    name: string;
+    steps: number;
+    scores: Record<string, number>;
+    /** The base's training config as run (data, schedule, steps, batch). */
+    config: TrainConfigInput;
+    /** Every evaluated checkpoint of the base: its in-domain mean (percent) and scores. */
+    curve: { step: number; inDomainMean: number; scores: Record<string, number> }[];
+  } | null;
   /** results[suite][seed] → paired scores at every checkpoint step both runs were evaluated at. */
   results: Record<string, Record<string, PairedAt[]>>;
   /**
@@ -509,6 +521,12 @@ export function experimentJson(
         name: base.name,
         steps: baseFinal.checkpoint.step,
         scores: Object.fromEntries(baseFinal.suites.map((s) => [s.suite, s.score])),
+        config: base.config,
+        curve: base.evals.map((e) => ({
+          step: e.checkpoint.step,
+          inDomainMean: inDomainMean(e, inDomain) * 100,
+          scores: Object.fromEntries(e.suites.map((s) => [s.suite, s.score])),
+        })),
       }
       : null,
     results,
@@ -533,6 +551,23 @@ function jsonSections(j: ExperimentJson): string[] {
       `\`${j.base.name}\`: ${j.base.steps} steps of plain SFT; in-domain mean ${
         j.baseInDomainMean!.toFixed(1)
       } %. Scores: ${Object.entries(j.base.scores).map(([s, x]) => `${s} ${pct(x)}`).join(", ")}.`,
+      "",
+      "| base step | in-domain mean | " + Object.keys(j.base.scores).join(" | ") + " |",
+      "|---|---|" + Object.keys(j.base.scores).map(() => "---|").join(""),
+      ...j.base.curve.map((c) =>
+        `| ${c.step} | ${c.inDomainMean.toFixed(1)} | ${
+          Object.keys(j.base!.scores).map((k) => pct(c.scores[k] ?? NaN)).join(" | ")
+        } |`
+      ),
+      "",
+      `Base config: \`${
+        JSON.stringify({
+          data: j.base.config.data,
+          optimizer: j.base.config.optimizer,
+          steps: j.base.config.steps,
+          batchSize: j.base.config.batchSize,
+        })
+      }\``,
       "",
     );
   }

@@ -70,11 +70,17 @@ Deno.test("experiment: base → pair → report (markdown + JSON), on tiny", asy
       ["charts", "out", 2, "relaxed"],
     ]);
     assert(Number.isFinite(json.baseInDomainMean), String(json.baseInDomainMean));
+    // the base's learning curve: one entry per evaluated checkpoint, the last one the headline
+    assertEquals(json.base!.curve.map((c) => c.step), [3]);
+    assertEquals(json.base!.curve.at(-1)!.inDomainMean, json.baseInDomainMean);
+    assertEquals(json.base!.config.steps, 3);
     assertEquals(json.results["charts"]!["0"]!.map((p) => p.step), [2, 4]);
     assert(json.results["charts"]!["0"]!.every((p) => p.lo <= p.delta && p.delta <= p.hi));
     assertEquals(json.alignmentEfficiency[0]!.sftSteps, 4);
     const md = renderReport({ options: o, runs: loaded, summary, command, json });
     assert(md.includes("## Base model (shared by every pair)"), md);
+    assert(md.includes("| base step | in-domain mean |"), md);
+    assert(md.includes("fine-tuned from one shared base"), md);
     assert(md.includes("## Alignment efficiency"), md);
     assert(md.includes("## Every checkpoint"), md);
     assert(md.startsWith("# SFT vs DV-SFT (tiny-l1-next-exact)"), md.slice(0, 80));
