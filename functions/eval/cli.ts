@@ -8,12 +8,14 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { runMain } from "../shared/cli.ts";
-import { listCheckpoints } from "../../lib/runs/mod.ts";
+import { listCheckpoints, readPeriodicEvals } from "../../lib/runs/mod.ts";
 import { basename, join } from "node:path";
 import { BENCHMARK_SUITES } from "../../lib/data/mod.ts";
 import {
   compareRuns,
   evaluateAndStore,
+  medianStepMs,
+  periodicMarkdown,
   readRunEvals,
   readRunMetrics,
   writePlots,
@@ -109,6 +111,14 @@ export async function main(args: string[]): Promise<number> {
       }),
     );
     const report = compareRuns(runs);
+    const periodic = periodicMarkdown(
+      await Promise.all(positionals.map(async (dir, i) => ({
+        name: runs[i]!.name,
+        periodic: await readPeriodicEvals(dir),
+        losses: runs[i]!.losses,
+        stepMs: await medianStepMs(dir),
+      }))),
+    );
     const out = values.out ?? "out/compare";
     const stem = z.string().regex(/^[\w.-]+$/, "--report: a file stem (letters, digits, . _ -)")
       .default("compare").parse(values.report);
@@ -128,11 +138,13 @@ export async function main(args: string[]): Promise<number> {
         "",
         report.markdown,
         "",
+        periodic,
         ...pngs.map((p) => `![${p}](${p})`),
         "",
       ].join("\n"),
     );
     console.log(report.markdown);
+    if (periodic) console.log(periodic);
     console.log(`\nplots and ${stem}.md → ${out}`);
     return 0;
   }

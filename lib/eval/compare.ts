@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { barChartSvg, lineChartSvg, svgToPng } from "../plot/mod.ts";
 import { pairedBootstrap } from "../metrics/mod.ts";
 import { Rng } from "../util/rng.ts";
-import { type EvalResult, readEvaluations, readMetrics } from "../runs/mod.ts";
+import { type EvalResult, type PeriodicEval, readEvaluations, readMetrics } from "../runs/mod.ts";
 
 /** A run's evaluations by step (`readEvaluations`). */
 export const readRunEvals = readEvaluations;
@@ -276,4 +276,51 @@ export async function writePlots(
     names.push(`${prefix}${p.name}.png`);
   }
   return names;
+}
+
+/** A run's evaluations during training (`evals.jsonl`) with its loss curve, for {@linkcode periodicMarkdown}. */
+export interface PeriodicRun {
+  name: string;
+  periodic: PeriodicEval[];
+  losses?: Array<{ step: number; loss: number }>;
+  /** Median milliseconds a step took. */
+  stepMs?: number;
+}
+
+/**
+ * The evaluations made during training, one row per run and step: each suite's score, their
+ * mean, and the text loss there (25-step moving average). Empty when no run has any.
+ */
+export function periodicMarkdown(runs: PeriodicRun[]): string {
+  const withEvals = runs.filter((r) => r.periodic.length > 0);
+  if (withEvals.length === 0) return "";
+  const suites = [...new Set(withEvals.flatMap((r) => r.periodic.map((e) => e.suite)))];
+  const lines = [
+    "## Evaluations during training (`evalEvery`)",
+    "",
+    `| run | ms / step | step | ${suites.join(" | ")} | mean | text loss |`,
+    `|---|---|---|${suites.map(() => "---|").join("")}---|---|`,
+  ];
+  for (const r of withEvals) {
+    const steps = [...new Set(r.periodic.map((e) => e.step))].sort((a, b) => a - b);
+    for (const step of steps) {
+      const at = suites.map((s) => r.periodic.find((e) => e.step === step && e.suite === s));
+      const got = at.filter((e) => e !== undefined).map((e) => e!.score);
+      const loss = r.losses?.find((l) => l.step === step)?.loss;
+      lines.push(
+        `| ${r.name} | ${r.stepMs === undefined ? "—" : r.stepMs.toFixed(0)} | ${step} | ${
+          at.map((e) => (e ? `${pct(e.score)} (${e.metric}, n ${e.n})` : "—")).join(" | ")
+        } | ${got.length ? pct(got.reduce((a, b) => a + b, 0) / got.length) : "—"} | ${
+          loss === undefined ? "—" : loss.toFixed(3)
+        } |`,
+      );
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Median of a run's step times (ms), from `metrics.jsonl`; undefined without metrics. */
+export async function medianStepMs(runDir: string): Promise<number | undefined> {
+  const ms = (await readMetrics(runDir))?.map((m) => m.stepMs).sort((a, b) => a - b);
+  return ms && ms.length ? ms[Math.floor(ms.length / 2)] : undefined;
 }

@@ -8,6 +8,7 @@ import {
   type EvalResult,
   greedyDecode,
   modelFromCheckpoint,
+  periodicMarkdown,
   readRunMetrics,
   visualProbe,
 } from "./mod.ts";
@@ -130,4 +131,32 @@ Deno.test("compare: training losses from metrics.jsonl (last 10 % of steps, resu
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("compare: evaluations during training as one row per run and step, with their mean and the loss there", () => {
+  const ev = (step: number, suite: string, score: number) => ({
+    step,
+    suite,
+    metric: "em" as const,
+    score,
+    probeTop1: null,
+    probeTop5: null,
+    n: 10,
+  });
+  const md = periodicMarkdown([
+    {
+      name: "a",
+      periodic: [ev(5, "doc-kv", 0.1), ev(5, "charts", 0.3), ev(10, "doc-kv", 0.5)],
+      losses: [{ step: 5, loss: 2.5 }, { step: 10, loss: 2.25 }],
+      stepMs: 412.4,
+    },
+    { name: "no-evals", periodic: [] },
+  ]);
+  const rows = md.trim().split("\n").filter((l) => l.startsWith("| a |"));
+  assertEquals(rows, [
+    "| a | 412 | 5 | 10.0 (em, n 10) | 30.0 (em, n 10) | 20.0 | 2.500 |",
+    "| a | 412 | 10 | 50.0 (em, n 10) | — | 50.0 | 2.250 |",
+  ]);
+  assert(!md.includes("no-evals"));
+  assertEquals(periodicMarkdown([{ name: "x", periodic: [] }]), "");
 });
