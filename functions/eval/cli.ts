@@ -14,7 +14,6 @@ import { BENCHMARK_SUITES } from "../../lib/data/mod.ts";
 import {
   compareRuns,
   evaluateAndStore,
-  medianStepMs,
   periodicMarkdown,
   readRunEvals,
   readRunMetrics,
@@ -107,16 +106,15 @@ export async function main(args: string[]): Promise<number> {
           evals: await readRunEvals(dir),
           losses: metrics?.losses,
           final: metrics?.final,
+          stepMs: metrics?.medianStepMs,
         };
       }),
     );
     const report = compareRuns(runs);
     const periodic = periodicMarkdown(
-      await Promise.all(positionals.map(async (dir, i) => ({
-        name: runs[i]!.name,
-        periodic: await readPeriodicEvals(dir),
-        losses: runs[i]!.losses,
-        stepMs: await medianStepMs(dir),
+      await Promise.all(runs.map(async (r, i) => ({
+        ...r,
+        periodic: await readPeriodicEvals(positionals[i]!),
       }))),
     );
     const out = values.out ?? "out/compare";

@@ -19,6 +19,8 @@ export interface RunMetrics {
   final: { steps: number; from: number; text: number; vision: number | null };
   /** Minutes spent in training steps. */
   trainMinutes: number;
+  /** Median milliseconds a step took. */
+  medianStepMs: number;
 }
 
 export async function readRunMetrics(runDir: string): Promise<RunMetrics | null> {
@@ -43,6 +45,9 @@ export async function readRunMetrics(runDir: string): Promise<RunMetrics | null>
       vision: vision > 0 ? vision : null, // SFT has no vision labels
     },
     trainMinutes: steps.reduce((acc, [, m]) => acc + m.stepMs, 0) / 60000,
+    medianStepMs: records.map((m) => m.stepMs).sort((a, b) =>
+      a - b
+    )[Math.floor(records.length / 2)]!,
   };
 }
 
@@ -317,10 +322,4 @@ export function periodicMarkdown(runs: PeriodicRun[]): string {
     }
   }
   return lines.join("\n") + "\n";
-}
-
-/** Median of a run's step times (ms), from `metrics.jsonl`; undefined without metrics. */
-export async function medianStepMs(runDir: string): Promise<number | undefined> {
-  const ms = (await readMetrics(runDir))?.map((m) => m.stepMs).sort((a, b) => a - b);
-  return ms && ms.length ? ms[Math.floor(ms.length / 2)] : undefined;
 }

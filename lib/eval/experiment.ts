@@ -184,8 +184,8 @@ export function planRuns(o: ExperimentOptions): PlannedRun[] {
         data: o.labels === "ocr"
           ? { task: "dataset", path: o.ocrData! }
           // after the samples the base saw: fine-tuning sees new data. From a shared base the
-          // seed's only other effect would be none (the weights come from the base), so each
-          // seed reads its own stretch of the stream; SFT and DV-SFT of a seed share it.
+          // weights do not depend on the seed, so each seed reads its own stretch of the stream
+          // (else its runs would be the same runs); SFT and DV-SFT of a seed share it.
           : {
             task: "suite",
             suite: "train",
@@ -339,6 +339,7 @@ const pct = (x: number) => (x * 100).toFixed(1);
 /** The markdown report. */
 export function renderReport(r: ReportInput): string {
   const { options: o, summary: s } = r;
+  const base = planBase(o);
   const all = compareRuns(comparable(r.runs));
   const pairs = o.seeds.map((seed) => {
     const pair = comparable(r.runs.filter((x) => x.seed === seed));
@@ -351,11 +352,11 @@ export function renderReport(r: ReportInput): string {
       s.trainMinutes.toFixed(1)
     } min of training steps in all, plus evaluation.`,
     "",
-    planBase(o)
-      ? `Model \`${o.model}\` fine-tuned from one shared base (\`${
-        planBase(o)!.name
-      }\`, plain SFT; below), each seed on its own stretch of the training stream after what the base saw (suite \`train\` drawn on the fly, exact labels unless --labels ocr), SFT and DV-SFT of a seed on the same one, ${o.steps} steps of batch ${o.batch}; only the objective differs. ${o.checkpoints} checkpoints per run evaluated on ${o.suites.length} suites × ${o.n} items (greedy decoding).`
-      : `Model \`${o.model}\` trained from the same initialization (per seed), the same data order (suite \`train\`, drawn on the fly, exact labels unless --labels ocr) and ${o.steps} steps of batch ${o.batch}; only the objective differs. ${o.checkpoints} checkpoints per run evaluated on ${o.suites.length} suites × ${o.n} items (greedy decoding).`,
+    `Model \`${o.model}\` ${
+      base
+        ? `fine-tuned from one shared base (\`${base.name}\`, plain SFT; below), each seed on its own stretch of the training stream after what the base saw (suite \`train\` drawn on the fly, exact labels unless --labels ocr), SFT and DV-SFT of a seed on the same one,`
+        : "trained from the same initialization (per seed), the same data order (suite `train`, drawn on the fly, exact labels unless --labels ocr) and"
+    } ${o.steps} steps of batch ${o.batch}; only the objective differs. ${o.checkpoints} checkpoints per run evaluated on ${o.suites.length} suites × ${o.n} items (greedy decoding).`,
     "",
     "## Mean over seeds (final checkpoints)",
     "",
