@@ -4,9 +4,11 @@
 import { z } from "zod";
 import { tf } from "./tf.ts";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
-import { registerFusedKernels } from "./fused.ts";
+import { registerFusedKernels, startWasmHelpers } from "./fused.ts";
 import { registerWebgpuFusedKernels } from "./webgpu_fused.ts";
 import { compileSimd } from "./simd.ts";
+import { simdThreads } from "./simd_pool.ts";
+import { sharedHeapWasmPaths } from "./shared_heap.ts";
 import { loadBlas, missingBlasWarning } from "./blas.ts";
 
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
@@ -20,10 +22,19 @@ export class BackendUnavailableError extends Error {
 
 async function initWasm(): Promise<void> {
   const wasm = await import("@tensorflow/tfjs-backend-wasm");
-  // the .wasm files ship inside the npm package; one thread (Deno fails the threads check)
-  wasm.setWasmPaths(
-    new URL("../wasm-out/", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href,
-  );
+  // the .wasm files ship inside the npm package; tfjs's own threads are off (Deno fails the
+  // threads check), so its heap is made shared for the SIMD kernels' helper threads
+  const dir = new URL("../wasm-out/", import.meta.resolve("@tensorflow/tfjs-backend-wasm")).href;
+  let shared = false;
+  if (simdThreads() > 1) {
+    try {
+      wasm.setWasmPaths(await sharedHeapWasmPaths(dir));
+      shared = true;
+    } catch (e) {
+      console.warn(`dvsft: tfjs's heap stays unshared (${e}); the SIMD kernels run on one thread`);
+    }
+  }
+  if (!shared) wasm.setWasmPaths(dir);
   registerWasmTrainingKernels();
   try {
     await compileSimd(); // the SIMD kernels the fused ops use
@@ -132,6 +143,7 @@ export async function useBackend(name: BackendName): Promise<Exclude<BackendName
       throw new BackendUnavailableError(`${name}: ${(e as Error).message}`);
     }
     await tf.ready();
+    if (name === "wasm") await startWasmHelpers();
     return name;
   }
   for (const candidate of AUTO_ORDER) {

@@ -14,7 +14,18 @@
  */
 import { tf } from "./tf.ts";
 import { type Blas, loadBlas } from "./blas.ts";
-import { GELU_A, GELU_C, LN_EPS, type Simd, simdCompiled, simdFor } from "./simd.ts";
+import {
+  GELU_A,
+  GELU_C,
+  isShared,
+  LN_EPS,
+  type Simd,
+  SIMD_KERNEL_PARAMS,
+  simdCompiled,
+  simdFor,
+  simdModule,
+} from "./simd.ts";
+import { MIN_SPLIT, partsFor, runParallel, startSimdPool } from "./simd_pool.ts";
 
 // deno-lint-ignore no-explicit-any
 type WasmBackend = any;
@@ -70,6 +81,16 @@ function heapReachable(): boolean {
     }
   }
   return reachable;
+}
+
+/**
+ * Start the SIMD kernels' helper threads over the current wasm backend's heap, where that heap
+ * is shared (`shared_heap.ts`); resolves to the helpers running (0: one thread).
+ */
+export async function startWasmHelpers(): Promise<number> {
+  const memory = heapMemory(tf.backend() as WasmBackend);
+  if (!memory || !isShared(memory) || !simdCompiled()) return 0;
+  return await startSimdPool(memory, simdModule(true), SIMD_KERNEL_PARAMS);
 }
 
 /** tfjs-backend-wasm's WebAssembly.Memory (emscripten keeps it on the module's exports). */
@@ -344,7 +365,33 @@ function layerNormGradKernel(
   const dx = backend.makeOutput(x.shape, "float32");
   const dg = backend.makeOutput([C], "float32");
   const db = backend.makeOutput([C], "float32");
-  simdOf(backend).layerNormBackward(...ptrs(backend, [dy, x, g, dx, dg, db]), R, C);
+  const simd = simdOf(backend);
+  const parts = R * C >= MIN_SPLIT ? Math.min(partsFor(simd), R) : 1;
+  if (parts < 2) {
+    simd.layerNormBackward(...ptrs(backend, [dy, x, g, dx, dg, db]), R, C);
+    return [dx, dg, db];
+  }
+  // rows split across the SIMD threads, each summing dγ, dβ over its rows; the partial sums of
+  // parts 1… are added after (another summation order than one pass: last-bit differences)
+  const partial = backend.makeOutput([(parts - 1) * 2 * C], "float32");
+  const [dyP, xP, gP, dxP, dgP, dbP, partP] = ptrs(backend, [dy, x, g, dx, dg, db, partial]);
+  const at = (k: number) => Math.floor((R * k) / parts);
+  runParallel(
+    simd,
+    Array.from({ length: parts }, (_, k) => {
+      const r0 = at(k), rows = at(k + 1) - r0, o = 4 * r0 * C;
+      const [pg, pb] = k === 0 ? [dgP, dbP] : [partP + 8 * (k - 1) * C, partP + 4 * (2 * k - 1) * C];
+      return ["layerNormBackward", [dyP + o, xP + o, gP, dxP + o, pg, pb, rows, C]];
+    }),
+  );
+  const [dgv, dbv, pv] = views(backend, [dg, db, partial]);
+  for (let k = 1; k < parts; k++) {
+    for (let c = 0; c < C; c++) {
+      dgv![c] = dgv![c]! + pv![2 * (k - 1) * C + c]!;
+      dbv![c] = dbv![c]! + pv![(2 * k - 1) * C + c]!;
+    }
+  }
+  backend.disposeData(partial.dataId);
   return [dx, dg, db];
 }
 
@@ -409,9 +456,11 @@ function probabilities(
       const off = bi * T * C + h * hd, so = (bi * H + h) * TT;
       const P = sv!.subarray(so, so + TT);
       blas.gemm(false, true, T, T, hd, scale, qv!.subarray(off), C, kv!.subarray(off), C, 0, P, T);
-      simd.softmaxRows(sPtr + 4 * so, T, T, causal ? 1 : 0);
-      each?.(bi, h, P);
     }
+    // the item's H blocks in one call (≈ 1 MiB for `small`'s vision: still in cache), which the
+    // SIMD helper threads split by whole blocks
+    simd.softmaxRows(sPtr + 4 * bi * H * TT, H * T, T, causal ? 1 : 0);
+    for (let h = 0; h < H; h++) each?.(bi, h, sv!.subarray((bi * H + h) * TT, (bi * H + h + 1) * TT));
   }
   return s;
 }
@@ -462,7 +511,8 @@ function attentionGradKernel(blas: Blas) {
     const dq = backend.makeOutput(q.shape, "float32");
     const dk = backend.makeOutput(k.shape, "float32");
     const dv = backend.makeOutput(v.shape, "float32");
-    const scratch = backend.makeOutput([TT + T], "float32"); // dS [T, T], then the row dots [T]
+    // an item's dS [H, T, T], then its row dots [H, T]
+    const scratch = backend.makeOutput([H * (TT + T)], "float32");
     const [dyv, qv, kv, vv, pv, dqv, dkv, dvv, scv] = views(backend, [
       dy,
       q,
@@ -475,18 +525,21 @@ function attentionGradKernel(blas: Blas) {
       scratch,
     ]);
     const [dyPtr, yPtr, pPtr, dsPtr] = ptrs(backend, [dy, y, p, scratch]);
-    const dS = scv!.subarray(0, TT), dotPtr = dsPtr + 4 * TT;
+    const dotPtr = dsPtr + 4 * H * TT;
     for (let bi = 0; bi < B; bi++) {
       for (let h = 0; h < H; h++) {
         const off = bi * T * C + h * hd, po = (bi * H + h) * TT;
-        const P = pv!.subarray(po, po + TT);
+        const P = pv!.subarray(po, po + TT), dS = scv!.subarray(h * TT, (h + 1) * TT);
         const dyh = dyv!.subarray(off);
-        simd.rowDots(dyPtr + 4 * off, yPtr + 4 * off, dotPtr, T, C, hd);
+        simd.rowDots(dyPtr + 4 * off, yPtr + 4 * off, dotPtr + 4 * h * T, T, C, hd);
         // dV = Pᵀ·dY; dP = dY·Vᵀ
         blas.gemm(true, false, T, hd, T, 1, P, T, dyh, C, 0, dvv!.subarray(off), C);
         blas.gemm(false, true, T, T, hd, 1, dyh, C, vv!.subarray(off), C, 0, dS, T);
-        // dS = P ⊙ (dP − dYᵢ·Yᵢ); masked entries have P = 0
-        simd.softmaxBackwardRows(pPtr + 4 * po, dsPtr, dotPtr, T, T);
+      }
+      // dS = P ⊙ (dP − dYᵢ·Yᵢ) for the item's H blocks at once; masked entries have P = 0
+      simd.softmaxBackwardRows(pPtr + 4 * bi * H * TT, dsPtr, dotPtr, H * T, T);
+      for (let h = 0; h < H; h++) {
+        const off = bi * T * C + h * hd, dS = scv!.subarray(h * TT, (h + 1) * TT);
         // dQ = scale·dS·K; dK = scale·dSᵀ·Q
         const kh = kv!.subarray(off), qh = qv!.subarray(off);
         blas.gemm(false, false, T, hd, T, scale, dS, T, kh, C, 0, dqv!.subarray(off), C);

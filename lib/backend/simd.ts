@@ -18,6 +18,7 @@
  * `small` step — together a third of the step (`deno task bench:train`).
  */
 import wabtInit from "wabt";
+import { splitAcrossThreads } from "./simd_pool.ts";
 
 /** The lane type a body is emitted for: four f32 lanes in a v128, or one f32. */
 interface Lane {
@@ -524,8 +525,12 @@ export const SIMD_KERNEL_PARAMS: Readonly<Record<string, readonly string[]>> = O
   Object.entries(KERNELS).map(([n, k]) => [n, k.params]),
 );
 
-/** The module's text, assembled from {@linkcode KERNELS} with its own labels and constants. */
-export function simdSource(): string {
+/**
+ * The module's text, assembled from {@linkcode KERNELS} with its own labels and constants.
+ * `shared`: the memory it imports is a shared one (tfjs's heap made shared, `shared_heap.ts`),
+ * which an import must declare, with its maximum.
+ */
+export function simdSource(shared = false): string {
   const g = new Gen();
   const funcs = Object.entries(KERNELS).map(
     ([name, k]: [string, KernelDef<readonly string[], "f32" | "void">]) => {
@@ -539,42 +544,70 @@ export function simdSource(): string {
     },
   ).join("\n\n  ");
   return `(module
-  (import "env" "memory" (memory 1))
+  (import "env" "memory" (memory 1${shared ? " 65536 shared" : ""}))
   ${g.globals()}
   ${funcs}
 )`;
 }
 
 let compiled: WebAssembly.Module | undefined;
+let compiledShared: WebAssembly.Module | undefined;
 
-/** Assemble the module (once per process). */
+/** Assemble the module (once per process), for a plain memory and for a shared one. */
 export async function compileSimd(): Promise<WebAssembly.Module> {
   if (compiled) return compiled;
   const wabt = await wabtInit();
-  const parsed = wabt.parseWat("dvsft-simd.wat", simdSource(), {
-    simd: true,
-    bulk_memory: true,
-    relaxed_simd: true,
-  });
-  try {
-    parsed.resolveNames();
-    parsed.validate();
-    compiled = new WebAssembly.Module(parsed.toBinary({}).buffer as Uint8Array<ArrayBuffer>);
-  } finally {
-    parsed.destroy();
-  }
+  const assemble = (shared: boolean) => {
+    const parsed = wabt.parseWat("dvsft-simd.wat", simdSource(shared), {
+      simd: true,
+      bulk_memory: true,
+      relaxed_simd: true,
+      threads: shared,
+    });
+    try {
+      parsed.resolveNames();
+      // wabt's validator rejects shared memories whatever its features; V8 validates the binary
+      if (!shared) parsed.validate();
+      return new WebAssembly.Module(parsed.toBinary({}).buffer as Uint8Array<ArrayBuffer>);
+    } finally {
+      parsed.destroy();
+    }
+  };
+  compiledShared = assemble(true);
+  compiled = assemble(false);
   return compiled;
+}
+
+/** The compiled module for a memory of this kind (`compileSimd` must have run). */
+export function simdModule(shared: boolean): WebAssembly.Module {
+  const m = shared ? compiledShared : compiled;
+  if (!m) throw new Error("simd: compileSimd() has not run");
+  return m;
+}
+
+/** Is this memory shared between threads (its buffer a SharedArrayBuffer)? */
+export function isShared(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer !== "undefined" && memory.buffer instanceof SharedArrayBuffer;
+}
+
+/** The kernels of one instance over `memory`, on this thread (what a pool's helpers run too). */
+export function simdInstance(memory: WebAssembly.Memory): Simd {
+  const instance = new WebAssembly.Instance(simdModule(isShared(memory)), { env: { memory } });
+  return instance.exports as unknown as Simd;
 }
 
 const instances = new WeakMap<WebAssembly.Memory, Simd>();
 
-/** The kernels bound to a memory (tfjs-backend-wasm's); `compileSimd` must have run. */
+/**
+ * The kernels bound to a memory (tfjs-backend-wasm's); `compileSimd` must have run. Over a
+ * shared memory the row and elementwise kernels split their work with helper threads
+ * (`simd_pool.ts`); the split keeps every element's arithmetic, so results are the same.
+ */
 export function simdFor(memory: WebAssembly.Memory): Simd {
   let simd = instances.get(memory);
   if (!simd) {
-    if (!compiled) throw new Error("simd: compileSimd() has not run");
-    const instance = new WebAssembly.Instance(compiled, { env: { memory } });
-    simd = instance.exports as unknown as Simd;
+    const local = simdInstance(memory);
+    simd = isShared(memory) ? splitAcrossThreads(local, memory, SIMD_KERNEL_PARAMS) : local;
     instances.set(memory, simd);
   }
   return simd;

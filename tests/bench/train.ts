@@ -5,8 +5,9 @@
  * stepping the same shapes with the same optimizer (tests/bench/torch_step.py).
  *
  *   --steps N (timed steps, default 5)   --presets tiny,small,medium   --backends wasm,cpu,webgpu
- *   --rounds R (default 1): each round interleaves, step by step, our fused step, the composed
- *     tfjs ops (tiny and small only) and one persistent PyTorch process per thread count; each
+ *   --rounds R (default 1): each round interleaves, step by step, our fused step, the same with
+ *     the SIMD kernels on one thread, the composed tfjs ops (tiny and small only) and one
+ *     persistent PyTorch process per thread count; each
  *     round's ratio against each PyTorch peer is printed, then the medians over rounds
  *   --torch-python PATH (env DVSFT_TORCH_PYTHON, default `python3`): the interpreter of the
  *     interleaved PyTorch peers (today's PyTorch, e.g. a venv with torch 2.x)
@@ -20,10 +21,14 @@ import {
   availableBackends,
   fusedActive,
   setFusedEnabled,
+  startWasmHelpers,
   useBackend,
   webgpuAdapterDescription,
 } from "../../lib/backend/mod.ts";
 import { loadBlas } from "../../lib/backend/blas.ts";
+import { setSimdThreads, simdThreads } from "../../lib/backend/simd_pool.ts";
+
+const threads = simdThreads();
 import {
   MODEL_PRESETS,
   type ModelConfig,
@@ -105,6 +110,7 @@ const numpyPeak = await python(TORCH_PY, ["-c", peakScript]) ??
 // (docs/BENCHMARKS.md, 2026-12-02); set before the library loads.
 if (!Deno.env.get("OPENBLAS_THREAD_TIMEOUT")) Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "20");
 console.log(`OPENBLAS_THREAD_TIMEOUT=${Deno.env.get("OPENBLAS_THREAD_TIMEOUT")}`);
+console.log(`SIMD kernels on ${threads} thread(s) (DVSFT_SIMD_THREADS)`);
 let ffiPeak: number | null = null;
 const blas = loadBlas();
 if (blas) {
@@ -285,6 +291,7 @@ for (const preset of flags.presets) {
         continue;
       }
       await useBackend(backend);
+      const simdHelpers = backend === "wasm" ? await startWasmHelpers() : 0;
       if (!fusedActive()) {
         thisRound.push([backend, (await stepTimes(c, B, flags.steps, [() => {}]))[0]!]);
         continue;
@@ -297,11 +304,24 @@ for (const preset of flags.presets) {
           const peer = await startTorchPeer(TORCH_PY, torchArgs(threads));
           if (peer) peers.push(peer);
         }
-        const variants = [() => setFusedEnabled(true)];
-        if (preset !== "medium") variants.push(() => setFusedEnabled(false));
+        // the SIMD kernels on every core (the default), on one (the path before the helper
+        // threads), the composed ops
+        const named: Array<[string, () => void]> = [[backend, () => {
+          setFusedEnabled(true);
+          setSimdThreads(threads);
+        }]];
+        if (backend === "wasm" && simdHelpers > 0) {
+          named.push([`${backend}, SIMD kernels on 1 thread`, () => setSimdThreads(1)]);
+        }
+        if (preset !== "medium") {
+          named.push([`${backend}, composed tfjs ops`, () => {
+            setSimdThreads(threads);
+            setFusedEnabled(false);
+          }]);
+        }
+        const variants = named.map(([, f]) => f);
         const ms = await stepTimes(c, B, flags.steps, variants, peers);
-        thisRound.push([backend, ms[0]!]);
-        if (variants.length > 1) thisRound.push([`${backend}, composed tfjs ops`, ms[1]!]);
+        for (const [i, [name]] of named.entries()) thisRound.push([name, ms[i]!]);
         if (backend !== "wasm" && thisRound.some(([n]) => n === "wasm")) continue;
         const ours = ms[0]!;
         const peerRound = peers.map((p, i) => [p, ms[variants.length + i]!] as const);
@@ -317,6 +337,7 @@ for (const preset of flags.presets) {
         }
       } finally {
         setFusedEnabled(true);
+        setSimdThreads(threads);
         for (const p of peers) await p.close();
       }
     }
