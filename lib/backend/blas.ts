@@ -14,9 +14,9 @@
  * browser); Deno workers and `deno test --parallel` put such a fork next to a training step.
  * See `forkGuard`.
  */
-const ROW_MAJOR = 101;
-const NO_TRANS = 111;
-const TRANS = 112;
+/** cblas enums, row-major (also for callers of `SGEMM_AT_SYMBOL`). */
+export const CBLAS = { ROW_MAJOR: 101, NO_TRANS: 111, TRANS: 112 } as const;
+const { ROW_MAJOR, NO_TRANS, TRANS } = CBLAS;
 
 const SYMBOLS = {
   cblas_sgemm: {
@@ -38,6 +38,34 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+} as const;
+
+/** The same sgemm with its operands as raw addresses (a helper thread's heap offsets). */
+export const SGEMM_AT_SYMBOL = {
+  name: "cblas_sgemm",
+  parameters: [
+    "i32",
+    "i32",
+    "i32",
+    "i32",
+    "i32",
+    "i32",
+    "f32",
+    "pointer",
+    "i32",
+    "pointer",
+    "i32",
+    "f32",
+    "pointer",
+    "i32",
+  ],
+  result: "void",
+} as const;
+
+/** OpenBLAS's thread count (optional: another BLAS may not have it). */
+const THREAD_SYMBOLS = {
+  openblas_set_num_threads: { parameters: ["i32"], result: "void" },
+  openblas_get_num_threads: { parameters: [], result: "i32" },
 } as const;
 
 export interface Blas {
@@ -74,6 +102,11 @@ export interface Blas {
     c: Float32Array,
     ldc: number,
   ): void;
+  /**
+   * OpenBLAS's own threads for the calls that follow (null: this BLAS cannot say). Calls from
+   * several threads at once run on one core each only with 1 here.
+   */
+  threads: { get(): number; set(n: number): void } | null;
 }
 
 const LIBC = {
@@ -150,9 +183,18 @@ export function loadBlas(): Blas | null {
           unlock();
         }
       };
+      let threads: Blas["threads"] = null;
+      try {
+        const t = Deno.dlopen(library, THREAD_SYMBOLS).symbols;
+        threads = {
+          get: () => t.openblas_get_num_threads(),
+          set: (n) => t.openblas_set_num_threads(n),
+        };
+      } catch { /* not OpenBLAS */ }
       cached = {
         library,
         gemm,
+        threads,
         sgemm: (transA, transB, m, n, k, a, lda, b, ldb, c) =>
           gemm(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, n),
       };

@@ -25,7 +25,14 @@ import {
   simdFor,
   simdModule,
 } from "./simd.ts";
-import { MIN_SPLIT, partsFor, runParallel, startSimdPool } from "./simd_pool.ts";
+import { helpersOf, MIN_SPLIT, partsFor, runParallel, startSimdPool } from "./simd_pool.ts";
+import {
+  attentionBackwardItems,
+  attentionForwardItems,
+  attentionScratch,
+  type GemmAt,
+  type ProcedureName,
+} from "./attention_cpu.ts";
 
 // deno-lint-ignore no-explicit-any
 type WasmBackend = any;
@@ -90,7 +97,12 @@ function heapReachable(): boolean {
 export async function startWasmHelpers(): Promise<number> {
   const memory = heapMemory(tf.backend() as WasmBackend);
   if (!memory || !isShared(memory) || !simdCompiled()) return 0;
-  return await startSimdPool(memory, simdModule(true), SIMD_KERNEL_PARAMS);
+  return await startSimdPool(
+    memory,
+    simdModule(true),
+    SIMD_KERNEL_PARAMS,
+    loadBlas()?.library ?? null,
+  );
 }
 
 /** tfjs-backend-wasm's WebAssembly.Memory (emscripten keeps it on the module's exports). */
@@ -380,7 +392,9 @@ function layerNormGradKernel(
     simd,
     Array.from({ length: parts }, (_, k) => {
       const r0 = at(k), rows = at(k + 1) - r0, o = 4 * r0 * C;
-      const [pg, pb] = k === 0 ? [dgP, dbP] : [partP + 8 * (k - 1) * C, partP + 4 * (2 * k - 1) * C];
+      const [pg, pb] = k === 0
+        ? [dgP, dbP]
+        : [partP + 8 * (k - 1) * C, partP + 4 * (2 * k - 1) * C];
       return ["layerNormBackward", [dyP + o, xP + o, gP, dxP + o, pg, pb, rows, C]];
     }),
   );
@@ -431,12 +445,66 @@ interface AttentionAttrs {
   save?: boolean;
 }
 
+/** The main thread's sgemm over heap byte offsets (views of the heap as it is now). */
+function gemmAt(blas: Blas, backend: WasmBackend): GemmAt {
+  const heap = new Float32Array(heapMemory(backend)!.buffer);
+  return (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
+    blas.gemm(
+      ta,
+      tb,
+      m,
+      n,
+      k,
+      alpha,
+      heap.subarray(a >> 2),
+      lda,
+      heap.subarray(b >> 2),
+      ldb,
+      beta,
+      heap.subarray(c >> 2),
+      ldc,
+    );
+}
+
 /**
- * P = softmax(QKᵀ/√d + mask) [B, H, T, T] for q, k [B, T, C], head by head: one sgemm on
- * strided views of the [T, C] activations (no head transposes), then the SIMD row softmax of
- * that head's [T, T] block while it is still in cache (causal: row i over its first i + 1
- * entries, the rest 0), then `each(bi, h, P)` (the forward's P·V on the same block). A new
- * heap tensor the caller disposes.
+ * Run attention work over batch items: split across the SIMD helper threads, each with one-core
+ * sgemms (OpenBLAS set to 1 thread meanwhile), where there are helpers with BLAS and ≥ 2 items;
+ * else every item here with OpenBLAS's threads. `main(gemm, simd, b0, b1)` does items [b0, b1)
+ * on this thread; `helper(b0, b1, part)` is the procedure call that does them on a helper.
+ */
+function byItems(
+  blas: Blas,
+  backend: WasmBackend,
+  B: number,
+  main: (gemm: GemmAt, simd: Simd, b0: number, b1: number) => void,
+  helper: (b0: number, b1: number, part: number) => [ProcedureName, number[]],
+): void {
+  const simd = simdOf(backend), gemm = gemmAt(blas, backend);
+  const h = helpersOf(simd);
+  const parts = h?.procedures && blas.threads ? Math.min(h.parts, B) : 1;
+  if (parts < 2) return main(gemm, simd, 0, B);
+  const edge = (k: number) => Math.floor((B * k) / parts);
+  const before = blas.threads!.get();
+  blas.threads!.set(1);
+  try {
+    h!.run(
+      () => main(gemm, h!.local, 0, edge(1)),
+      Array.from({ length: parts - 1 }, (_, i) => helper(edge(i + 1), edge(i + 2), i + 1)),
+    );
+  } finally {
+    blas.threads!.set(before);
+  }
+}
+
+/** Threads `byItems` will use for a batch of B (the backward's scratch is per thread). */
+function itemParts(blas: Blas, backend: WasmBackend, B: number): number {
+  const h = helpersOf(simdOf(backend));
+  return h?.procedures && blas.threads ? Math.min(h.parts, B) : 1;
+}
+
+/**
+ * P = softmax(QKᵀ/√d + mask) [B, H, T, T] for q, k [B, T, C] (`attentionForwardItems`), and
+ * Y = P·V into `y` when given. P is a new heap tensor the caller disposes.
  */
 function probabilities(
   blas: Blas,
@@ -444,28 +512,25 @@ function probabilities(
   q: TensorInfo,
   k: TensorInfo,
   { heads: H, causal }: AttentionAttrs,
-  each?: (bi: number, h: number, P: Float32Array) => void,
+  vy?: { v: TensorInfo; y: TensorInfo },
 ): TensorInfo {
   const [B, T, C] = q.shape as [number, number, number];
-  const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T;
+  const shape = { B, T, C, H, causal };
   const s = backend.makeOutput([B, H, T, T], "float32");
-  const [qv, kv, sv] = views(backend, [q, k, s]);
-  const simd = simdOf(backend), sPtr = ptrOf(backend, s);
-  for (let bi = 0; bi < B; bi++) {
-    for (let h = 0; h < H; h++) {
-      const off = bi * T * C + h * hd, so = (bi * H + h) * TT;
-      const P = sv!.subarray(so, so + TT);
-      blas.gemm(false, true, T, T, hd, scale, qv!.subarray(off), C, kv!.subarray(off), C, 0, P, T);
-    }
-    // the item's H blocks in one call (≈ 1 MiB for `small`'s vision: still in cache), which the
-    // SIMD helper threads split by whole blocks
-    simd.softmaxRows(sPtr + 4 * bi * H * TT, H * T, T, causal ? 1 : 0);
-    for (let h = 0; h < H; h++) each?.(bi, h, sv!.subarray((bi * H + h) * TT, (bi * H + h + 1) * TT));
-  }
+  const [qP, kP, sP] = ptrs(backend, [q, k, s]);
+  const [vP, yP] = vy ? ptrs(backend, [vy.v, vy.y]) : [0, 0];
+  const at = { q: qP, k: kP, v: vP, p: sP, y: yP };
+  byItems(
+    blas,
+    backend,
+    B,
+    (gemm, simd, b0, b1) => attentionForwardItems(gemm, simd, shape, at, b0, b1),
+    (b0, b1) => ["attentionForward", [B, T, C, H, causal ? 1 : 0, qP, kP, vP, sP, yP, b0, b1]],
+  );
   return s;
 }
 
-/** Attention forward: per head P, then Y = P·V written straight into the merged [B, T, C] output. */
+/** Attention forward: P per item and head, then Y = P·V written straight into [B, T, C]. */
 function attentionKernel(blas: Blas) {
   return (
     { inputs, backend, attrs }: KernelArgs<
@@ -474,27 +539,15 @@ function attentionKernel(blas: Blas) {
     >,
   ) => {
     const { q, k, v } = inputs;
-    const [B, T, C] = q.shape as [number, number, number];
-    const hd = C / attrs.heads;
-    const y = backend.makeOutput([B, T, C], "float32");
-    let vv: Float32Array | undefined, yv: Float32Array | undefined;
-    const p = probabilities(blas, backend, q, k, attrs, (bi, h, P) => {
-      // views taken after every allocation (the heap may have grown)
-      if (!vv) [vv, yv] = views(backend, [v, y]);
-      const off = bi * T * C + h * hd;
-      blas.gemm(false, false, T, hd, T, 1, P, T, vv!.subarray(off), C, 0, yv!.subarray(off), C);
-    });
+    const y = backend.makeOutput(q.shape, "float32");
+    const p = probabilities(blas, backend, q, k, attrs, { v, y });
     if (attrs.save) keep(backend, y, { heap: [p] });
     else backend.disposeData(p.dataId);
     return y;
   };
 }
 
-/**
- * Attention backward. P comes from the forward (or is recomputed); the softmax backward's row
- * term Σⱼ dPᵢⱼ·Pᵢⱼ equals dYᵢ·Yᵢ (flash-attention's identity, as Yᵢ = Σⱼ Pᵢⱼ·Vⱼ): a dot over
- * the head width instead of a pass over [T, T].
- */
+/** Attention backward (`attentionBackwardItems`). P comes from the forward (or is recomputed). */
 function attentionGradKernel(blas: Blas) {
   return (
     { inputs, backend, attrs }: KernelArgs<
@@ -505,47 +558,47 @@ function attentionGradKernel(blas: Blas) {
     const { dy, q, k, v, y } = inputs;
     const H = attrs.heads;
     const [B, T, C] = q.shape as [number, number, number];
-    const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T;
-    const simd = simdOf(backend);
+    const shape = { B, T, C, H, causal: attrs.causal };
     const p = take(y)?.heap[0] ?? probabilities(blas, backend, q, k, attrs);
     const dq = backend.makeOutput(q.shape, "float32");
     const dk = backend.makeOutput(k.shape, "float32");
     const dv = backend.makeOutput(v.shape, "float32");
-    // an item's dS [H, T, T], then its row dots [H, T]
-    const scratch = backend.makeOutput([H * (TT + T)], "float32");
-    const [dyv, qv, kv, vv, pv, dqv, dkv, dvv, scv] = views(backend, [
+    const perThread = attentionScratch(shape), parts = itemParts(blas, backend, B);
+    const scratch = backend.makeOutput([parts * perThread], "float32");
+    const [dyP, qP, kP, vP, yP, pP, dqP, dkP, dvP, scP] = ptrs(backend, [
       dy,
       q,
       k,
       v,
+      y,
       p,
       dq,
       dk,
       dv,
       scratch,
     ]);
-    const [dyPtr, yPtr, pPtr, dsPtr] = ptrs(backend, [dy, y, p, scratch]);
-    const dotPtr = dsPtr + 4 * H * TT;
-    for (let bi = 0; bi < B; bi++) {
-      for (let h = 0; h < H; h++) {
-        const off = bi * T * C + h * hd, po = (bi * H + h) * TT;
-        const P = pv!.subarray(po, po + TT), dS = scv!.subarray(h * TT, (h + 1) * TT);
-        const dyh = dyv!.subarray(off);
-        simd.rowDots(dyPtr + 4 * off, yPtr + 4 * off, dotPtr + 4 * h * T, T, C, hd);
-        // dV = Pᵀ·dY; dP = dY·Vᵀ
-        blas.gemm(true, false, T, hd, T, 1, P, T, dyh, C, 0, dvv!.subarray(off), C);
-        blas.gemm(false, true, T, T, hd, 1, dyh, C, vv!.subarray(off), C, 0, dS, T);
-      }
-      // dS = P ⊙ (dP − dYᵢ·Yᵢ) for the item's H blocks at once; masked entries have P = 0
-      simd.softmaxBackwardRows(pPtr + 4 * bi * H * TT, dsPtr, dotPtr, H * T, T);
-      for (let h = 0; h < H; h++) {
-        const off = bi * T * C + h * hd, dS = scv!.subarray(h * TT, (h + 1) * TT);
-        // dQ = scale·dS·K; dK = scale·dSᵀ·Q
-        const kh = kv!.subarray(off), qh = qv!.subarray(off);
-        blas.gemm(false, false, T, hd, T, scale, dS, T, kh, C, 0, dqv!.subarray(off), C);
-        blas.gemm(true, false, T, hd, T, scale, dS, T, qh, C, 0, dkv!.subarray(off), C);
-      }
-    }
+    const at = (part: number) => ({
+      dy: dyP,
+      q: qP,
+      k: kP,
+      v: vP,
+      y: yP,
+      p: pP,
+      dq: dqP,
+      dk: dkP,
+      dv: dvP,
+      scratch: scP + 4 * part * perThread,
+    });
+    byItems(
+      blas,
+      backend,
+      B,
+      (gemm, simd, b0, b1) => attentionBackwardItems(gemm, simd, shape, at(0), b0, b1),
+      (b0, b1, part) => [
+        "attentionBackward",
+        [B, T, C, H, dyP, qP, kP, vP, yP, pP, dqP, dkP, dvP, scP + 4 * part * perThread, b0, b1],
+      ],
+    );
     backend.disposeData(p.dataId);
     backend.disposeData(scratch.dataId);
     return [dq, dk, dv];

@@ -18,6 +18,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Simd } from "./simd.ts";
+import { PROCEDURE_PARAMS } from "./attention_cpu.ts";
 
 /** Elements of work under which a call runs in one piece (a hand-off costs ≈ 20 µs). */
 export const MIN_SPLIT = 32768;
@@ -86,6 +87,8 @@ class Pool {
   readonly names: string[];
   #workers: Worker[] = [];
   #posted: number[];
+  /** Whether the helpers have BLAS, so they run `PROCEDURE_PARAMS` procedures. */
+  procedures: boolean;
   #failed: string | null = null;
 
   constructor(
@@ -97,10 +100,15 @@ class Pool {
     this.ctrlF = new Float32Array(sab);
     this.names = Object.keys(params);
     this.#posted = new Array(Math.max(1, helpers)).fill(0);
+    this.procedures = true;
   }
 
-  /** Start the helpers; resolves when each has its instance. */
-  async start(memory: WebAssembly.Memory, module: WebAssembly.Module): Promise<void> {
+  /** Start the helpers; resolves when each has its instance (and BLAS, when named). */
+  async start(
+    memory: WebAssembly.Memory,
+    module: WebAssembly.Module,
+    blasLibrary: string | null,
+  ): Promise<void> {
     const ready: Promise<void>[] = [];
     for (let i = 0; i < this.helpers; i++) {
       const worker = new Worker(new URL("./simd_worker.ts", import.meta.url), {
@@ -110,12 +118,16 @@ class Pool {
           ctrl: this.ctrl.buffer,
           slot: i,
           names: this.names,
+          blasLibrary,
           kinds: this.names.map((n) => this.params[n]!.map((t) => t.endsWith(":f32"))),
         },
       });
       ready.push(
         new Promise<void>((resolve, reject) => {
-          worker.once("message", () => resolve());
+          worker.once("message", (m: { blas: boolean }) => {
+            if (!m.blas) this.procedures = false;
+            resolve();
+          });
           worker.once("error", (e) => reject(e));
         }),
       );
@@ -204,13 +216,15 @@ export async function startSimdPool(
   memory: WebAssembly.Memory,
   module: WebAssembly.Module,
   params: Readonly<Record<string, readonly string[]>>,
+  blasLibrary: string | null = null,
 ): Promise<number> {
   const existing = pools.get(memory);
   if (existing) return existing.helpers;
   const helpers = threadsWanted - 1;
   if (helpers < 1 || !(memory.buffer instanceof SharedArrayBuffer)) return 0;
-  const pool = new Pool(params, helpers);
-  await pool.start(memory, module);
+  const pool = new Pool({ ...params, ...PROCEDURE_PARAMS }, helpers);
+  if (!blasLibrary) pool.procedures = false;
+  await pool.start(memory, module, blasLibrary);
   pools.set(memory, pool);
   return helpers;
 }
@@ -279,6 +293,39 @@ export function splitAcrossThreads(
 export function partsFor(simd: Simd): number {
   const entry = bySimd.get(simd);
   return entry ? (usable(entry)?.parts ?? 1) : 1;
+}
+
+/**
+ * The helpers of `simd`'s memory for work a caller divides itself: `parts` threads in all
+ * (1: none), `local` the calling thread's unsplit kernels (a part must not split again: the
+ * helpers are busy with theirs), `procedures` whether helpers run `PROCEDURE_PARAMS` (they have
+ * BLAS), `run(main, calls)` runs `main` here and calls[k] on helper k, and waits for all.
+ */
+export function helpersOf(simd: Simd): {
+  parts: number;
+  local: Simd;
+  procedures: boolean;
+  run(main: () => void, calls: ReadonlyArray<[string, number[]]>): void;
+} | null {
+  const entry = bySimd.get(simd);
+  const use = entry ? usable(entry) : null;
+  if (!entry || !use) return null;
+  return {
+    parts: use.parts,
+    local: entry.local,
+    procedures: use.pool.procedures,
+    run(main, calls) {
+      if (calls.length > use.parts - 1) {
+        throw new RangeError(`helpers: ${calls.length} calls for ${use.parts - 1} helpers`);
+      }
+      for (const [k, [name, args]] of calls.entries()) use.pool.post(k, name, args);
+      try {
+        main();
+      } finally {
+        use.pool.wait(calls.length);
+      }
+    },
+  };
 }
 
 /**

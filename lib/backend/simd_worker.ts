@@ -3,8 +3,16 @@
  * running the kernel calls posted to its slot (see the pool for the slot's layout).
  */
 import { parentPort, workerData } from "node:worker_threads";
+import {
+  type GemmAt,
+  PROCEDURE_PARAMS,
+  type ProcedureName,
+  runProcedure,
+} from "./attention_cpu.ts";
+import { CBLAS, SGEMM_AT_SYMBOL } from "./blas.ts";
+import type { Simd } from "./simd.ts";
 
-const { memory, module, ctrl: buffer, slot, names, kinds } = workerData as {
+const { memory, module, ctrl: buffer, slot, names, kinds, blasLibrary } = workerData as {
   memory: WebAssembly.Memory;
   module: WebAssembly.Module;
   ctrl: SharedArrayBuffer;
@@ -12,6 +20,8 @@ const { memory, module, ctrl: buffer, slot, names, kinds } = workerData as {
   names: string[];
   /** per kernel, per parameter: is it a float (`name:f32`)? */
   kinds: boolean[][];
+  /** the BLAS the calling thread uses (null: none; procedures are not posted then) */
+  blasLibrary: string | null;
 };
 const SLOT = 32, ARGS = 8, [SEQ, DONE, KERNEL, STATUS] = [0, 1, 2, 3];
 const ctrl = new Int32Array(buffer), ctrlF = new Float32Array(buffer);
@@ -19,9 +29,44 @@ const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as
   string,
   (...a: number[]) => unknown
 >;
-const kernels = names.map((n) => exports[n]!);
+const simd = exports as unknown as Simd;
+
+/** sgemm on heap offsets through the process's BLAS, on this thread only (one core). */
+function gemmOf(library: string): GemmAt | null {
+  try {
+    const f = Deno.dlopen(library, { sgemm: SGEMM_AT_SYMBOL }).symbols.sgemm;
+    const base = Deno.UnsafePointer.of(new Uint8Array(memory.buffer));
+    const at = (off: number) => Deno.UnsafePointer.offset(base!, off);
+    const { ROW_MAJOR, NO_TRANS, TRANS } = CBLAS;
+    return (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
+      f(
+        ROW_MAJOR,
+        ta ? TRANS : NO_TRANS,
+        tb ? TRANS : NO_TRANS,
+        m,
+        n,
+        k,
+        alpha,
+        at(a),
+        lda,
+        at(b),
+        ldb,
+        beta,
+        at(c),
+        ldc,
+      );
+  } catch {
+    return null;
+  }
+}
+const gemm = blasLibrary ? gemmOf(blasLibrary) : null;
+const kernels = names.map((n): (...a: number[]) => unknown =>
+  n in PROCEDURE_PARAMS
+    ? (...a: number[]) => runProcedure(n as ProcedureName, a, gemm!, simd)
+    : exports[n]!
+);
 const base = slot * SLOT;
-parentPort!.postMessage("ready");
+parentPort!.postMessage({ blas: gemm !== null });
 
 /** Wait for the next sequence number: spin a little (calls come in bursts), then sleep. */
 function next(seen: number): number {
@@ -41,7 +86,9 @@ for (;;) {
   seen = next(seen);
   const k = ctrl[base + KERNEL]!;
   const f = kernels[k]!;
-  const args = kinds[k]!.map((isFloat, i) => isFloat ? ctrlF[base + ARGS + i]! : ctrl[base + ARGS + i]!);
+  const args = kinds[k]!.map((isFloat, i) =>
+    isFloat ? ctrlF[base + ARGS + i]! : ctrl[base + ARGS + i]!
+  );
   try {
     f(...args);
   } catch {
