@@ -686,6 +686,20 @@ function crossEntropyGradKernel() {
   };
 }
 
+/** `Add` for same-shape float32 inputs by the SIMD kernel; the original kernel otherwise. */
+function simdAdd(original: tf.KernelFunc) {
+  return (args: KernelArgs<{ a: TensorInfo; b: TensorInfo }>) => {
+    const { a, b } = args.inputs;
+    const same = a.dtype === "float32" && b.dtype === "float32" &&
+      a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
+    if (!same || fusedDisabled) return original(args as unknown as Parameters<tf.KernelFunc>[0]);
+    const { backend } = args;
+    const y = backend.makeOutput(a.shape, "float32");
+    simdOf(backend).add(...ptrs(backend, [a, b, y]), prod(a.shape));
+    return y;
+  };
+}
+
 /** Register the fused kernels and their gradients on `wasm` (needs BLAS; idempotent). */
 export function registerFusedKernels(): boolean {
   if (fusedReady) return true;
@@ -703,6 +717,13 @@ export function registerFusedKernels(): boolean {
   reg("DvsftAttentionGrad", attentionGradKernel(blas));
   reg("DvsftCrossEntropy", crossEntropyKernel());
   reg("DvsftCrossEntropyGrad", crossEntropyGradKernel());
+  // tfjs's Add runs on one core; same-shape float32 adds (residuals, the tape's gradient sums)
+  // take the SIMD kernel, split across its threads; anything else stays with tfjs
+  const add = tf.getKernel("Add", "wasm");
+  if (add) {
+    tf.unregisterKernel("Add", "wasm");
+    tf.registerKernel({ ...add, kernelFunc: simdAdd(add.kernelFunc) as tf.KernelFunc });
+  }
 
   registerFusedGradients();
   fusedReady = true;

@@ -433,6 +433,14 @@ const KERNELS = {
       ${advance("(i32.const 4)", "scale")}`,
       )
     }`),
+  /** y = a + b elementwise (tfjs's Add for same-shape float32 tensors: residuals, gradient sums) */
+  add: kernel(
+    ["a", "b", "y", "n"],
+    (g) =>
+      `    ${
+        g.each(p("n"), (L, at) => L.store(at("y"), L.op("add", L.load(at("a")), L.load(at("b")))))
+      }`,
+  ),
   /** Σ g² (f32 lanes, per tensor) */
   sumSquares: kernel(["g", "n"], (g) =>
     `    ${zero("a")}

@@ -53,6 +53,7 @@ const RULES: Record<string, SplitRule> = {
   geluBackward: elementwise("dy", "x", "dx"),
   geluBackwardKept: elementwise("dy", "x", "gate", "dx"),
   adamw: elementwise("w", "m", "v", "g"),
+  add: elementwise("a", "b", "y"),
   layerNormForward: {
     count: "R",
     advance: { x: (a) => 4 * a.C!, y: (a) => 4 * a.C! },

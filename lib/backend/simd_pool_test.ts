@@ -8,7 +8,7 @@ import {
   stopSimdPool,
 } from "./simd_pool.ts";
 import { SharedHeapError, shareMemory, TFJS_WASM_FILES } from "./shared_heap.ts";
-import { attention, fusedActive, layerNorm, tf, useBackend } from "./mod.ts";
+import { attention, fusedActive, layerNorm, setFusedEnabled, tf, useBackend } from "./mod.ts";
 
 const wasmDir = new URL("../wasm-out/", import.meta.resolve("@tensorflow/tfjs-backend-wasm"));
 
@@ -79,6 +79,7 @@ Deno.test("simd pool: every split kernel gives the bits of one call (odd sizes, 
         return o.map((p) => get(p, n));
       }]);
     };
+    elementwise("add", ([y]) => simd.add(x, dy, y!, n), 1);
     elementwise("geluForward", ([y]) => simd.geluForward(x, y!, n), 1);
     elementwise("geluForwardKeep", ([y, g]) => simd.geluForwardKeep(x, y!, g!, n), 2);
     elementwise("geluBackward", ([dx]) => simd.geluBackward(dy, x, dx!, n), 1);
@@ -192,5 +193,22 @@ Deno.test("simd pool on the wasm backend: attention and layer norm, values and g
     }
   } finally {
     setSimdThreads(before);
+  }
+});
+
+Deno.test("wasm Add: same-shape float32 by the SIMD kernel, the rest by tfjs, the same values", async () => {
+  await useBackend("wasm");
+  if (!fusedActive()) return;
+  const a = tf.randomNormal([300, 257], 0, 1, "float32", 7);
+  const b = tf.randomNormal([300, 257], 0, 1, "float32", 8);
+  const row = tf.randomNormal([257], 0, 1, "float32", 9);
+  const ints = tf.tensor([1, 2, 3], [3], "int32");
+  const ours = [tf.add(a, b), tf.add(a, row), tf.add(ints, ints)].map((t) => t.dataSync());
+  setFusedEnabled(false);
+  try {
+    const theirs = [tf.add(a, b), tf.add(a, row), tf.add(ints, ints)].map((t) => t.dataSync());
+    for (const [i, x] of ours.entries()) assertEquals(Array.from(x), Array.from(theirs[i]!));
+  } finally {
+    setFusedEnabled(true);
   }
 });
