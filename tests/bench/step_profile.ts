@@ -5,6 +5,7 @@
  * tfjs ops instead.
  *
  *   --steps N (timed steps, default 5)   --batch B (default 16)   --top K (rows, default 20)
+ *   --preset small|medium|tiny (default small)
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
@@ -16,12 +17,18 @@ import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { steps: { type: "string" }, batch: { type: "string" }, top: { type: "string" } },
+  options: {
+    steps: { type: "string" },
+    batch: { type: "string" },
+    top: { type: "string" },
+    preset: { type: "string" },
+  },
 });
 const flags = z.strictObject({
   steps: z.coerce.number().int().min(1).max(100).default(5),
   batch: z.coerce.number().int().min(1).max(256).default(16),
   top: z.coerce.number().int().min(1).max(200).default(20),
+  preset: z.enum(["tiny", "small", "medium"]).default("small"),
 }).parse(values);
 
 await useBackend("wasm");
@@ -61,7 +68,7 @@ for (const kernel of tf.getKernelsForBackend("wasm")) {
 }
 
 const vocabSize = Object.keys((buildSmallTokenizerJson().model as { vocab: object }).vocab).length;
-const c = ModelConfigSchema.parse({ ...MODEL_PRESETS.small, vocabSize });
+const c = ModelConfigSchema.parse({ ...MODEL_PRESETS[flags.preset], vocabSize });
 const { step: run, dispose } = syntheticStep(c, flags.batch);
 let optMs = 0;
 const step = () =>
@@ -82,11 +89,11 @@ const stepMs = per(performance.now() - t0);
 let kernelMs = 0;
 for (const e of stats.values()) kernelMs += e.ms;
 console.log(
-  `small, batch ${flags.batch}, ${flags.steps} steps: ${stepMs.toFixed(0)} ms a step — kernels ${
-    per(kernelMs).toFixed(0)
-  } ms (sgemm ${per(gemmMs).toFixed(0)} ms), optimizer outside kernels ${
-    per(optMs).toFixed(0)
-  } ms, tape and ` +
+  `${flags.preset}, batch ${flags.batch}, ${flags.steps} steps: ${
+    stepMs.toFixed(0)
+  } ms a step — kernels ${per(kernelMs).toFixed(0)} ms (sgemm ${
+    per(gemmMs).toFixed(0)
+  } ms), optimizer outside kernels ${per(optMs).toFixed(0)} ms, tape and ` +
     `bookkeeping ${(stepMs - per(kernelMs) - per(optMs)).toFixed(0)} ms\n`,
 );
 console.log(`${"kernel".padEnd(24)} calls  ms/step  of which sgemm`);
