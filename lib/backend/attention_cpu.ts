@@ -36,9 +36,19 @@ export interface AttentionShape {
 }
 
 /**
- * P = softmax(QKᵀ/√d + mask) for items [b0, b1), head by head (one sgemm on strided views, no
- * head transposes), the item's H blocks softmaxed in one call; then, when `v`/`y` are given
- * (not 0), Y = P·V straight into the merged [B, T, C] output.
+ * Query rows a block holds: its [rows, T] slice of P stays within ≈ 256 KiB, so the scores, their
+ * softmax and the products that read them meet in cache (`medium`'s vision heads are 4 MiB of
+ * scores each: whole-head passes ran from memory).
+ */
+export function blockRows(T: number): number {
+  return Math.max(1, Math.min(T, Math.floor(65536 / T)));
+}
+
+/**
+ * P = softmax(QKᵀ/√d + mask) for items [b0, b1), head by head and block of query rows by block
+ * (sgemms on strided views: no head transposes); then, when `y` is given (not 0), Y = P·V of the
+ * block straight into the merged [B, T, C] output. Causal blocks compute only the keys up to
+ * their last row (the softmax zeroes the rest), halving the decoder's score work.
  */
 export function attentionForwardItems(
   gemm: GemmAt,
@@ -48,30 +58,31 @@ export function attentionForwardItems(
   b0: number,
   b1: number,
 ): void {
-  const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T;
+  const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T, rb = blockRows(T);
   for (let bi = b0; bi < b1; bi++) {
     for (let h = 0; h < H; h++) {
       const off = 4 * (bi * T * C + h * hd), po = at.p + 4 * (bi * H + h) * TT;
-      gemm(false, true, T, T, hd, scale, at.q + off, C, at.k + off, C, 0, po, T);
-    }
-    simd.softmaxRows(at.p + 4 * bi * H * TT, H * T, T, causal ? 1 : 0);
-    if (!at.y) continue;
-    for (let h = 0; h < H; h++) {
-      const off = 4 * (bi * T * C + h * hd), po = at.p + 4 * (bi * H + h) * TT;
-      gemm(false, false, T, hd, T, 1, po, T, at.v + off, C, 0, at.y + off, C);
+      for (let q0 = 0; q0 < T; q0 += rb) {
+        const rows = Math.min(rb, T - q0), keys = causal ? q0 + rows : T;
+        const blk = po + 4 * q0 * T, qo = off + 4 * q0 * C;
+        gemm(false, true, rows, keys, hd, scale, at.q + qo, C, at.k + off, C, 0, blk, T);
+        simd.softmaxRows(blk, rows, T, causal ? 1 : 0, q0);
+        if (at.y) gemm(false, false, rows, hd, keys, 1, blk, T, at.v + off, C, 0, at.y + qo, C);
+      }
     }
   }
 }
 
-/** Floats of scratch one thread's backward needs: an item's dS [H, T, T] and row dots [H, T]. */
-export function attentionScratch({ T, H }: AttentionShape): number {
-  return H * (T * T + T);
+/** Floats of scratch one thread's backward needs: a block's dS [rows, T] and a head's row dots [T]. */
+export function attentionScratch({ T }: AttentionShape): number {
+  return blockRows(T) * T + T;
 }
 
 /**
- * Attention backward for items [b0, b1). The softmax backward's row term Σⱼ dPᵢⱼ·Pᵢⱼ equals
- * dYᵢ·Yᵢ (flash-attention's identity, as Yᵢ = Σⱼ Pᵢⱼ·Vⱼ): a dot over the head width instead of
- * a pass over [T, T]. `scratch` holds `attentionScratch` floats of this thread's own.
+ * Attention backward for items [b0, b1), by head and block of query rows like the forward; dK and
+ * dV sum the blocks' products. The softmax backward's row term Σⱼ dPᵢⱼ·Pᵢⱼ equals dYᵢ·Yᵢ
+ * (flash-attention's identity, as Yᵢ = Σⱼ Pᵢⱼ·Vⱼ): a dot over the head width instead of a pass
+ * over [T, T]. `scratch` holds `attentionScratch` floats of this thread's own.
  */
 export function attentionBackwardItems(
   gemm: GemmAt,
@@ -92,23 +103,23 @@ export function attentionBackwardItems(
   b0: number,
   b1: number,
 ): void {
-  const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T;
-  const dS = (h: number) => at.scratch + 4 * h * TT, dot = at.scratch + 4 * H * TT;
+  const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T, rb = blockRows(T);
+  const dS = at.scratch, dot = at.scratch + 4 * rb * T;
   for (let bi = b0; bi < b1; bi++) {
     for (let h = 0; h < H; h++) {
       const off = 4 * (bi * T * C + h * hd), po = at.p + 4 * (bi * H + h) * TT;
-      simd.rowDots(at.dy + off, at.y + off, dot + 4 * h * T, T, C, hd);
-      // dV = Pᵀ·dY; dP = dY·Vᵀ
-      gemm(true, false, T, hd, T, 1, po, T, at.dy + off, C, 0, at.dv + off, C);
-      gemm(false, true, T, T, hd, 1, at.dy + off, C, at.v + off, C, 0, dS(h), T);
-    }
-    // dS = P ⊙ (dP − dYᵢ·Yᵢ) for the item's H blocks at once; masked entries have P = 0
-    simd.softmaxBackwardRows(at.p + 4 * bi * H * TT, dS(0), dot, H * T, T);
-    for (let h = 0; h < H; h++) {
-      const off = 4 * (bi * T * C + h * hd);
-      // dQ = scale·dS·K; dK = scale·dSᵀ·Q
-      gemm(false, false, T, hd, T, scale, dS(h), T, at.k + off, C, 0, at.dq + off, C);
-      gemm(true, false, T, hd, T, scale, dS(h), T, at.q + off, C, 0, at.dk + off, C);
+      simd.rowDots(at.dy + off, at.y + off, dot, T, C, hd);
+      for (let q0 = 0; q0 < T; q0 += rb) {
+        const rows = Math.min(rb, T - q0), blk = po + 4 * q0 * T, qo = off + 4 * q0 * C;
+        const sum = q0 === 0 ? 0 : 1; // dK, dV: the first block writes, the others add
+        // dP = dY·Vᵀ, then dS = P ⊙ (dP − dYᵢ·Yᵢ) (masked entries have P = 0)
+        gemm(false, true, rows, T, hd, 1, at.dy + qo, C, at.v + off, C, 0, dS, T);
+        simd.softmaxBackwardRows(blk, dS, dot + 4 * q0, rows, T);
+        // dQ = scale·dS·K; dK += scale·dSᵀ·Q; dV += Pᵀ·dY
+        gemm(false, false, rows, hd, T, scale, dS, T, at.k + off, C, 0, at.dq + qo, C);
+        gemm(true, false, T, hd, rows, scale, dS, T, at.q + qo, C, sum, at.dk + off, C);
+        gemm(true, false, T, hd, rows, 1, blk, T, at.dy + qo, C, sum, at.dv + off, C);
+      }
     }
   }
 }

@@ -611,7 +611,7 @@ function lastAxisSoftmax(backend: WasmBackend, x: TensorInfo): TensorInfo {
   const p = backend.makeOutput(x.shape, "float32");
   const [xPtr, pPtr] = ptrs(backend, [x, p]);
   (backend.wasm.HEAPU8 as Uint8Array).copyWithin(pPtr, xPtr, xPtr + 4 * n);
-  simdOf(backend).softmaxRows(pPtr, n / V, V, 0);
+  simdOf(backend).softmaxRows(pPtr, n / V, V, 0, 0);
   return p;
 }
 

@@ -352,17 +352,24 @@ const KERNELS = {
       }`,
     { locals: "(local $sm f32) (local $ss f32) (local $vm v128) (local $vs v128)" },
   ),
-  /** softmax over each row of T in place; causal: row i of each [T, T] block keeps j ≤ i, the rest becomes 0 */
-  softmaxRows: kernel(["s", "R", "T", "causal"], (g) =>
+  /**
+   * softmax over each row of T in place; causal: row i of each [T, T] block keeps j ≤ i, the rest
+   * becomes 0, where the call's first row is row r0 of its block (a block's rows in parts)
+   */
+  softmaxRows: kernel(["s", "R", "T", "causal", "r0"], (g) =>
     `    ${
       g.rows(
         p("R"),
         `
-      (local.set $len (select (i32.add (i32.rem_u ${p("r")} ${p("T")}) (i32.const 1)) ${p("T")} ${
-          p("causal")
-        }))
+      (local.set $len (select (i32.add (i32.rem_u (i32.add ${p("r")} ${p("r0")}) ${p("T")})
+        (i32.const 1)) ${p("T")} ${p("causal")}))
       (local.set $va ${g.vec.k(-3.4e38)}) (local.set $sa (f32.const -3.4e38))
-      ${g.each(p("len"), (L, at) => L.set("a", L.op("max", L.get("a"), L.load(at("s")))))}
+      ${
+          // pmax: one maxps (f32x4.max's NaN/−0 rules cost V8 a sequence of instructions)
+          g.each(
+            p("len"),
+            (L, at) => L.set("a", L.op(L.wide ? "pmax" : "max", L.get("a"), L.load(at("s")))),
+          )}
       (local.set $t ${hmax(p("va"), p("sa"))})
       (local.set $vb (f32x4.splat ${p("t")})) (local.set $sb ${p("t")})
       ${zero("c")}

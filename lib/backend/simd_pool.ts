@@ -7,7 +7,7 @@
  *
  * A call is split only where the split changes no element's arithmetic: rows stay whole, an
  * elementwise range is cut at multiples of four (the SIMD bulk and the scalar tail see the same
- * elements as in one call), causal softmax blocks stay whole. So every split kernel returns the
+ * elements as in one call), a causal softmax part knows its first row. So every split kernel returns the
  * same bits as one call (tests check it). Reductions across rows (layer norm's dγ, dβ) are split by
  * the caller into partial sums (`runParallel`).
  *
@@ -30,7 +30,7 @@ const [SEQ, DONE, KERNEL, STATUS] = [0, 1, 2, 3];
 /** How a kernel's work divides: the count parameter, bytes each pointer moves per unit, alignment. */
 interface SplitRule {
   count: string;
-  /** bytes a pointer parameter advances per unit of `count`, from the call's arguments */
+  /** what a parameter advances per unit of `count` (bytes for a pointer), from the call's arguments */
   advance: Record<string, (a: Record<string, number>) => number>;
   /** the units a part must be a multiple of */
   align: (a: Record<string, number>) => number;
@@ -62,9 +62,9 @@ const RULES: Record<string, SplitRule> = {
   },
   softmaxRows: {
     count: "R",
-    advance: { s: (a) => 4 * a.T! },
-    // a causal row's length comes from its index within its [T, T] block: keep blocks whole
-    align: (a) => (a.causal ? a.T! : 1),
+    // a causal row's length comes from its index within its [T, T] block: r0 moves with the part
+    advance: { s: (a) => 4 * a.T!, r0: () => 1 },
+    align: () => 1,
     work: (a) => a.T!,
   },
   scaleRows: {

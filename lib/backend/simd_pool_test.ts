@@ -101,7 +101,7 @@ Deno.test("simd pool: every split kernel gives the bits of one call (odd sizes, 
       runs.push([`softmaxRows causal ${causal}`, (threads) => {
         setSimdThreads(threads);
         const s = put(noise(8 * T * T, 10).map((q) => 10 * q));
-        simd.softmaxRows(s, 8 * T, T, causal);
+        simd.softmaxRows(s, 8 * T, T, causal, 0);
         return [get(s, 8 * T * T)];
       }]);
     }
@@ -137,10 +137,10 @@ Deno.test("simd pool: a kernel that traps in a helper thread raises on the calle
     // rows 0…R/2 lie inside the heap, the helper's half runs past its end
     const R = 2 * Math.ceil(MIN_SPLIT / 256), T = 256;
     const s = end - (R / 2) * T * 4;
-    assertThrows(() => simd.softmaxRows(s, R, T, 0), Error, "trapped");
+    assertThrows(() => simd.softmaxRows(s, R, T, 0, 0), Error, "trapped");
     // the pool still works after it
     setSimdThreads(2);
-    simd.softmaxRows(64, R, T, 0);
+    simd.softmaxRows(64, R, T, 0, 0);
   } finally {
     done();
   }
@@ -210,5 +210,44 @@ Deno.test("wasm Add: same-shape float32 by the SIMD kernel, the rest by tfjs, th
     for (const [i, x] of ours.entries()) assertEquals(Array.from(x), Array.from(theirs[i]!));
   } finally {
     setFusedEnabled(true);
+  }
+});
+
+Deno.test("fused attention in blocks of query rows (T = 300: two blocks) equals the composed ops", async () => {
+  await useBackend("wasm");
+  if (!fusedActive()) return;
+  const [B, T, C, H] = [2, 300, 48, 2];
+  const vars = [1, 2, 3].map((s) => tf.variable(tf.randomNormal([B, T, C], 0, 1, "float32", s)));
+  const [q, k, v] = vars as [tf.Variable, tf.Variable, tf.Variable];
+  const w = tf.randomNormal([B, T, C], 0, 1, "float32", 4);
+  const run = (causal: boolean) => {
+    const { value, grads } = tf.variableGrads(
+      () => tf.sum(tf.mul(attention(q, k, v, H, causal), w)) as tf.Scalar,
+      vars,
+    );
+    const out = [value, ...vars.map((x) => grads[x.name]!)].map((t) =>
+      Float32Array.from(t.dataSync())
+    );
+    value.dispose();
+    Object.values(grads).forEach((g) => g.dispose());
+    return out;
+  };
+  for (const causal of [false, true]) {
+    const fused = run(causal);
+    setFusedEnabled(false);
+    let composed: Float32Array[];
+    try {
+      composed = run(causal);
+    } finally {
+      setFusedEnabled(true);
+    }
+    for (const [i, a] of fused.entries()) {
+      const scale = Math.max(...composed[i]!.map(Math.abs));
+      let worst = 0;
+      for (let j = 0; j < a.length; j++) {
+        worst = Math.max(worst, Math.abs(a[j]! - composed[i]![j]!));
+      }
+      assert(worst <= 2e-5 * scale, `causal ${causal}, output ${i}: ${worst} vs scale ${scale}`);
+    }
   }
 });

@@ -33,13 +33,25 @@ const worst = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   return w;
 };
 
+Deno.test("simd softmax rows: a causal call from row r0 of a block equals those rows of the whole", async () => {
+  const { simd, put, get } = await setup();
+  const T = 9, x = Array.from({ length: 2 * T * T }, (_, i) => 5 * Math.sin(0.9 * i));
+  const whole = put(x);
+  simd.softmaxRows(whole, 2 * T, T, 1, 0);
+  for (const r0 of [1, 4, 8, 11]) {
+    const part = put(x.slice(r0 * T));
+    simd.softmaxRows(part, 2 * T - r0, T, 1, r0 % T);
+    assertEquals(get(part, (2 * T - r0) * T), get(whole + 4 * r0 * T, (2 * T - r0) * T));
+  }
+});
+
 Deno.test("simd softmax rows: exp over a wide range, causal rows, every tail length", async () => {
   const { simd, put, get } = await setup();
   for (const T of [1, 3, 4, 7, 13]) {
     for (const causal of [0, 1]) {
       const x = Array.from({ length: 2 * T * T }, (_, i) => 40 * Math.sin(1.7 * i + T));
       const ptr = put(x);
-      simd.softmaxRows(ptr, 2 * T, T, causal);
+      simd.softmaxRows(ptr, 2 * T, T, causal, 0);
       const got = get(ptr, x.length);
       for (let r = 0; r < 2 * T; r++) {
         const len = causal ? (r % T) + 1 : T;
