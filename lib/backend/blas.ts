@@ -40,25 +40,17 @@ const SYMBOLS = {
   },
 } as const;
 
+type ToPointers<T extends readonly string[]> = {
+  -readonly [K in keyof T]: T[K] extends "buffer" ? "pointer"
+    : T[K];
+};
+
 /** The same sgemm with its operands as raw addresses (a helper thread's heap offsets). */
 export const SGEMM_AT_SYMBOL = {
   name: "cblas_sgemm",
-  parameters: [
-    "i32",
-    "i32",
-    "i32",
-    "i32",
-    "i32",
-    "i32",
-    "f32",
-    "pointer",
-    "i32",
-    "pointer",
-    "i32",
-    "f32",
-    "pointer",
-    "i32",
-  ],
+  parameters: SYMBOLS.cblas_sgemm.parameters.map((t) =>
+    t === "buffer" ? "pointer" : t
+  ) as unknown as ToPointers<typeof SYMBOLS.cblas_sgemm.parameters>,
   result: "void",
 } as const;
 

@@ -73,7 +73,7 @@ const cases: Array<[string, () => void, () => void]> = [
     `softmax (rows of ${T})`,
     () => {
       y.set(x);
-      simd.softmaxRows(yp, n / T, T, 0);
+      simd.softmaxRows(yp, n / T, T, 0, 0);
     },
     () => {
       y.set(x);
