@@ -97,12 +97,18 @@ function heapReachable(): boolean {
 export async function startWasmHelpers(): Promise<number> {
   const memory = heapMemory(tf.backend() as WasmBackend);
   if (!memory || !isShared(memory) || !simdCompiled()) return 0;
-  return await startSimdPool(
-    memory,
-    simdModule(true),
-    SIMD_KERNEL_PARAMS,
-    loadBlas()?.library ?? null,
-  );
+  try {
+    return await startSimdPool(
+      memory,
+      simdModule(true),
+      SIMD_KERNEL_PARAMS,
+      loadBlas()?.library ?? null,
+    );
+  } catch (e) {
+    // training still works, its SIMD kernels on this thread only
+    console.warn(`dvsft: the SIMD helper threads did not start (${e}); one thread runs them`);
+    return 0;
+  }
 }
 
 /** tfjs-backend-wasm's WebAssembly.Memory (emscripten keeps it on the module's exports). */

@@ -130,6 +130,10 @@ class Pool {
             resolve();
           });
           worker.once("error", (e) => reject(e));
+          worker.once(
+            "exit",
+            (code) => reject(new Error(`a helper exited (${code}) before it was ready`)),
+          );
         }),
       );
       worker.on("error", (e) => this.#failed = String(e));
@@ -225,7 +229,12 @@ export async function startSimdPool(
   if (helpers < 1 || !(memory.buffer instanceof SharedArrayBuffer)) return 0;
   const pool = new Pool({ ...params, ...PROCEDURE_PARAMS }, helpers);
   if (!blasLibrary) pool.procedures = false;
-  await pool.start(memory, module, blasLibrary);
+  try {
+    await pool.start(memory, module, blasLibrary);
+  } catch (e) {
+    pool.stop(); // the helpers that did start
+    throw e;
+  }
   pools.set(memory, pool);
   return helpers;
 }
