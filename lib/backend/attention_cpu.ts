@@ -7,24 +7,11 @@
  *
  * Layouts: q, k, v, y, dy, dq, dk, dv [B, T, C] (head h at columns h·hd…); P [B, H, T, T].
  */
+import type { Gemm } from "./blas.ts";
 import type { Simd } from "./simd.ts";
 
 /** sgemm over heap byte offsets: C = alpha·op(A)·op(B) + beta·C, row-major. */
-export type GemmAt = (
-  transA: boolean,
-  transB: boolean,
-  m: number,
-  n: number,
-  k: number,
-  alpha: number,
-  a: number,
-  lda: number,
-  b: number,
-  ldb: number,
-  beta: number,
-  c: number,
-  ldc: number,
-) => void;
+export type GemmAt = Gemm<number>;
 
 /** The shape of one attention call. */
 export interface AttentionShape {
@@ -148,45 +135,22 @@ export const PROCEDURE_PARAMS = {
 } as const;
 export type ProcedureName = keyof typeof PROCEDURE_PARAMS;
 
+/** A procedure's flat arguments, in `PROCEDURE_PARAMS` order, from named values (extras ignored). */
+export function procedureCall(
+  name: ProcedureName,
+  values: Readonly<Record<string, number>>,
+): [ProcedureName, number[]] {
+  return [name, PROCEDURE_PARAMS[name].map((n) => values[n]!)];
+}
+
 /** Run a procedure from its flat arguments (as a helper receives them). */
 export function runProcedure(name: ProcedureName, a: number[], gemm: GemmAt, simd: Simd): void {
-  const [B, T, C, H] = a as [number, number, number, number];
-  if (name === "attentionForward") {
-    const [, , , , causal, q, k, v, p, y, b0, b1] = a as number[];
-    attentionForwardItems(
-      gemm,
-      simd,
-      { B, T, C, H, causal: causal === 1 },
-      {
-        q: q!,
-        k: k!,
-        v: v!,
-        p: p!,
-        y: y!,
-      },
-      b0!,
-      b1!,
-    );
-    return;
-  }
-  const [, , , , dy, q, k, v, y, p, dq, dk, dv, scratch, b0, b1] = a as number[];
-  attentionBackwardItems(
-    gemm,
-    simd,
-    { B, T, C, H, causal: false },
-    {
-      dy: dy!,
-      q: q!,
-      k: k!,
-      v: v!,
-      y: y!,
-      p: p!,
-      dq: dq!,
-      dk: dk!,
-      dv: dv!,
-      scratch: scratch!,
-    },
-    b0!,
-    b1!,
-  );
+  const v = Object.fromEntries(PROCEDURE_PARAMS[name].map((n, i) => [n, a[i]!]));
+  const shape = { B: v.B!, T: v.T!, C: v.C!, H: v.H!, causal: v.causal === 1 };
+  // the pointer fields, by the names the item functions read
+  const at = v as unknown as
+    & Parameters<typeof attentionForwardItems>[3]
+    & Parameters<typeof attentionBackwardItems>[3];
+  if (name === "attentionForward") attentionForwardItems(gemm, simd, shape, at, v.b0!, v.b1!);
+  else attentionBackwardItems(gemm, simd, shape, at, v.b0!, v.b1!);
 }

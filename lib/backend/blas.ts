@@ -60,6 +60,26 @@ const THREAD_SYMBOLS = {
   openblas_get_num_threads: { parameters: [], result: "i32" },
 } as const;
 
+/**
+ * C = alpha·op(A)·op(B) + beta·C, row-major, every leading dimension given; operands of type P
+ * (views, or heap offsets).
+ */
+export type Gemm<P> = (
+  transA: boolean,
+  transB: boolean,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: P,
+  lda: number,
+  b: P,
+  ldb: number,
+  beta: number,
+  c: P,
+  ldc: number,
+) => void;
+
 export interface Blas {
   library: string;
   /** C[M×N] = op(A)·op(B), row-major; lda/ldb are the stored row lengths. */
@@ -79,21 +99,7 @@ export interface Blas {
    * C = alpha·op(A)·op(B) + beta·C with every leading dimension given: strided views (one
    * attention head inside a [T, C] activation) need no copies.
    */
-  gemm(
-    transA: boolean,
-    transB: boolean,
-    m: number,
-    n: number,
-    k: number,
-    alpha: number,
-    a: Float32Array,
-    lda: number,
-    b: Float32Array,
-    ldb: number,
-    beta: number,
-    c: Float32Array,
-    ldc: number,
-  ): void;
+  gemm: Gemm<Float32Array>;
   /**
    * OpenBLAS's own threads for the calls that follow (null: this BLAS cannot say). Calls from
    * several threads at once run on one core each only with 1 here.

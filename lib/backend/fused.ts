@@ -25,12 +25,13 @@ import {
   simdFor,
   simdModule,
 } from "./simd.ts";
-import { helpersOf, MIN_SPLIT, partsFor, runParallel, startSimdPool } from "./simd_pool.ts";
+import { helpersOf, MIN_SPLIT, startSimdPool } from "./simd_pool.ts";
 import {
   attentionBackwardItems,
   attentionForwardItems,
   attentionScratch,
   type GemmAt,
+  procedureCall,
   type ProcedureName,
 } from "./attention_cpu.ts";
 
@@ -383,25 +384,26 @@ function layerNormGradKernel(
   const dx = backend.makeOutput(x.shape, "float32");
   const dg = backend.makeOutput([C], "float32");
   const db = backend.makeOutput([C], "float32");
-  const simd = simdOf(backend);
-  const parts = R * C >= MIN_SPLIT ? Math.min(partsFor(simd), R) : 1;
+  const simd = simdOf(backend), h = helpersOf(simd);
+  const parts = h && R * C >= MIN_SPLIT ? Math.min(h.parts, R) : 1;
   if (parts < 2) {
     simd.layerNormBackward(...ptrs(backend, [dy, x, g, dx, dg, db]), R, C);
     return [dx, dg, db];
   }
-  // rows split across the SIMD threads, each summing dγ, dβ over its rows; the partial sums of
-  // parts 1… are added after (another summation order than one pass: last-bit differences)
+  // rows split across the SIMD threads, each summing dγ, dβ over its rows; part k ≥ 1 writes
+  // [dγ_k, dβ_k] into `partial`, added after (another summation order: last-bit differences)
   const partial = backend.makeOutput([(parts - 1) * 2 * C], "float32");
   const [dyP, xP, gP, dxP, dgP, dbP, partP] = ptrs(backend, [dy, x, g, dx, dg, db, partial]);
   const at = (k: number) => Math.floor((R * k) / parts);
-  runParallel(
-    simd,
-    Array.from({ length: parts }, (_, k) => {
-      const r0 = at(k), rows = at(k + 1) - r0, o = 4 * r0 * C;
-      const [pg, pb] = k === 0
-        ? [dgP, dbP]
-        : [partP + 8 * (k - 1) * C, partP + 4 * (2 * k - 1) * C];
-      return ["layerNormBackward", [dyP + o, xP + o, gP, dxP + o, pg, pb, rows, C]];
+  const args = (k: number, pg: number, pb: number) => {
+    const r0 = at(k), o = 4 * r0 * C;
+    return [dyP + o, xP + o, gP, dxP + o, pg, pb, at(k + 1) - r0, C] as const;
+  };
+  h!.run(
+    () => h!.local.layerNormBackward(...args(0, dgP, dbP)),
+    Array.from({ length: parts - 1 }, (_, i) => {
+      const base = partP + 8 * i * C;
+      return ["layerNormBackward", args(i + 1, base, base + 4 * C)] as const;
     }),
   );
   const [dgv, dbv, pv] = views(backend, [dg, db, partial]);
@@ -486,8 +488,7 @@ function byItems(
   helper: (b0: number, b1: number, part: number) => [ProcedureName, number[]],
 ): void {
   const simd = simdOf(backend), gemm = gemmAt(blas, backend);
-  const h = helpersOf(simd);
-  const parts = h?.procedures && blas.threads ? Math.min(h.parts, B) : 1;
+  const h = helpersOf(simd), parts = itemParts(blas, backend, B);
   if (parts < 2) return main(gemm, simd, 0, B);
   const edge = (k: number) => Math.floor((B * k) / parts);
   const before = blas.threads!.get();
@@ -531,7 +532,8 @@ function probabilities(
     backend,
     B,
     (gemm, simd, b0, b1) => attentionForwardItems(gemm, simd, shape, at, b0, b1),
-    (b0, b1) => ["attentionForward", [B, T, C, H, causal ? 1 : 0, qP, kP, vP, sP, yP, b0, b1]],
+    (b0, b1) =>
+      procedureCall("attentionForward", { ...shape, causal: causal ? 1 : 0, ...at, b0, b1 }),
   );
   return s;
 }
@@ -600,10 +602,7 @@ function attentionGradKernel(blas: Blas) {
       backend,
       B,
       (gemm, simd, b0, b1) => attentionBackwardItems(gemm, simd, shape, at(0), b0, b1),
-      (b0, b1, part) => [
-        "attentionBackward",
-        [B, T, C, H, dyP, qP, kP, vP, yP, pP, dqP, dkP, dvP, scP + 4 * part * perThread, b0, b1],
-      ],
+      (b0, b1, part) => procedureCall("attentionBackward", { B, T, C, H, ...at(part), b0, b1 }),
     );
     backend.disposeData(p.dataId);
     backend.disposeData(scratch.dataId);

@@ -77,7 +77,19 @@ export function shareMemory(binary: Uint8Array): Uint8Array {
  * (written to the temporary folder once), the other two builds as the package ships them.
  * `dir` is the package's folder of .wasm files (a file: URL ending in /).
  */
-export async function sharedHeapWasmPaths(dir: string): Promise<Record<string, string>> {
+export function sharedHeapWasmPaths(dir: string): Promise<Record<string, string>> {
+  // once per process and folder: the backend's init runs at every `useBackend("wasm")`
+  let paths = pathsByDir.get(dir);
+  if (!paths) {
+    paths = writeSharedHeap(dir);
+    pathsByDir.set(dir, paths);
+    paths.catch(() => pathsByDir.delete(dir));
+  }
+  return paths;
+}
+const pathsByDir = new Map<string, Promise<Record<string, string>>>();
+
+async function writeSharedHeap(dir: string): Promise<Record<string, string>> {
   const simdName = "tfjs-backend-wasm-simd.wasm";
   const original = await Deno.readFile(new URL(simdName, dir));
   const patched = shareMemory(original);

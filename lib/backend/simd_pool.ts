@@ -9,9 +9,9 @@
  * elementwise range is cut at multiples of four (the SIMD bulk and the scalar tail see the same
  * elements as in one call), a causal softmax part knows its first row. So every split kernel returns the
  * same bits as one call (tests check it). Reductions across rows (layer norm's dγ, dβ) are split by
- * the caller into partial sums (`runParallel`).
+ * the caller into partial sums (`helpersOf`).
  *
- * Hand-off: one `SharedArrayBuffer` slot a helper (sequence, done, kernel, status, arguments);
+ * Hand-off: one `SharedArrayBuffer` slot a helper (`SLOT_LAYOUT`);
  * `Atomics.notify` wakes it, the caller runs its own part, then spins briefly and waits for
  * `done`. ≈ 20 µs a hand-off on this machine, so calls under `MIN_SPLIT` elements run in one
  * piece. Helpers are `node:worker_threads` workers, unref'ed (they do not keep a process alive).
@@ -23,9 +23,13 @@ import { PROCEDURE_PARAMS } from "./attention_cpu.ts";
 /** Elements of work under which a call runs in one piece (a hand-off costs ≈ 20 µs). */
 export const MIN_SPLIT = 32768;
 const MAX_THREADS = 8;
-const SLOT = 32; // int32s a helper's slot holds
-const ARGS = 8; // first argument's index in a slot
-const [SEQ, DONE, KERNEL, STATUS] = [0, 1, 2, 3];
+/**
+ * A helper's slot in the control buffer (int32 indices; `simd_worker.ts` reads the same): SLOT
+ * int32s each, the posted sequence number, the one done, the kernel's index, a status (1: the
+ * kernel trapped), then the arguments from ARGS on.
+ */
+export const SLOT_LAYOUT = { SLOT: 32, SEQ: 0, DONE: 1, KERNEL: 2, STATUS: 3, ARGS: 8 } as const;
+const { SLOT, SEQ, DONE, KERNEL, STATUS, ARGS } = SLOT_LAYOUT;
 
 /** How a kernel's work divides: the count parameter, bytes each pointer moves per unit, alignment. */
 interface SplitRule {
@@ -33,7 +37,7 @@ interface SplitRule {
   /** what a parameter advances per unit of `count` (bytes for a pointer), from the call's arguments */
   advance: Record<string, (a: Record<string, number>) => number>;
   /** the units a part must be a multiple of */
-  align: (a: Record<string, number>) => number;
+  align: number;
   /** elements of work per unit (for `MIN_SPLIT`) */
   work: (a: Record<string, number>) => number;
 }
@@ -42,7 +46,7 @@ const f4 = () => 4;
 const elementwise = (...pointers: string[]): SplitRule => ({
   count: "n",
   advance: Object.fromEntries(pointers.map((p) => [p, f4])),
-  align: () => 4,
+  align: 4,
   work: () => 1,
 });
 
@@ -57,26 +61,26 @@ const RULES: Record<string, SplitRule> = {
   layerNormForward: {
     count: "R",
     advance: { x: (a) => 4 * a.C!, y: (a) => 4 * a.C! },
-    align: () => 1,
+    align: 1,
     work: (a) => a.C!,
   },
   softmaxRows: {
     count: "R",
     // a causal row's length comes from its index within its [T, T] block: r0 moves with the part
     advance: { s: (a) => 4 * a.T!, r0: () => 1 },
-    align: () => 1,
+    align: 1,
     work: (a) => a.T!,
   },
   scaleRows: {
     count: "R",
     advance: { src: (a) => 4 * a.C!, dst: (a) => 4 * a.C!, scale: f4 },
-    align: () => 1,
+    align: 1,
     work: (a) => a.C!,
   },
   softmaxBackwardRows: {
     count: "R",
     advance: { P: (a) => 4 * a.T!, ds: (a) => 4 * a.T!, dot: f4 },
-    align: () => 1,
+    align: 1,
     work: (a) => a.T!,
   },
 };
@@ -171,6 +175,19 @@ class Pool {
         this.ctrl[i * SLOT + STATUS] = 0;
         throw new Error("simd helper thread: the kernel trapped (an offset outside the heap?)");
       }
+    }
+  }
+
+  /** Run `main` here and calls[k] on helper k at once; return when all are done. */
+  run(main: () => void, calls: ReadonlyArray<readonly [string, readonly number[]]>): void {
+    if (calls.length > this.helpers) {
+      throw new RangeError(`helpers: ${calls.length} calls for ${this.helpers} helpers`);
+    }
+    for (const [k, [name, args]] of calls.entries()) this.post(k, name, args);
+    try {
+      main();
+    } finally {
+      this.wait(calls.length);
     }
   }
 
@@ -274,7 +291,7 @@ export function splitAcrossThreads(
       const total = args[countAt]!;
       const named = Object.fromEntries(names.map((n, i) => [n, args[i]!]));
       if (!use || total * rule.work(named) < MIN_SPLIT) return f(...args);
-      const align = rule.align(named);
+      const align = rule.align;
       const blocks = Math.floor(total / align);
       const parts = Math.min(use.parts, blocks);
       if (parts < 2) return f(...args);
@@ -286,23 +303,15 @@ export function splitAcrossThreads(
         for (const [i, by] of moves) a[i] = args[i]! + start(k) * by(named);
         return a;
       };
-      for (let k = 1; k < parts; k++) use.pool.post(k - 1, name, argsOf(k));
-      try {
-        f(...argsOf(0));
-      } finally {
-        use.pool.wait(parts - 1);
-      }
+      use.pool.run(
+        () => f(...argsOf(0)),
+        Array.from({ length: parts - 1 }, (_, k) => [name, argsOf(k + 1)] as const),
+      );
     };
   }
   const simd = out as unknown as Simd;
   bySimd.set(simd, entry);
   return simd;
-}
-
-/** Parts a call on `simd` can be split into now (1: no helpers). */
-export function partsFor(simd: Simd): number {
-  const entry = bySimd.get(simd);
-  return entry ? (usable(entry)?.parts ?? 1) : 1;
 }
 
 /**
@@ -315,7 +324,7 @@ export function helpersOf(simd: Simd): {
   parts: number;
   local: Simd;
   procedures: boolean;
-  run(main: () => void, calls: ReadonlyArray<[string, number[]]>): void;
+  run(main: () => void, calls: ReadonlyArray<readonly [string, readonly number[]]>): void;
 } | null {
   const entry = bySimd.get(simd);
   const use = entry ? usable(entry) : null;
@@ -324,35 +333,6 @@ export function helpersOf(simd: Simd): {
     parts: use.parts,
     local: entry.local,
     procedures: use.pool.procedures,
-    run(main, calls) {
-      if (calls.length > use.parts - 1) {
-        throw new RangeError(`helpers: ${calls.length} calls for ${use.parts - 1} helpers`);
-      }
-      for (const [k, [name, args]] of calls.entries()) use.pool.post(k, name, args);
-      try {
-        main();
-      } finally {
-        use.pool.wait(calls.length);
-      }
-    },
+    run: (main, calls) => use.pool.run(main, calls),
   };
-}
-
-/**
- * Run kernel calls at once, the first on this thread, the others on helpers (at most
- * `partsFor(simd)` calls): for work a caller divides itself, such as partial sums.
- */
-export function runParallel(simd: Simd, calls: ReadonlyArray<[keyof Simd, number[]]>): void {
-  const entry = bySimd.get(simd);
-  const use = entry ? usable(entry) : null;
-  if (!use || calls.length > use.parts) {
-    throw new RangeError(`runParallel: ${calls.length} calls, ${use?.parts ?? 1} threads`);
-  }
-  for (let k = 1; k < calls.length; k++) use.pool.post(k - 1, calls[k]![0], calls[k]![1]);
-  try {
-    const [name, args] = calls[0]!;
-    (entry!.local as unknown as Record<string, (...a: number[]) => void>)[name]!(...args);
-  } finally {
-    use.pool.wait(calls.length - 1);
-  }
 }

@@ -1,6 +1,6 @@
 /**
  * A helper thread of `simd_pool.ts`: its own instance of the SIMD module over the shared heap,
- * running the kernel calls posted to its slot (see the pool for the slot's layout).
+ * running the kernel calls posted to its slot (`SLOT_LAYOUT`).
  */
 import { parentPort, workerData } from "node:worker_threads";
 import {
@@ -11,6 +11,7 @@ import {
 } from "./attention_cpu.ts";
 import { CBLAS, SGEMM_AT_SYMBOL } from "./blas.ts";
 import type { Simd } from "./simd.ts";
+import { SLOT_LAYOUT } from "./simd_pool.ts";
 
 const { memory, module, ctrl: buffer, slot, names, kinds, blasLibrary } = workerData as {
   memory: WebAssembly.Memory;
@@ -23,7 +24,7 @@ const { memory, module, ctrl: buffer, slot, names, kinds, blasLibrary } = worker
   /** the BLAS the calling thread uses (null: none; procedures are not posted then) */
   blasLibrary: string | null;
 };
-const SLOT = 32, ARGS = 8, [SEQ, DONE, KERNEL, STATUS] = [0, 1, 2, 3];
+const { SLOT, ARGS, SEQ, DONE, KERNEL, STATUS } = SLOT_LAYOUT;
 const ctrl = new Int32Array(buffer), ctrlF = new Float32Array(buffer);
 const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<
   string,
