@@ -5,7 +5,9 @@
  * they give; items split across threads with one-core sgemms keep both cores busy instead (as
  * PyTorch's batched matmul does).
  *
- * Layouts: q, k, v, y, dy, dq, dk, dv [B, T, C] (head h at columns h·hd…); P [B, H, T, T].
+ * Layouts: y, dy [B, T, C] (head h at columns h·hd…); q, k, v, dq, dk, dv the same with rows
+ * `ld` floats apart: C for separate tensors, 3C for views into one packed [B, T, 3C] q|k|v (the
+ * output of one fused projection); P [B, H, T, T].
  */
 import type { Gemm } from "./blas.ts";
 import type { Simd } from "./simd.ts";
@@ -20,6 +22,8 @@ export interface AttentionShape {
   C: number;
   H: number;
   causal: boolean;
+  /** row stride of q, k, v and their gradients, in floats (C, or 3C when packed) */
+  ld: number;
 }
 
 /**
@@ -40,7 +44,7 @@ export function blockRows(T: number): number {
 export function attentionForwardItems(
   gemm: GemmAt,
   simd: Simd,
-  { B: _B, T, C, H, causal }: AttentionShape,
+  { B: _B, T, C, H, causal, ld }: AttentionShape,
   at: { q: number; k: number; v: number; p: number; y: number },
   b0: number,
   b1: number,
@@ -48,13 +52,30 @@ export function attentionForwardItems(
   const hd = C / H, scale = 1 / Math.sqrt(hd), TT = T * T, rb = blockRows(T);
   for (let bi = b0; bi < b1; bi++) {
     for (let h = 0; h < H; h++) {
-      const off = 4 * (bi * T * C + h * hd), po = at.p + 4 * (bi * H + h) * TT;
+      const io = 4 * (bi * T * ld + h * hd), oo = 4 * (bi * T * C + h * hd);
+      const po = at.p + 4 * (bi * H + h) * TT;
       for (let q0 = 0; q0 < T; q0 += rb) {
         const rows = Math.min(rb, T - q0), keys = causal ? q0 + rows : T;
-        const blk = po + 4 * q0 * T, qo = off + 4 * q0 * C;
-        gemm(false, true, rows, keys, hd, scale, at.q + qo, C, at.k + off, C, 0, blk, T);
+        const blk = po + 4 * q0 * T, qo = io + 4 * q0 * ld;
+        gemm(false, true, rows, keys, hd, scale, at.q + qo, ld, at.k + io, ld, 0, blk, T);
         simd.softmaxRows(blk, rows, T, causal ? 1 : 0, q0);
-        if (at.y) gemm(false, false, rows, hd, keys, 1, blk, T, at.v + off, C, 0, at.y + qo, C);
+        if (at.y) {
+          gemm(
+            false,
+            false,
+            rows,
+            hd,
+            keys,
+            1,
+            blk,
+            T,
+            at.v + io,
+            ld,
+            0,
+            at.y + oo + 4 * q0 * C,
+            C,
+          );
+        }
       }
     }
   }
@@ -74,7 +95,7 @@ export function attentionScratch({ T }: AttentionShape): number {
 export function attentionBackwardItems(
   gemm: GemmAt,
   simd: Simd,
-  { B: _B, T, C, H }: AttentionShape,
+  { B: _B, T, C, H, ld }: AttentionShape,
   at: {
     dy: number;
     q: number;
@@ -94,18 +115,20 @@ export function attentionBackwardItems(
   const dS = at.scratch, dot = at.scratch + 4 * rb * T;
   for (let bi = b0; bi < b1; bi++) {
     for (let h = 0; h < H; h++) {
-      const off = 4 * (bi * T * C + h * hd), po = at.p + 4 * (bi * H + h) * TT;
-      simd.rowDots(at.dy + off, at.y + off, dot, T, C, hd);
+      const io = 4 * (bi * T * ld + h * hd), oo = 4 * (bi * T * C + h * hd);
+      const po = at.p + 4 * (bi * H + h) * TT;
+      simd.rowDots(at.dy + oo, at.y + oo, dot, T, C, hd);
       for (let q0 = 0; q0 < T; q0 += rb) {
-        const rows = Math.min(rb, T - q0), blk = po + 4 * q0 * T, qo = off + 4 * q0 * C;
+        const rows = Math.min(rb, T - q0), blk = po + 4 * q0 * T;
+        const qi = io + 4 * q0 * ld, dyo = at.dy + oo + 4 * q0 * C;
         const sum = q0 === 0 ? 0 : 1; // dK, dV: the first block writes, the others add
         // dP = dY·Vᵀ, then dS = P ⊙ (dP − dYᵢ·Yᵢ) (masked entries have P = 0)
-        gemm(false, true, rows, T, hd, 1, at.dy + qo, C, at.v + off, C, 0, dS, T);
+        gemm(false, true, rows, T, hd, 1, dyo, C, at.v + io, ld, 0, dS, T);
         simd.softmaxBackwardRows(blk, dS, dot + 4 * q0, rows, T);
         // dQ = scale·dS·K; dK += scale·dSᵀ·Q; dV += Pᵀ·dY
-        gemm(false, false, rows, hd, T, scale, dS, T, at.k + off, C, 0, at.dq + qo, C);
-        gemm(true, false, T, hd, rows, scale, dS, T, at.q + qo, C, sum, at.dk + off, C);
-        gemm(true, false, T, hd, rows, 1, blk, T, at.dy + qo, C, sum, at.dv + off, C);
+        gemm(false, false, rows, hd, T, scale, dS, T, at.k + io, ld, 0, at.dq + qi, ld);
+        gemm(true, false, T, hd, rows, scale, dS, T, at.q + qi, ld, sum, at.dk + io, ld);
+        gemm(true, false, T, hd, rows, 1, blk, T, dyo, C, sum, at.dv + io, ld);
       }
     }
   }
@@ -113,12 +136,13 @@ export function attentionBackwardItems(
 
 /** Procedures a helper thread runs besides single kernels, with their (i32) parameters. */
 export const PROCEDURE_PARAMS = {
-  attentionForward: ["B", "T", "C", "H", "causal", "q", "k", "v", "p", "y", "b0", "b1"],
+  attentionForward: ["B", "T", "C", "H", "causal", "ld", "q", "k", "v", "p", "y", "b0", "b1"],
   attentionBackward: [
     "B",
     "T",
     "C",
     "H",
+    "ld",
     "dy",
     "q",
     "k",
@@ -146,7 +170,7 @@ export function procedureCall(
 /** Run a procedure from its flat arguments (as a helper receives them). */
 export function runProcedure(name: ProcedureName, a: number[], gemm: GemmAt, simd: Simd): void {
   const v = Object.fromEntries(PROCEDURE_PARAMS[name].map((n, i) => [n, a[i]!]));
-  const shape = { B: v.B!, T: v.T!, C: v.C!, H: v.H!, causal: v.causal === 1 };
+  const shape = { B: v.B!, T: v.T!, C: v.C!, H: v.H!, causal: v.causal === 1, ld: v.ld! };
   // the pointer fields, by the names the item functions read
   const at = v as unknown as
     & Parameters<typeof attentionForwardItems>[3]

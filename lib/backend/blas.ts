@@ -14,51 +14,170 @@
  * browser); Deno workers and `deno test --parallel` put such a fork next to a training step.
  * See `forkGuard`.
  */
-/** cblas enums, row-major (also for callers of `SGEMM_AT_SYMBOL`). */
-export const CBLAS = { ROW_MAJOR: 101, NO_TRANS: 111, TRANS: 112 } as const;
+/** cblas enums, row-major. */
+const CBLAS = { ROW_MAJOR: 101, NO_TRANS: 111, TRANS: 112 } as const;
 const { ROW_MAJOR, NO_TRANS, TRANS } = CBLAS;
 
-const SYMBOLS = {
-  cblas_sgemm: {
-    parameters: [
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "i32",
-      "f32",
-      "buffer",
-      "i32",
-      "buffer",
-      "i32",
-      "f32",
-      "buffer",
-      "i32",
-    ],
-    result: "void",
-  },
-} as const;
+/**
+ * The two ways a BLAS library exports sgemm, with the matrix operands as `P` (typed arrays, or
+ * raw addresses for a helper thread's heap offsets): the C interface (`cblas_sgemm`: OpenBLAS,
+ * MKL's `libmkl_rt`, BLIS), and the Fortran one (`sgemm_`: every BLAS, among them libraries that
+ * carry MKL without its C interface), column-major with every argument by reference and the
+ * character arguments' hidden lengths last.
+ */
+function sgemmSymbols<P extends "buffer" | "pointer">(p: P) {
+  const i = "i32", f = "f32", r = "pointer";
+  return {
+    cblas: {
+      cblas_sgemm: {
+        parameters: [i, i, i, i, i, i, f, p, i, p, i, f, p, i],
+        result: "void",
+      },
+    },
+    fortran: {
+      sgemm_: {
+        parameters: [r, r, r, r, r, r, p, r, p, r, r, p, r, "usize", "usize"],
+        result: "void",
+      },
+    },
+  } as const;
+}
 
-type ToPointers<T extends readonly string[]> = {
-  -readonly [K in keyof T]: T[K] extends "buffer" ? "pointer"
-    : T[K];
-};
-
-/** The same sgemm with its operands as raw addresses (a helper thread's heap offsets). */
-export const SGEMM_AT_SYMBOL = {
-  name: "cblas_sgemm",
-  parameters: SYMBOLS.cblas_sgemm.parameters.map((t) =>
-    t === "buffer" ? "pointer" : t
-  ) as unknown as ToPointers<typeof SYMBOLS.cblas_sgemm.parameters>,
-  result: "void",
-} as const;
-
-/** OpenBLAS's thread count (optional: another BLAS may not have it). */
-const THREAD_SYMBOLS = {
+/** OpenBLAS's thread count: one count for the whole process. */
+const OPENBLAS_THREADS = {
   openblas_set_num_threads: { parameters: ["i32"], result: "void" },
   openblas_get_num_threads: { parameters: [], result: "i32" },
 } as const;
+/**
+ * MKL's: a count for the calling thread (`_Local`), over the process's. The mixed-case names are
+ * its C entry points (by value); the lower-case `mkl_set_num_threads_local` is, in some builds,
+ * the Fortran one, taking a pointer.
+ */
+const MKL_THREADS = {
+  MKL_Set_Num_Threads_Local: { parameters: ["i32"], result: "i32" },
+  MKL_Get_Max_Threads: { parameters: [], result: "i32" },
+} as const;
+
+/** A BLAS's own thread count for the sgemms that follow. */
+export interface BlasThreads {
+  get(): number;
+  set(n: number): void;
+  /** true: the count is the calling thread's (MKL); false: the whole process's (OpenBLAS) */
+  perThread: boolean;
+}
+
+/** The thread control of `library` (null: it has none this code knows). */
+export function openThreads(library: string): BlasThreads | null {
+  try {
+    const t = Deno.dlopen(library, OPENBLAS_THREADS).symbols;
+    return {
+      get: () => t.openblas_get_num_threads(),
+      set: (n) => t.openblas_set_num_threads(n),
+      perThread: false,
+    };
+  } catch { /* not OpenBLAS */ }
+  try {
+    const t = Deno.dlopen(library, MKL_THREADS).symbols;
+    return {
+      get: () => t.MKL_Get_Max_Threads(),
+      set: (n) => void t.MKL_Set_Num_Threads_Local(n),
+      perThread: true,
+    };
+  } catch { /* not MKL */ }
+  return null;
+}
+
+/** Which of the two interfaces a library was called through. */
+export type SgemmInterface = "cblas" | "fortran";
+
+type Operand<P> = P extends "buffer" ? Float32Array : Deno.PointerValue;
+
+/**
+ * `library`'s sgemm as a row-major `Gemm` (its C interface where it has one, else the Fortran
+ * one; `only` picks one), for the calling thread. Throws when the library does not open or has
+ * not the symbol.
+ */
+export function openGemm<P extends "buffer" | "pointer">(
+  library: string,
+  operands: P,
+  only?: SgemmInterface,
+): { gemm: Gemm<Operand<P>>; via: SgemmInterface } {
+  // the library itself first, for its own error when it does not open (never closed: unloading
+  // a BLAS that started threads is unsafe)
+  Deno.dlopen(library, {});
+  const symbols = sgemmSymbols(operands);
+  type Call = (...a: unknown[]) => void;
+  let f: Call | null = null;
+  try {
+    if (only !== "fortran") {
+      f = Deno.dlopen(library, symbols.cblas).symbols.cblas_sgemm as unknown as Call;
+    }
+  } catch { /* no C interface */ }
+  if (f) {
+    const call = f;
+    return {
+      via: "cblas",
+      gemm: (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
+        call(
+          ROW_MAJOR,
+          ta ? TRANS : NO_TRANS,
+          tb ? TRANS : NO_TRANS,
+          m,
+          n,
+          k,
+          alpha,
+          a,
+          lda,
+          b,
+          ldb,
+          beta,
+          c,
+          ldc,
+        ),
+    };
+  }
+  if (only === "cblas") throw new Error(`${library} has no cblas_sgemm`);
+  let g: Call;
+  try {
+    g = Deno.dlopen(library, symbols.fortran).symbols.sgemm_ as unknown as Call;
+  } catch {
+    throw new Error(
+      `${library} has ${only === "fortran" ? "no sgemm_" : "neither cblas_sgemm nor sgemm_"}`,
+    );
+  }
+  // the by-reference scalars, in memory of this binding's own (an ArrayBuffer's store does not move)
+  const scalars = new ArrayBuffer(64),
+    i32 = new Int32Array(scalars),
+    f32 = new Float32Array(scalars);
+  const bytes = new Uint8Array(scalars);
+  bytes[40] = 78; // 'N'
+  bytes[41] = 84; // 'T'
+  const base = Deno.UnsafePointer.of(bytes)!;
+  const [pm, pn, pk, pld1, pld2, pldc, pAlpha, pBeta, pN, pT] = [
+    0,
+    4,
+    8,
+    12,
+    16,
+    20,
+    24,
+    28,
+    40,
+    41,
+  ]
+    .map((o) => Deno.UnsafePointer.offset(base, o));
+  return {
+    via: "fortran",
+    // row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ, and a row-major matrix read
+    // column-major is its transpose: B first, the flags unchanged
+    gemm: (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => {
+      i32[0] = n, i32[1] = m, i32[2] = k, i32[3] = ldb, i32[4] = lda, i32[5] = ldc;
+      f32[6] = alpha, f32[7] = beta;
+      g(tb ? pT : pN, ta ? pT : pN, pm, pn, pk, pAlpha, b, pld1, a, pld2, pBeta, c, pldc, 1, 1);
+      void scalars; // kept alive with the closure
+    },
+  };
+}
 
 /**
  * C = alpha·op(A)·op(B) + beta·C, row-major, every leading dimension given; operands of type P
@@ -101,10 +220,12 @@ export interface Blas {
    */
   gemm: Gemm<Float32Array>;
   /**
-   * OpenBLAS's own threads for the calls that follow (null: this BLAS cannot say). Calls from
-   * several threads at once run on one core each only with 1 here.
+   * The BLAS's own threads for the calls that follow (null: this BLAS cannot say). Calls from
+   * several threads at once run on one core each only with 1 here (MKL: set on each thread).
    */
-  threads: { get(): number; set(n: number): void } | null;
+  threads: BlasThreads | null;
+  /** the interface its sgemm is called through */
+  via: SgemmInterface;
 }
 
 const LIBC = {
@@ -154,45 +275,23 @@ export function loadBlas(): Blas | null {
   const candidates = named ? [named] : ["libopenblas.so.0", "libopenblas.so"];
   for (const library of candidates) {
     try {
-      const lib = Deno.dlopen(library, SYMBOLS);
-      const f = lib.symbols.cblas_sgemm;
+      const { gemm: f, via } = openGemm(library, "buffer");
       const guard = forkGuard();
       const lock = guard?.lock ?? (() => {}), unlock = guard?.unlock ?? (() => {});
-      const gemm: Blas["gemm"] = (transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) => {
+      const gemm: Blas["gemm"] = (...args) => {
         lock();
         try {
-          f(
-            ROW_MAJOR,
-            transA ? TRANS : NO_TRANS,
-            transB ? TRANS : NO_TRANS,
-            m,
-            n,
-            k,
-            alpha,
-            a,
-            lda,
-            b,
-            ldb,
-            beta,
-            c,
-            ldc,
-          );
+          f(...args);
         } finally {
           unlock();
         }
       };
-      let threads: Blas["threads"] = null;
-      try {
-        const t = Deno.dlopen(library, THREAD_SYMBOLS).symbols;
-        threads = {
-          get: () => t.openblas_get_num_threads(),
-          set: (n) => t.openblas_set_num_threads(n),
-        };
-      } catch { /* not OpenBLAS */ }
+      const threads = openThreads(library);
       cached = {
         library,
         gemm,
         threads,
+        via,
         sgemm: (transA, transB, m, n, k, a, lda, b, ldb, c) =>
           gemm(transA, transB, m, n, k, 1, a, lda, b, ldb, 0, c, n),
       };

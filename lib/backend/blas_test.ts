@@ -1,5 +1,5 @@
-import { assert, assertEquals } from "@std/assert";
-import { loadBlas } from "./blas.ts";
+import { assert, assertEquals, assertThrows } from "@std/assert";
+import { loadBlas, openGemm } from "./blas.ts";
 
 Deno.test({
   name:
@@ -34,5 +34,45 @@ Deno.test({
       assert(w.calls > 10, `${w.calls} calls`);
       assertEquals(w.err, 0);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "blas: the Fortran interface (sgemm_, column-major, by reference) gives the C interface's results, every transpose and stride",
+  ignore: !loadBlas(),
+  fn: () => {
+    const library = loadBlas()!.library;
+    const c = openGemm(library, "buffer", "cblas"), f = openGemm(library, "buffer", "fortran");
+    assertEquals([c.via, f.via], ["cblas", "fortran"]);
+    const rand = (n: number, seed: number) =>
+      Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + seed) * 2);
+    // odd sizes, leading dimensions wider than the rows (views into wider matrices), alpha, beta
+    const [m, n, k] = [7, 5, 3];
+    for (const ta of [false, true]) {
+      for (const tb of [false, true]) {
+        const lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 3;
+        const a = rand((ta ? k : m) * lda, 1), b = rand((tb ? n : k) * ldb, 2);
+        const c0 = rand(m * ldc, 3), c1 = c0.slice();
+        c.gemm(ta, tb, m, n, k, 0.5, a, lda, b, ldb, -1.5, c0, ldc);
+        f.gemm(ta, tb, m, n, k, 0.5, a, lda, b, ldb, -1.5, c1, ldc);
+        // against a plain sum, too (the padding of C untouched)
+        for (let i = 0; i < m; i++) {
+          for (let j = 0; j < ldc; j++) {
+            let want = rand(m * ldc, 3)[i * ldc + j]!;
+            if (j < n) {
+              let s = 0;
+              for (let p = 0; p < k; p++) {
+                s += a[ta ? p * lda + i : i * lda + p]! * b[tb ? j * ldb + p : p * ldb + j]!;
+              }
+              want = 0.5 * s - 1.5 * want;
+            }
+            assert(Math.abs(c0[i * ldc + j]! - want) < 1e-5, `cblas ${ta} ${tb} (${i}, ${j})`);
+          }
+        }
+        assertEquals(c1, c0, `fortran vs cblas, transA ${ta}, transB ${tb}`);
+      }
+    }
+    assertThrows(() => openGemm("libc.so.6", "buffer"), Error, "neither cblas_sgemm nor sgemm_");
   },
 });

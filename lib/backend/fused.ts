@@ -30,6 +30,7 @@ import {
   attentionBackwardItems,
   attentionForwardItems,
   attentionScratch,
+  type AttentionShape,
   type GemmAt,
   procedureCall,
   type ProcedureName,
@@ -218,6 +219,31 @@ export function attention(
   }
   if (!fusedOpsActive()) return composedAttention(q, k, v, heads, causal);
   return tf.engine().runKernel("DvsftAttention", { q, k, v }, {
+    heads,
+    causal,
+    ...saveAttr(),
+  } as unknown as tf.NamedAttrMap) as tf.Tensor;
+}
+
+/**
+ * Attention on one packed projection qkv [B, T, 3C] (q, k, v side by side, as one linear layer
+ * with the three weights concatenated computes them) → [B, T, C]. On wasm the kernel reads q, k,
+ * v in place and returns one packed gradient; elsewhere q, k, v are split off for `attention`.
+ */
+export function attentionQkv(qkv: tf.Tensor, heads: number, causal: boolean): tf.Tensor {
+  if (qkv.rank !== 3 || qkv.shape[2]! % 3 !== 0) {
+    throw new RangeError(`attentionQkv: want [B, T, 3C], got [${qkv.shape}]`);
+  }
+  if (!fusedActive()) {
+    const [q, k, v] = tf.split(qkv, 3, 2) as [tf.Tensor, tf.Tensor, tf.Tensor];
+    return attention(q, k, v, heads, causal);
+  }
+  if ((qkv.shape[2]! / 3) % heads !== 0) {
+    throw new RangeError(
+      `attention: width ${qkv.shape[2]! / 3} does not divide into ${heads} heads`,
+    );
+  }
+  return tf.engine().runKernel("DvsftAttentionQkv", { qkv }, {
     heads,
     causal,
     ...saveAttr(),
@@ -509,92 +535,103 @@ function itemParts(blas: Blas, backend: WasmBackend, B: number): number {
   return h?.procedures && blas.threads ? Math.min(h.parts, B) : 1;
 }
 
+/** An attention call's q, k, v: three [B, T, C] tensors, or one packed [B, T, 3C] q|k|v. */
+type QkvInputs = { q: TensorInfo; k: TensorInfo; v: TensorInfo } | { qkv: TensorInfo };
+
+/** The heap layout of q, k, v (packed: views 4C bytes apart with rows 3C floats long). */
+function qkvLayout(
+  backend: WasmBackend,
+  inputs: QkvInputs,
+  { heads: H, causal }: AttentionAttrs,
+): { shape: AttentionShape; q: number; k: number; v: number } {
+  if ("qkv" in inputs) {
+    const [B, T, C3] = inputs.qkv.shape as [number, number, number];
+    const C = C3 / 3, q = ptrOf(backend, inputs.qkv);
+    return { shape: { B, T, C, H, causal, ld: C3 }, q, k: q + 4 * C, v: q + 8 * C };
+  }
+  const [B, T, C] = inputs.q.shape as [number, number, number];
+  const [q, k, v] = ptrs(backend, [inputs.q, inputs.k, inputs.v]);
+  return { shape: { B, T, C, H, causal, ld: C }, q, k, v };
+}
+
 /**
- * P = softmax(QKᵀ/√d + mask) [B, H, T, T] for q, k [B, T, C] (`attentionForwardItems`), and
- * Y = P·V into `y` when given. P is a new heap tensor the caller disposes.
+ * P = softmax(QKᵀ/√d + mask) [B, H, T, T] (`attentionForwardItems`), and Y = P·V into `y` when
+ * given. P is a new heap tensor the caller disposes.
  */
 function probabilities(
   blas: Blas,
   backend: WasmBackend,
-  q: TensorInfo,
-  k: TensorInfo,
-  { heads: H, causal }: AttentionAttrs,
-  vy?: { v: TensorInfo; y: TensorInfo },
+  { shape, q, k, v }: ReturnType<typeof qkvLayout>,
+  y?: TensorInfo,
 ): TensorInfo {
-  const [B, T, C] = q.shape as [number, number, number];
-  const shape = { B, T, C, H, causal };
+  const { B, T, H } = shape;
   const s = backend.makeOutput([B, H, T, T], "float32");
-  const [qP, kP, sP] = ptrs(backend, [q, k, s]);
-  const [vP, yP] = vy ? ptrs(backend, [vy.v, vy.y]) : [0, 0];
-  const at = { q: qP, k: kP, v: vP, p: sP, y: yP };
+  const at = { q, k, v: y ? v : 0, p: ptrOf(backend, s), y: y ? ptrOf(backend, y) : 0 };
   byItems(
     blas,
     backend,
     B,
     (gemm, simd, b0, b1) => attentionForwardItems(gemm, simd, shape, at, b0, b1),
     (b0, b1) =>
-      procedureCall("attentionForward", { ...shape, causal: causal ? 1 : 0, ...at, b0, b1 }),
+      procedureCall("attentionForward", {
+        ...shape,
+        causal: shape.causal ? 1 : 0,
+        ...at,
+        b0,
+        b1,
+      }),
   );
   return s;
 }
 
 /** Attention forward: P per item and head, then Y = P·V written straight into [B, T, C]. */
 function attentionKernel(blas: Blas) {
-  return (
-    { inputs, backend, attrs }: KernelArgs<
-      { q: TensorInfo; k: TensorInfo; v: TensorInfo },
-      AttentionAttrs
-    >,
-  ) => {
-    const { q, k, v } = inputs;
-    const y = backend.makeOutput(q.shape, "float32");
-    const p = probabilities(blas, backend, q, k, attrs, { v, y });
+  return ({ inputs, backend, attrs }: KernelArgs<QkvInputs, AttentionAttrs>) => {
+    const layout = qkvLayout(backend, inputs, attrs);
+    const { B, T, C } = layout.shape;
+    const y = backend.makeOutput([B, T, C], "float32");
+    const p = probabilities(blas, backend, layout, y);
     if (attrs.save) keep(backend, y, { heap: [p] });
     else backend.disposeData(p.dataId);
     return y;
   };
 }
 
-/** Attention backward (`attentionBackwardItems`). P comes from the forward (or is recomputed). */
+/**
+ * Attention backward (`attentionBackwardItems`). P comes from the forward (or is recomputed).
+ * Gradients in the inputs' layout: dq, dk, dv, or one packed dqkv.
+ */
 function attentionGradKernel(blas: Blas) {
   return (
     { inputs, backend, attrs }: KernelArgs<
-      { dy: TensorInfo; q: TensorInfo; k: TensorInfo; v: TensorInfo; y: TensorInfo },
+      QkvInputs & { dy: TensorInfo; y: TensorInfo },
       AttentionAttrs
     >,
   ) => {
-    const { dy, q, k, v, y } = inputs;
-    const H = attrs.heads;
-    const [B, T, C] = q.shape as [number, number, number];
-    const shape = { B, T, C, H, causal: attrs.causal };
-    const p = take(y)?.heap[0] ?? probabilities(blas, backend, q, k, attrs);
-    const dq = backend.makeOutput(q.shape, "float32");
-    const dk = backend.makeOutput(k.shape, "float32");
-    const dv = backend.makeOutput(v.shape, "float32");
+    const { dy, y } = inputs;
+    const layout = qkvLayout(backend, inputs, attrs), { shape } = layout;
+    const { B, T, C, H, ld } = shape;
+    const p = take(y)?.heap[0] ?? probabilities(blas, backend, layout);
+    const grads = "qkv" in inputs
+      ? [backend.makeOutput(inputs.qkv.shape, "float32")]
+      : [0, 1, 2].map(() => backend.makeOutput([B, T, C], "float32"));
+    const dq = ptrOf(backend, grads[0]!);
+    const [dk, dv] = grads.length === 1
+      ? [dq + 4 * C, dq + 8 * C]
+      : [ptrOf(backend, grads[1]!), ptrOf(backend, grads[2]!)];
     const perThread = attentionScratch(shape), parts = itemParts(blas, backend, B);
     const scratch = backend.makeOutput([parts * perThread], "float32");
-    const [dyP, qP, kP, vP, yP, pP, dqP, dkP, dvP, scP] = ptrs(backend, [
-      dy,
-      q,
-      k,
-      v,
-      y,
-      p,
+    const [dyP, yP, pP, scP] = ptrs(backend, [dy, y, p, scratch]);
+    const at = (part: number) => ({
+      dy: dyP,
+      q: layout.q,
+      k: layout.k,
+      v: layout.v,
+      y: yP,
+      p: pP,
       dq,
       dk,
       dv,
-      scratch,
-    ]);
-    const at = (part: number) => ({
-      dy: dyP,
-      q: qP,
-      k: kP,
-      v: vP,
-      y: yP,
-      p: pP,
-      dq: dqP,
-      dk: dkP,
-      dv: dvP,
       scratch: scP + 4 * part * perThread,
     });
     byItems(
@@ -602,11 +639,11 @@ function attentionGradKernel(blas: Blas) {
       backend,
       B,
       (gemm, simd, b0, b1) => attentionBackwardItems(gemm, simd, shape, at(0), b0, b1),
-      (b0, b1, part) => procedureCall("attentionBackward", { B, T, C, H, ...at(part), b0, b1 }),
+      (b0, b1, part) => procedureCall("attentionBackward", { B, T, C, H, ld, ...at(part), b0, b1 }),
     );
     backend.disposeData(p.dataId);
     backend.disposeData(scratch.dataId);
-    return [dq, dk, dv];
+    return grads;
   };
 }
 
@@ -720,6 +757,8 @@ export function registerFusedKernels(): boolean {
   reg("DvsftGeluGrad", geluGradKernel);
   reg("DvsftAttention", attentionKernel(blas));
   reg("DvsftAttentionGrad", attentionGradKernel(blas));
+  reg("DvsftAttentionQkv", attentionKernel(blas));
+  reg("DvsftAttentionQkvGrad", attentionGradKernel(blas));
   reg("DvsftCrossEntropy", crossEntropyKernel());
   reg("DvsftCrossEntropyGrad", crossEntropyGradKernel());
   // tfjs's Add runs on one core; same-shape float32 adds (residuals, the tape's gradient sums)
@@ -792,6 +831,20 @@ export function registerFusedGradients(): void {
         attrs as tf.NamedAttrMap,
       ) as tf.Tensor[];
       return { q: () => dq!, k: () => dk!, v: () => dv! };
+    },
+  });
+  tf.registerGradient({
+    kernelName: "DvsftAttentionQkv",
+    inputsToSave: ["qkv"],
+    outputsToSave: [true],
+    gradFunc: (dy, saved, attrs) => {
+      const [qkv, y] = saved as tf.Tensor[];
+      const [dqkv] = run(
+        "DvsftAttentionQkvGrad",
+        { dy: dy as tf.Tensor, qkv: qkv!, y: y! },
+        attrs as tf.NamedAttrMap,
+      ) as tf.Tensor[];
+      return { qkv: () => dqkv! };
     },
   });
   tf.registerGradient({

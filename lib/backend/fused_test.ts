@@ -1,6 +1,7 @@
 import { assert, assertEquals } from "@std/assert";
 import {
   attention,
+  attentionQkv,
   fusedActive,
   gelu,
   layerNorm,
@@ -83,6 +84,17 @@ Deno.test({
         [rand([1, 9, 12], 25, 2), rand([1, 9, 12], 26, 2), rand([1, 9, 12], 27)],
       );
     }
+    // one packed [B, T, 3C] projection: read in place, one packed gradient; the composed
+    // reference splits it (T = 300: two blocks of query rows)
+    for (const [shape, heads, seed] of [[[2, 6, 24], 2, 30], [[2, 300, 36], 3, 31]] as const) {
+      for (const causal of [false, true]) {
+        await compare(
+          `attentionQkv [${shape}] causal=${causal}`,
+          (qkv) => attentionQkv(qkv!, heads, causal),
+          [rand([...shape], seed)],
+        );
+      }
+    }
     // cross-entropy: ignored targets, and a row whose target probability underflows float32
     const logitsValues = Array.from({ length: 2 * 5 * 7 }, (_, i) => Math.sin(i) * 3);
     logitsValues.splice(7, 7, 200, -200, 0, 0, 0, 0, 0); // row 1: target 1 has p ≈ e^-400
@@ -100,6 +112,11 @@ Deno.test({
     setStashEnabled(false);
     try {
       await compare("gelu, recomputed", gelu, [rand([4, 9], 16, 2)]);
+      await compare(
+        "attentionQkv, recomputed",
+        (qkv) => attentionQkv(qkv!, 2, true),
+        [rand([2, 6, 24], 20)],
+      );
       await compare(
         "attention, recomputed",
         (q, k, v) => attention(q!, k!, v!, 2, true),

@@ -9,7 +9,7 @@ import {
   type ProcedureName,
   runProcedure,
 } from "./attention_cpu.ts";
-import { CBLAS, SGEMM_AT_SYMBOL } from "./blas.ts";
+import { openGemm, openThreads } from "./blas.ts";
 import type { Simd } from "./simd.ts";
 import { SLOT_LAYOUT } from "./simd_pool.ts";
 
@@ -32,30 +32,19 @@ const exports = new WebAssembly.Instance(module, { env: { memory } }).exports as
 >;
 const simd = exports as unknown as Simd;
 
-/** sgemm on heap offsets through the process's BLAS, on this thread only (one core). */
+/**
+ * sgemm on heap offsets through the process's BLAS, on this thread only (one core: a BLAS whose
+ * thread count is per thread, MKL's, is set to 1 here; OpenBLAS's is set by the caller).
+ */
 function gemmOf(library: string): GemmAt | null {
   try {
-    const f = Deno.dlopen(library, { sgemm: SGEMM_AT_SYMBOL }).symbols.sgemm;
+    const { gemm } = openGemm(library, "pointer");
+    const threads = openThreads(library);
+    if (threads?.perThread) threads.set(1);
     const base = Deno.UnsafePointer.of(new Uint8Array(memory.buffer));
     const at = (off: number) => Deno.UnsafePointer.offset(base!, off);
-    const { ROW_MAJOR, NO_TRANS, TRANS } = CBLAS;
     return (ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) =>
-      f(
-        ROW_MAJOR,
-        ta ? TRANS : NO_TRANS,
-        tb ? TRANS : NO_TRANS,
-        m,
-        n,
-        k,
-        alpha,
-        at(a),
-        lda,
-        at(b),
-        ldb,
-        beta,
-        at(c),
-        ldc,
-      );
+      gemm(ta, tb, m, n, k, alpha, at(a), lda, at(b), ldb, beta, at(c), ldc);
   } catch {
     return null;
   }

@@ -6,7 +6,7 @@
  *
  * The trainer sees only {@linkcode VisionLanguageModel}: `apply(pixels, inputIds) → logits`.
  */
-import { attention, gelu, layerNorm, linear, tf } from "../backend/mod.ts";
+import { attentionQkv, gelu, layerNorm, linear, tf } from "../backend/mod.ts";
 import { Rng } from "../util/rng.ts";
 import { type ModelConfig, numVisualTokens, sequenceLength } from "./config.ts";
 
@@ -111,8 +111,11 @@ export class SmallVLM implements VisionLanguageModel {
   }
 
   #attention(x: tf.Tensor, p: string, heads: number, causal: boolean): tf.Tensor {
-    const project = (h: string) => linear(x, this.#w(`${p}.${h}.w`), this.#w(`${p}.${h}.b`));
-    const y = attention(project("q"), project("k"), project("v"), heads, causal);
+    // q, k, v by one product against the three weights side by side (one wide sgemm instead of
+    // three narrow ones, as PyTorch's fused qkv layer); the weights stay separate tensors
+    const part = (kind: "w" | "b") => ["q", "k", "v"].map((h) => this.#w(`${p}.${h}.${kind}`));
+    const qkv = linear(x, tf.concat(part("w"), 1), tf.concat(part("b"), 0));
+    const y = attentionQkv(qkv, heads, causal);
     return linear(y, this.#w(`${p}.o.w`), this.#w(`${p}.o.b`));
   }
 
