@@ -312,6 +312,7 @@ export function missingBlasWarning(): string {
     "the wasm backend's matmuls fall back to tfjs's own kernels and the fused training ops are",
     "off, so training runs ≈ 15× slower (20 steps of the `small` preset: ≈ 154 s instead of ≈ 11 s).",
     "Install it with `apt-get install libopenblas0-pthread` (Debian/Ubuntu) or point",
-    "DVSFT_BLAS_LIB at a libopenblas.so; DVSFT_BLAS=off runs without it and silences this.",
+    "DVSFT_BLAS_LIB at a libopenblas.so (or any BLAS with cblas_sgemm or sgemm_, e.g. MKL's",
+    "libmkl_rt.so.2); DVSFT_BLAS=off runs without it and silences this.",
   ].join("\n  ");
 }
