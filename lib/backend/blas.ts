@@ -264,12 +264,29 @@ function forkGuard(): { lock(): void; unlock(): void } | null {
 }
 
 let cached: Blas | null | undefined;
+const envSet: string[] = [];
+
+/**
+ * Environment variables `loadBlas` set for this process (a benchmark starts its peers without
+ * them, as a user would run the peer).
+ */
+export function blasEnvSet(): readonly string[] {
+  return envSet;
+}
 
 /** Open the system BLAS, or null when it is absent or turned off. Cached. */
 export function loadBlas(): Blas | null {
   if (cached !== undefined) return cached;
   cached = null;
   if (Deno.env.get("DVSFT_BLAS") === "off") return null;
+  // An OpenMP BLAS (MKL with libgomp) keeps its threads spinning after every call by default, on
+  // the cores the SIMD helper threads need between sgemms: a `small` step with MKL ran at 0.77×
+  // PyTorch 2.13 so, 0.86× with passive waiting (docs/BENCHMARKS.md). Read once, when the OpenMP
+  // runtime loads; a user's own setting stands. OpenBLAS's pthreads ignore it.
+  if (Deno.env.get("OMP_WAIT_POLICY") === undefined) {
+    Deno.env.set("OMP_WAIT_POLICY", "passive");
+    envSet.push("OMP_WAIT_POLICY");
+  }
   // a library named by the user is the only one tried: falling back silently would hide a typo
   const named = Deno.env.get("DVSFT_BLAS_LIB");
   const candidates = named ? [named] : ["libopenblas.so.0", "libopenblas.so"];

@@ -25,7 +25,7 @@ import {
   useBackend,
   webgpuAdapterDescription,
 } from "../../lib/backend/mod.ts";
-import { loadBlas } from "../../lib/backend/blas.ts";
+import { blasEnvSet, loadBlas } from "../../lib/backend/blas.ts";
 import { setSimdThreads, simdThreads } from "../../lib/backend/simd_pool.ts";
 
 const threads = simdThreads();
@@ -70,10 +70,26 @@ const vocabSize = Object.keys((buildSmallTokenizerJson().model as { vocab: objec
 const TORCH_PY = flags["torch-python"];
 const DEBIAN_PY = "/usr/bin/python3";
 
+/**
+ * The peers' environment: ours without what loading our BLAS set (`OMP_WAIT_POLICY`), so PyTorch
+ * runs as a user runs it.
+ */
+function peerEnv(): Record<string, string> {
+  const env = Deno.env.toObject();
+  for (const key of blasEnvSet()) delete env[key];
+  return env;
+}
+
 /** stdout of `py args` when it exits 0, else null (no such interpreter, no torch). */
 async function python(py: string, args: string[]): Promise<string | null> {
   try {
-    const out = await new Deno.Command(py, { args, stdout: "piped", stderr: "piped" }).output();
+    const out = await new Deno.Command(py, {
+      args,
+      stdout: "piped",
+      stderr: "piped",
+      clearEnv: true,
+      env: peerEnv(),
+    }).output();
     if (out.success) return new TextDecoder().decode(out.stdout).trim();
   } catch { /* not there */ }
   return null;
@@ -166,6 +182,8 @@ async function startTorchPeer(py: string, args: string[]): Promise<TorchPeer | n
   try {
     child = new Deno.Command(py, {
       args: [...args, "--serve"],
+      clearEnv: true,
+      env: peerEnv(),
       stdin: "piped",
       stdout: "piped",
       stderr: "null",
