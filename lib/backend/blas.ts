@@ -287,6 +287,14 @@ export function loadBlas(): Blas | null {
     Deno.env.set("OMP_WAIT_POLICY", "passive");
     envSet.push("OMP_WAIT_POLICY");
   }
+  // OpenBLAS's idle workers spin ≈ 2^28 cycles (0.1 s) after each call by default, on the core
+  // the SIMD helper needs for the kernels between products: ≈ 10 % of a `small` step
+  // (docs/BENCHMARKS.md, 2026-12-03). 2^20 (≈ 0.4 ms) keeps them awake within a step. Read when
+  // the library loads; a user's own setting stands.
+  if (Deno.env.get("OPENBLAS_THREAD_TIMEOUT") === undefined) {
+    Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "20");
+    envSet.push("OPENBLAS_THREAD_TIMEOUT");
+  }
   // a library named by the user is the only one tried: falling back silently would hide a typo
   const named = Deno.env.get("DVSFT_BLAS_LIB");
   const candidates = named ? [named] : ["libopenblas.so.0", "libopenblas.so"];

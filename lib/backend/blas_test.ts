@@ -76,3 +76,44 @@ Deno.test({
     assertThrows(() => openGemm("libc.so.6", "buffer"), Error, "neither cblas_sgemm nor sgemm_");
   },
 });
+
+Deno.test({
+  name:
+    "loadBlas: OpenBLAS's spin timeout and OpenMP's wait policy default on, a user's setting stands",
+  ignore: loadBlas() === null,
+  async fn() {
+    const script = `
+      import { blasEnvSet, loadBlas } from ${
+      JSON.stringify(new URL("./blas.ts", import.meta.url).href)
+    };
+      loadBlas();
+      console.log(JSON.stringify({
+        timeout: Deno.env.get("OPENBLAS_THREAD_TIMEOUT") ?? null,
+        wait: Deno.env.get("OMP_WAIT_POLICY") ?? null,
+        set: blasEnvSet(),
+      }));`;
+    const run = async (env: Record<string, string>) => {
+      const base = Deno.env.toObject();
+      delete base.OPENBLAS_THREAD_TIMEOUT;
+      delete base.OMP_WAIT_POLICY;
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", "--no-check", script],
+        clearEnv: true,
+        env: { ...base, ...env },
+        stdout: "piped",
+      }).output();
+      assert(out.success);
+      return JSON.parse(new TextDecoder().decode(out.stdout).trim());
+    };
+    assertEquals(await run({}), {
+      timeout: "20",
+      wait: "passive",
+      set: ["OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT"],
+    });
+    assertEquals(await run({ OPENBLAS_THREAD_TIMEOUT: "4", OMP_WAIT_POLICY: "active" }), {
+      timeout: "4",
+      wait: "active",
+      set: [],
+    });
+  },
+});
