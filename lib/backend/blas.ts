@@ -274,6 +274,16 @@ export function blasEnvSet(): readonly string[] {
   return envSet;
 }
 
+/**
+ * Set an environment variable the BLAS reads once, when it loads, unless the user set it; recorded
+ * for `blasEnvSet`.
+ */
+function defaultEnv(name: string, value: string): void {
+  if (Deno.env.get(name) !== undefined) return;
+  Deno.env.set(name, value);
+  envSet.push(name);
+}
+
 /** Open the system BLAS, or null when it is absent or turned off. Cached. */
 export function loadBlas(): Blas | null {
   if (cached !== undefined) return cached;
@@ -281,20 +291,15 @@ export function loadBlas(): Blas | null {
   if (Deno.env.get("DVSFT_BLAS") === "off") return null;
   // An OpenMP BLAS (MKL with libgomp) keeps its threads spinning after every call by default, on
   // the cores the SIMD helper threads need between sgemms: a `small` step with MKL ran at 0.77×
-  // PyTorch 2.13 so, 0.86× with passive waiting (docs/BENCHMARKS.md). Read once, when the OpenMP
-  // runtime loads; a user's own setting stands. OpenBLAS's pthreads ignore it.
-  if (Deno.env.get("OMP_WAIT_POLICY") === undefined) {
-    Deno.env.set("OMP_WAIT_POLICY", "passive");
-    envSet.push("OMP_WAIT_POLICY");
-  }
-  // OpenBLAS's idle workers spin ≈ 2^28 cycles (0.1 s) after each call by default, on the core
-  // the SIMD helper needs for the kernels between products: ≈ 10 % of a `small` step
-  // (docs/BENCHMARKS.md, 2026-12-03). 2^20 (≈ 0.4 ms) keeps them awake within a step. Read when
-  // the library loads; a user's own setting stands.
-  if (Deno.env.get("OPENBLAS_THREAD_TIMEOUT") === undefined) {
-    Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "20");
-    envSet.push("OPENBLAS_THREAD_TIMEOUT");
-  }
+  // PyTorch 2.13 so, 0.86× with passive waiting (docs/BENCHMARKS.md). OpenBLAS's pthreads ignore
+  // it.
+  defaultEnv("OMP_WAIT_POLICY", "passive");
+  // OpenBLAS's idle workers spin ≈ 2^28 cycles (0.1 s) after each call by default, on the same
+  // core: ≈ 10 % of a `small` step (docs/BENCHMARKS.md, 2026-12-03), and in a benchmark the
+  // PyTorch step that follows ours (its 2-thread tiny step: 97 ms, 18 ms with a short wait). Too
+  // short a wait (2^4) slows our own step instead (every sgemm wakes a sleeping worker: `small`
+  // 1004 vs 399 ms at 2^20, 2026-12-02); 2^20 cycles (≈ 0.4 ms) keeps them awake within a step.
+  defaultEnv("OPENBLAS_THREAD_TIMEOUT", "20");
   // a library named by the user is the only one tried: falling back silently would hide a typo
   const named = Deno.env.get("DVSFT_BLAS_LIB");
   const candidates = named ? [named] : ["libopenblas.so.0", "libopenblas.so"];

@@ -118,17 +118,11 @@ for _ in range(5): a @ b
 print(2 * 2048**3 / ((time.perf_counter() - t) / 5) / 1e9)`;
 const numpyPeak = await python(TORCH_PY, ["-c", peakScript]) ??
   await python(DEBIAN_PY, ["-c", peakScript]);
-// OpenBLAS's pthread workers busy-wait ≈ 2^28 cycles (0.1 s) after each call by default: that
-// steals a core from the PyTorch step that follows ours (its 2-thread tiny step: 97 ms
-// interleaved, 18 ms with a short wait). Too short a wait (2^4) slows our own step instead (every
-// sgemm wakes a sleeping worker: `small` 1004 ms vs 399 ms at 2^20). 2^20 cycles (≈ 0.4 ms)
-// keeps the workers awake within our step and off the core within PyTorch's
-// (docs/BENCHMARKS.md, 2026-12-02); set before the library loads.
-if (!Deno.env.get("OPENBLAS_THREAD_TIMEOUT")) Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "20");
-console.log(`OPENBLAS_THREAD_TIMEOUT=${Deno.env.get("OPENBLAS_THREAD_TIMEOUT")}`);
 console.log(`SIMD kernels on ${threads} thread(s) (DVSFT_SIMD_THREADS)`);
 let ffiPeak: number | null = null;
 const blas = loadBlas();
+// set by loadBlas unless given (lib/backend/blas.ts: why 2^20 cycles)
+console.log(`OPENBLAS_THREAD_TIMEOUT=${Deno.env.get("OPENBLAS_THREAD_TIMEOUT")}`);
 if (blas) {
   const n = 2048,
     a = new Float32Array(n * n).fill(1),
