@@ -169,7 +169,9 @@ export function procedureCall(
 
 /** Run a procedure from its flat arguments (as a helper receives them). */
 export function runProcedure(name: ProcedureName, a: number[], gemm: GemmAt, simd: Simd): void {
-  const v = Object.fromEntries(PROCEDURE_PARAMS[name].map((n, i) => [n, a[i]!]));
+  // every parameter is a count or a heap byte offset: unsigned (the posted i32 reads back negative
+  // for offsets past 2 GiB)
+  const v = Object.fromEntries(PROCEDURE_PARAMS[name].map((n, i) => [n, a[i]! >>> 0]));
   const shape = { B: v.B!, T: v.T!, C: v.C!, H: v.H!, causal: v.causal === 1, ld: v.ld! };
   // the pointer fields, by the names the item functions read
   const at = v as unknown as

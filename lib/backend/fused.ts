@@ -490,12 +490,12 @@ function gemmAt(blas: Blas, backend: WasmBackend): GemmAt {
       n,
       k,
       alpha,
-      heap.subarray(a >> 2),
+      heap.subarray(a >>> 2),
       lda,
-      heap.subarray(b >> 2),
+      heap.subarray(b >>> 2),
       ldb,
       beta,
-      heap.subarray(c >> 2),
+      heap.subarray(c >>> 2),
       ldc,
     );
 }

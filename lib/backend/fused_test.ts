@@ -14,6 +14,7 @@ import {
   useBackend,
 } from "./mod.ts";
 import { loadBlas } from "./blas.ts";
+import { setSimdThreads, simdThreads } from "./simd_pool.ts";
 
 const rand = (shape: number[], seed: number, std = 1) =>
   tf.randomNormal(shape, 0, std, "float32", seed);
@@ -160,4 +161,37 @@ Deno.test("fused ops: the composed path runs on cpu and matches the fused kernel
     first as Float32Array,
     "causal",
   );
+});
+
+Deno.test({
+  name: "fused attention past 2 GiB of heap: offsets above 2³¹ on both threads' sgemms",
+  ignore: !loadBlas(),
+  fn: async () => {
+    await useBackend("wasm");
+    // 2.25 GiB of filler first, so what follows lands past 2³¹ (attention's sgemms take heap
+    // offsets: read back signed, they pointed below the heap and crashed a `medium` batch of 16)
+    const filler = Array.from({ length: 18 }, () => tf.zeros([32 << 20]));
+    const offset = (t: tf.Tensor) =>
+      (tf.backend() as unknown as { dataIdMap: Map<object, { memoryOffset: number }> })
+        .dataIdMap.get(t.dataId)!.memoryOffset;
+    const before = simdThreads();
+    try {
+      const qkv = rand([4, 40, 48], 40);
+      assert(offset(qkv) >= 2 ** 31, `input at ${offset(qkv)}, not past 2 GiB`);
+      for (const threads of [2, 1]) {
+        setSimdThreads(threads); // 2: the items split with the helper (its sgemms by pointer)
+        for (const causal of [false, true]) {
+          await compare(
+            `attentionQkv past 2 GiB, ${threads} SIMD thread(s), causal=${causal}`,
+            (x) => attentionQkv(x!, 4, causal),
+            [qkv],
+          );
+        }
+      }
+      qkv.dispose();
+    } finally {
+      setSimdThreads(before);
+      tf.dispose(filler);
+    }
+  },
 });
