@@ -6,6 +6,8 @@ usage: torch_step.py --config '<ModelConfig JSON>' --batch 16 --steps 10 --devic
        torch_step.py --config … --serve   (after warm-up prints {"ready": …}, then times one step
        per "step" line on stdin and prints its milliseconds; the benchmark interleaves these steps
        with its own, so both see the same machine)
+       torch_step.py --config … --profile   (steps under torch.profiler: prints the step and the
+       time inside its matmul ops, for `deno task bench:profile --torch-python`)
 """
 import sys
 import argparse, json, math, time
@@ -21,6 +23,7 @@ p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--device", default="cpu")
 p.add_argument("--threads", type=int, default=0)
 p.add_argument("--serve", action="store_true")
+p.add_argument("--profile", action="store_true")
 a = p.parse_args()
 c = json.loads(a.config)
 if a.threads:
@@ -112,6 +115,21 @@ if a.serve:
         t0 = time.perf_counter()
         step().item()
         print((time.perf_counter() - t0) * 1000, flush=True)
+    sys.exit(0)
+if a.profile:
+    # the matmul ops' own time on the calling thread (their intra-op threads run inside it), as
+    # bench:profile counts our main thread's sgemm time
+    from torch.profiler import ProfilerActivity, profile
+    GEMM = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation"}
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            step().item()
+        wall = (time.perf_counter() - t0) * 1000 / a.steps
+    ops = [(e.key, e.self_cpu_time_total / 1000 / a.steps, e.count / a.steps) for e in prof.key_averages()]
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "stepMs": wall,
+                      "gemmMs": sum(ms for k, ms, _ in ops if k in GEMM),
+                      "top": [{"op": k, "ms": ms, "calls": n} for k, ms, n in sorted(ops, key=lambda o: -o[1])[:12]]}))
     sys.exit(0)
 times = []
 for _ in range(a.steps):
