@@ -1,8 +1,10 @@
 /**
  * `deno task bench:train`: training-step time of the `tiny`, `small` and `medium` models on each
  * tfjs backend present, next to (1) the machine's single-precision matmul limit measured in the
- * same run (numpy when the PyTorch interpreter has it, else our BLAS through FFI) and (2) PyTorch
- * stepping the same shapes with the same optimizer (tests/bench/torch_step.py).
+ * same run (fp32 2048³, the faster of numpy — when the PyTorch interpreter has it — and our BLAS
+ * through FFI, at the start of every round; a preset's "% of sgemm limit" uses the median of its
+ * rounds) and (2) PyTorch stepping the same shapes with the same optimizer
+ * (tests/bench/torch_step.py).
  *
  *   --steps N (timed steps, default 5)   --presets tiny,small,medium   --backends wasm,cpu,webgpu
  *   --rounds R (default 1): each round interleaves, step by step, our fused step, the same with
@@ -116,14 +118,18 @@ a = np.random.rand(2048, 2048).astype(np.float32); b = np.random.rand(2048, 2048
 t = time.perf_counter()
 for _ in range(5): a @ b
 print(2 * 2048**3 / ((time.perf_counter() - t) / 5) / 1e9)`;
-const numpyPeak = await python(TORCH_PY, ["-c", peakScript]) ??
-  await python(DEBIAN_PY, ["-c", peakScript]);
+const numpyLimit = async () =>
+  Number(
+    await python(TORCH_PY, ["-c", peakScript]) ?? await python(DEBIAN_PY, ["-c", peakScript]),
+  ) || null;
+const numpyPeak = await numpyLimit();
 console.log(`SIMD kernels on ${threads} thread(s) (DVSFT_SIMD_THREADS)`);
-let ffiPeak: number | null = null;
 const blas = loadBlas();
 // set by loadBlas unless given (lib/backend/blas.ts: why 2^20 cycles)
 console.log(`OPENBLAS_THREAD_TIMEOUT=${Deno.env.get("OPENBLAS_THREAD_TIMEOUT")}`);
-if (blas) {
+/** The BLAS Deno calls at 2048³ (GFLOP/s), measured again in every round: the machine drifts. */
+function ffiLimit(): number | null {
+  if (!blas) return null;
   const n = 2048,
     a = new Float32Array(n * n).fill(1),
     b = new Float32Array(n * n).fill(1),
@@ -131,12 +137,15 @@ if (blas) {
   blas.sgemm(false, false, n, n, n, a, n, b, n, c);
   const t0 = performance.now();
   for (let i = 0; i < 5; i++) blas.sgemm(false, false, n, n, n, a, n, b, n, c);
-  ffiPeak = (2 * n ** 3) / ((performance.now() - t0) / 5 / 1000) / 1e9;
+  return (2 * n ** 3) / ((performance.now() - t0) / 5 / 1000) / 1e9;
 }
-// the limit is the fastest of the two means (numpy's BLAS and the one Deno calls)
-const peak = Math.max(Number(numpyPeak ?? NaN) || 0, ffiPeak ?? 0) || NaN;
+const ffiPeak = ffiLimit();
+// the limit is the faster of the two means (numpy's BLAS and the one Deno calls), measured at the
+// start of every round; each preset's shares use the median of its rounds' limits
+const limitOf = (numpy: number | null, ffi: number | null) =>
+  Math.max(numpy ?? 0, ffi ?? 0) || null;
 console.log(
-  `sgemm limit (fp32 2048³): numpy ${
+  `sgemm limit at the start (fp32 2048³): numpy ${
     numpyPeak ? Number(numpyPeak).toFixed(1) : "n/a"
   } GFLOP/s, OpenBLAS via Deno FFI ${ffiPeak?.toFixed(1) ?? "n/a"} GFLOP/s (${
     blas?.library ?? "no BLAS"
@@ -294,8 +303,11 @@ for (const preset of flags.presets) {
   const peerMs = new Map<string, number[]>(); // interleaved peer → per-round median step
   const ratios = new Map<string, number[]>(); // interleaved peer (or "best") → per-round ratio
   const bestMs: number[] = []; // per round: the faster interleaved peer's median step
+  const limits: number[] = []; // per round: the sgemm limit (Deno's BLAS, 2048³)
   for (let round = 0; round < flags.rounds; round++) {
     if (round === 0) await runSecond();
+    const limit = limitOf(await numpyLimit(), ffiLimit());
+    if (limit) limits.push(limit);
     const thisRound: Array<[string, number]> = [];
     for (const backend of present.filter((b) => wanted.includes(b))) {
       // the pure-JS reference and software Vulkan take minutes per small step: tiny only
@@ -358,6 +370,14 @@ for (const preset of flags.presets) {
   }
   // "vs best PyTorch": the median over rounds of the faster interleaved peer's median step
   const torchMs = bestMs.length ? median(bestMs) : null;
+  const peak = limits.length ? median(limits) : NaN;
+  if (limits.length) {
+    roundLines.push(
+      `${preset}: sgemm limit per round (the faster of numpy and Deno FFI) ${
+        limits.map((l) => l.toFixed(1)).join(", ")
+      } GFLOP/s; "% of sgemm limit" uses the median, ${peak.toFixed(1)}`,
+    );
+  }
   const add = (backend: string, ms: number) =>
     rows.push([
       preset,
