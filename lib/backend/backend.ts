@@ -11,6 +11,12 @@ import { simdThreads } from "./simd_pool.ts";
 import { sharedHeapWasmPaths } from "./shared_heap.ts";
 import { loadBlas, missingBlasWarning } from "./blas.ts";
 
+/**
+ * f32 tensor bytes the wasm backend could hold at once, measured on tfjs-backend-wasm 4.22 in
+ * Deno 2.9.6 (31 tensors of 128 MiB, the 32nd aborts): the 4 GiB of a 32-bit heap, less its own use.
+ */
+export const WASM_MAX_TENSOR_BYTES = 31 * 128 * 2 ** 20;
+
 export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
 export const BackendNameSchema = z.enum(BACKENDS);
 export type BackendName = z.infer<typeof BackendNameSchema>;

@@ -38,24 +38,19 @@ function normal(rng: Rng, n: number, std: number): Float32Array {
 
 let instances = 0;
 
-/**
- * Build the weights of a config, seeded: same seed → same weights on every backend.
- * Map keys are the weight names; the tf.Variable names get a per-model prefix (`m3/…`)
- * because tfjs variable names are global to the engine.
- */
-export function initWeights(config: ModelConfig, seed: number): Map<string, tf.Variable> {
-  const rng = new Rng(seed);
-  const prefix = `m${++instances}/`;
-  const w = new Map<string, tf.Variable>();
-  const add = (name: string, shape: number[], init: "normal" | "zeros" | "ones", std = 0.02) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const values = init === "normal"
-      ? normal(rng, n, std)
-      : new Float32Array(n).fill(init === "ones" ? 1 : 0);
-    const initial = tf.tensor(values, shape, "float32");
-    w.set(name, tf.variable(initial, true, prefix + name));
-    initial.dispose(); // the variable holds its own reference to the buffer
-  };
+/** One weight of a config: its name, shape and initialisation (normal: with this std). */
+interface WeightSpec {
+  name: string;
+  shape: number[];
+  init: "normal" | "zeros" | "ones";
+  std: number;
+}
+
+/** Every weight of a config, in the order `initWeights` draws them. */
+function weightSpecs(config: ModelConfig): WeightSpec[] {
+  const specs: WeightSpec[] = [];
+  const add = (name: string, shape: number[], init: WeightSpec["init"], std = 0.02) =>
+    specs.push({ name, shape, init, std });
   const block = (p: string, d: number, layers: number) => {
     const hidden = d * config.mlpRatio;
     const projStd = 0.02 / Math.sqrt(2 * layers); // GPT-2's scaled init of residual projections
@@ -93,6 +88,32 @@ export function initWeights(config: ModelConfig, seed: number): Map<string, tf.V
   for (let i = 0; i < config.layers; i++) block(`lm.block${i}`, d, config.layers);
   add("lm.ln.g", [d], "ones");
   add("lm.ln.b", [d], "zeros");
+  return specs;
+}
+
+/** The parameters a config has, counted without building it (for bounds checked first). */
+export function parameterCount(config: ModelConfig): number {
+  return weightSpecs(config).reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/**
+ * Build the weights of a config, seeded: same seed → same weights on every backend.
+ * Map keys are the weight names; the tf.Variable names get a per-model prefix (`m3/…`)
+ * because tfjs variable names are global to the engine.
+ */
+export function initWeights(config: ModelConfig, seed: number): Map<string, tf.Variable> {
+  const rng = new Rng(seed);
+  const prefix = `m${++instances}/`;
+  const w = new Map<string, tf.Variable>();
+  for (const { name, shape, init, std } of weightSpecs(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const values = init === "normal"
+      ? normal(rng, n, std)
+      : new Float32Array(n).fill(init === "ones" ? 1 : 0);
+    const initial = tf.tensor(values, shape, "float32");
+    w.set(name, tf.variable(initial, true, prefix + name));
+    initial.dispose(); // the variable holds its own reference to the buffer
+  }
   return w;
 }
 

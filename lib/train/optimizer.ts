@@ -35,8 +35,13 @@ export class AdamW {
 
   constructor(readonly config: OptimizerConfig, readonly weights: Map<string, tf.Variable>) {
     for (const [name, w] of weights) {
-      this.m.set(name, tf.variable(tf.zerosLike(w), false, `${w.name}.m`));
-      this.v.set(name, tf.variable(tf.zerosLike(w), false, `${w.name}.v`));
+      for (const [moments, suffix] of [[this.m, "m"], [this.v, "v"]] as const) {
+        const zeros = tf.zerosLike(w);
+        moments.set(name, tf.variable(zeros, false, `${w.name}.${suffix}`));
+        // the variable holds its own reference: kept, the zeros would stay on the heap for the
+        // whole run, and the first in-place update would copy every moment (`own`)
+        zeros.dispose();
+      }
     }
   }
 

@@ -14,7 +14,7 @@ import {
   type StepMetrics,
   writeRunConfig,
 } from "../runs/mod.ts";
-import { tf, useBackend } from "../backend/mod.ts";
+import { tf, useBackend, WASM_MAX_TENSOR_BYTES } from "../backend/mod.ts";
 import type { Sample } from "../data/mod.ts";
 import { jointNextTokenLoss } from "../loss/mod.ts";
 import {
@@ -22,6 +22,7 @@ import {
   type ModelConfig,
   ModelConfigSchema,
   numVisualTokens,
+  parameterCount,
   sequenceLength,
   SmallVLM,
 } from "../model/mod.ts";
@@ -48,6 +49,52 @@ export function resolveModelConfig(c: TrainConfig, vocabSize: number): ModelConf
   }
   const preset = MODEL_PRESETS[c.model as keyof typeof MODEL_PRESETS];
   return ModelConfigSchema.parse({ ...preset, ...c.modelOverrides, vocabSize });
+}
+
+/** Bytes full fine-tuning holds a parameter with: weight, gradient, AdamW's two moments (f32). */
+const TRAINING_BYTES_PER_PARAMETER = 16;
+
+/**
+ * Refuse, before anything is allocated, a model whose full fine-tuning state alone passes what the
+ * backend holds (wasm: its 32-bit heap; measured here at batch 1: 204 M parameters train, 229 M
+ * run out of heap in their first step).
+ */
+export function checkTrainingFits(backend: string, parameters: number): void {
+  const bytes = TRAINING_BYTES_PER_PARAMETER * parameters;
+  if (backend === "wasm" && bytes > WASM_MAX_TENSOR_BYTES) {
+    throw new RangeError(
+      `Cannot train ${(parameters / 1e6).toFixed(0)} M parameters on wasm: full fine-tuning holds ${
+        (bytes / 2 ** 30).toFixed(2)
+      } GiB in weights, gradients and AdamW moments, more than the ${
+        (WASM_MAX_TENSOR_BYTES / 2 ** 30).toFixed(2)
+      } GiB of tensors a 32-bit wasm heap holds (≈ 200 M parameters train at batch 1); use a smaller model, or --set backend=webgpu`,
+    );
+  }
+}
+
+/**
+ * A wasm trap in training step `step` (0-based; the heap full, most likely), said as such; other
+ * errors come back unchanged.
+ */
+export function stepError(
+  e: unknown,
+  backend: string,
+  parameters: number,
+  step: number,
+  ckpt: string,
+): unknown {
+  if (backend !== "wasm" || !(e instanceof WebAssembly.RuntimeError)) return e;
+  const state = (TRAINING_BYTES_PER_PARAMETER * parameters) / 2 ** 30;
+  return new RangeError(
+    `Training step ${step + 1} failed on wasm (${e.message}): the wasm heap holds ${
+      (WASM_MAX_TENSOR_BYTES / 2 ** 30).toFixed(2)
+    } GiB of tensors, and ${(parameters / 1e6).toFixed(0)} M parameters already hold ${
+      state.toFixed(2)
+    } GiB in weights, gradients and AdamW moments before the step's activations; use a smaller batch or model, or --set backend=webgpu${
+      step > 0 ? `. Checkpoints so far are in ${ckpt}` : ""
+    }`,
+    { cause: e },
+  );
 }
 
 /** A batch as tensors: pixels [B, S, S, 3], inputIds [B, T], labels [B, T]. */
@@ -116,6 +163,8 @@ async function trainIn(
 
   // model and optimizer
   const modelConfig = resolveModelConfig(config, tokenizer.vocabSize);
+  const parameters = parameterCount(modelConfig);
+  checkTrainingFits(backend, parameters);
   const model = new SmallVLM(modelConfig, undefined, config.seed);
   const optimizer = new AdamW(config.optimizer, model.weights);
   let step = 0;
@@ -191,6 +240,8 @@ async function trainIn(
           gradNorm = optimizer.apply(grads, lr);
           parts = [value, ...parts!];
           tf.dispose(grads);
+        } catch (e) {
+          throw stepError(e, backend, parameters, step, ckptDir);
         } finally {
           tf.dispose([batch.pixels, batch.inputIds, batch.labels]);
         }

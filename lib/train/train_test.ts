@@ -3,10 +3,10 @@ import { join } from "node:path";
 import { availableBackends, tf, useBackend } from "../backend/mod.ts";
 import { makeReadingSample } from "../data/mod.ts";
 import { jointNextTokenLoss } from "../loss/mod.ts";
-import { MODEL_PRESETS, ModelConfigSchema, SmallVLM } from "../model/mod.ts";
+import { MODEL_PRESETS, ModelConfigSchema, parameterCount, SmallVLM } from "../model/mod.ts";
 import { buildSmallTokenizerJson } from "../tokenizer/small.ts";
 import { loadTokenizerFile } from "../tokenizer/mod.ts";
-import { makeBatch, NonFiniteLossError, train } from "./mod.ts";
+import { makeBatch, NonFiniteLossError, stepError, train } from "./mod.ts";
 import { loadCheckpoint, resolveCheckpoint, runPaths } from "../runs/mod.ts";
 import { periodicEvaluation } from "../eval/mod.ts";
 import { sha256Hex } from "../util/hash.ts";
@@ -309,6 +309,67 @@ Deno.test("train: a run refused before its first step leaves no run folder behin
       })
     );
     assertEquals([...Deno.readDirSync(outDir)].map((e) => e.name), []);
+  } finally {
+    await Deno.remove(outDir, { recursive: true });
+  }
+});
+
+Deno.test("train: a model past the wasm heap is refused before anything is allocated, with the bound", async () => {
+  const outDir = await tmp();
+  try {
+    await useBackend("wasm");
+    const bytes = tf.memory().numBytes;
+    // dim 2048 × 8 layers: 415 M parameters, 6.2 GiB of full fine-tuning state
+    const e = await assertRejects(
+      () =>
+        train({
+          ...base,
+          name: "too-large",
+          outDir,
+          steps: 1,
+          backend: "wasm",
+          modelOverrides: { dim: 2048, layers: 8, heads: 32 },
+        }),
+      RangeError,
+    );
+    assert(/Cannot train 4\d\d M parameters on wasm/.test(e.message), e.message);
+    assert(/6\.\d\d GiB in weights, gradients and AdamW moments/.test(e.message), e.message);
+    assertEquals(tf.memory().numBytes, bytes, "refused before any weight was made");
+    // a trap in a later step (a real one: a load past a one-page memory) is said as the heap
+    const trap = (() => {
+      const m = new WebAssembly.Module(
+        new Uint8Array([
+          ...[0, 0x61, 0x73, 0x6d, 1, 0, 0, 0],
+          ...[1, 5, 1, 0x60, 0, 1, 0x7f], // type: () -> i32
+          ...[3, 2, 1, 0], // func 0
+          ...[5, 3, 1, 0, 1], // memory: 1 page
+          ...[7, 5, 1, 1, 0x66, 0, 0], // export "f"
+          ...[10, 11, 1, 9, 0, 0x41, 0x80, 0x80, 0x08, 0x28, 2, 0, 0x0b], // i32.load (131072)
+        ]),
+      );
+      try {
+        (new WebAssembly.Instance(m).exports.f as () => number)();
+      } catch (e) {
+        return e;
+      }
+    })();
+    assert(trap instanceof WebAssembly.RuntimeError);
+    const said = stepError(trap, "wasm", 229e6, 7, "/runs/x/checkpoints") as Error;
+    assert(said instanceof RangeError && said.cause === trap);
+    assert(
+      /^Training step 8 failed on wasm \(.*out of bounds.*\): .* 229 M parameters already hold 3\.41 GiB/
+        .test(said.message),
+      said.message,
+    );
+    assert(said.message.endsWith("Checkpoints so far are in /runs/x/checkpoints"), said.message);
+    const other = new TypeError("not a trap");
+    assertEquals(stepError(other, "wasm", 1, 0, ""), other);
+    assertEquals(stepError(trap, "cpu", 1, 0, ""), trap);
+    // the count it refused by is the model's own
+    const c = ModelConfigSchema.parse({ ...MODEL_PRESETS.tiny, vocabSize: 50 });
+    const model = new SmallVLM(c);
+    assertEquals(parameterCount(c), model.parameterCount);
+    model.dispose();
   } finally {
     await Deno.remove(outDir, { recursive: true });
   }

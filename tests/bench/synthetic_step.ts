@@ -18,6 +18,8 @@ export interface SyntheticStep {
    * it), then a sync.
    */
   step(around?: (update: () => tf.Tensor) => tf.Tensor): Promise<void>;
+  /** the model's trainable parameters */
+  parameters: number;
   dispose(): void;
 }
 
@@ -29,6 +31,7 @@ export function syntheticStep(c: ModelConfig, B: number): SyntheticStep {
   const ids = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 2) as tf.Tensor2D;
   const labels = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 3) as tf.Tensor2D;
   return {
+    parameters: [...model.weights.values()].reduce((n, w) => n + w.size, 0),
     step: async (around = (update) => update()) => {
       const { value, grads } = tf.variableGrads(() =>
         jointNextTokenLoss(model.apply(pixels, ids), labels, [1, N + 1]).total

@@ -4,7 +4,7 @@
  * {@linkcode QwenVLModel}; `saveQwenVL` writes a folder transformers' `from_pretrained` loads.
  */
 import { join } from "node:path";
-import { tf } from "../../backend/mod.ts";
+import { tf, WASM_MAX_TENSOR_BYTES } from "../../backend/mod.ts";
 import { Checkpoint, readConfigJson, writeCheckpointWeights } from "../../hf/checkpoint.ts";
 import type { WriteDtype } from "../../hf/safetensors.ts";
 import { parseQwenConfig, qwenParameterCount } from "./config.ts";
@@ -17,12 +17,6 @@ import {
   qwenWeightShapes,
   toHfTensor,
 } from "./model.ts";
-
-/**
- * f32 tensor bytes the wasm backend could hold at once, measured on tfjs-backend-wasm 4.22 in
- * Deno 2.9.6 (31 tensors of 128 MiB, the 32nd aborts): the 4 GiB of a 32-bit heap, less its own use.
- */
-export const WASM_MAX_TENSOR_BYTES = 31 * 128 * 2 ** 20;
 
 /** A refusal bound before anything is allocated (any backend). */
 export const DEFAULT_MAX_PARAMETERS = 8e9;
