@@ -35,7 +35,13 @@ import {
 import { getTokenizer, type WordTokenizer } from "../tokenizer/mod.ts";
 import { AdamW, learningRate } from "./optimizer.ts";
 import type { TrainConfig } from "./config.ts";
-import { recordStep, resumeTraining, type TrainOptions, type TrainResult } from "./loop.ts";
+import {
+  recordStep,
+  resumeTraining,
+  stepError,
+  type TrainOptions,
+  type TrainResult,
+} from "./loop.ts";
 
 /** The checkpoint folder a `model: "hf:<folder>"` names, or null for a built-in preset. */
 export const hfModelPath = (model: string): string | null =>
@@ -156,6 +162,10 @@ export async function trainHf(
         v: optimizer!.v,
       }, config.keepCheckpoints);
     const vars = [...weights.values()];
+    // f32 weights, and a gradient and two AdamW moments for each trainable one
+    const sizeOf = (xs: Iterable<tf.Variable>) => [...xs].reduce((n, x) => n + x.size, 0);
+    const stateBytes = 4 * sizeOf(new Set([...model.weights.values(), ...vars])) +
+      12 * sizeOf(vars);
     const metrics: StepMetrics[] = [];
     const log = await openMetricsLog(runDir, !latest);
     try {
@@ -207,6 +217,8 @@ export async function trainHf(
               );
               tf.dispose([...Object.values(prev), ...Object.values(grads)]);
             }
+          } catch (e) {
+            throw stepError(e, backend, stateBytes, step, paths.checkpoints);
           } finally {
             tf.dispose([s.pixels, s.inputIds, s.labels]);
           }
@@ -216,7 +228,12 @@ export async function trainHf(
         );
         tf.dispose(Object.values(sums!));
         const lr = learningRate(config.optimizer, step, config.steps);
-        const normT = optimizer.apply(averaged, lr);
+        let normT: tf.Scalar;
+        try {
+          normT = optimizer.apply(averaged, lr);
+        } catch (e) {
+          throw stepError(e, backend, stateBytes, step, paths.checkpoints);
+        }
         tf.dispose(Object.values(averaged));
         const norm = (await normT.data())[0]!;
         normT.dispose();

@@ -3,7 +3,7 @@
  * log, callback, due checkpoint) and the loss plot — so the built-in model's loop (train.ts) and
  * the Hugging Face one (hf.ts) are siblings, neither importing the other.
  */
-import { tf } from "../backend/mod.ts";
+import { tf, WASM_MAX_TENSOR_BYTES } from "../backend/mod.ts";
 import type { SmallVLM } from "../model/mod.ts";
 import { lineChartSvg } from "../plot/mod.ts";
 import {
@@ -131,4 +131,28 @@ export async function resumeTraining(
   restoreVariables(optimizer.v, ck.optimizer, latest, ".v");
   optimizer.t = ck.manifest.adamT;
   return { latest, step: ck.manifest.step, dataPosition: ck.manifest.dataPosition };
+}
+
+/**
+ * A wasm trap in training step `step` (0-based; the heap full, most likely), said as such, with
+ * the bytes the model's weights and training state hold; other errors come back unchanged.
+ */
+export function stepError(
+  e: unknown,
+  backend: string,
+  stateBytes: number,
+  step: number,
+  checkpoints: string,
+): unknown {
+  if (backend !== "wasm" || !(e instanceof WebAssembly.RuntimeError)) return e;
+  return new RangeError(
+    `Training step ${step + 1} failed on wasm (${e.message}): the wasm heap holds ${
+      (WASM_MAX_TENSOR_BYTES / 2 ** 30).toFixed(2)
+    } GiB of tensors, and the weights, gradients and AdamW moments already hold ${
+      (stateBytes / 2 ** 30).toFixed(2)
+    } GiB before the step's activations; use a smaller batch or model, or --set backend=webgpu${
+      step > 0 ? `. Checkpoints so far are in ${checkpoints}` : ""
+    }`,
+    { cause: e },
+  );
 }

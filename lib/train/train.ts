@@ -38,6 +38,7 @@ import {
   NonFiniteLossError,
   recordStep,
   resumeTraining,
+  stepError,
   type TrainOptions,
   type TrainResult,
   writeLossPlot,
@@ -70,31 +71,6 @@ export function checkTrainingFits(backend: string, parameters: number): void {
       } GiB of tensors a 32-bit wasm heap holds (≈ 200 M parameters train at batch 1); use a smaller model, or --set backend=webgpu`,
     );
   }
-}
-
-/**
- * A wasm trap in training step `step` (0-based; the heap full, most likely), said as such; other
- * errors come back unchanged.
- */
-export function stepError(
-  e: unknown,
-  backend: string,
-  parameters: number,
-  step: number,
-  ckpt: string,
-): unknown {
-  if (backend !== "wasm" || !(e instanceof WebAssembly.RuntimeError)) return e;
-  const state = (TRAINING_BYTES_PER_PARAMETER * parameters) / 2 ** 30;
-  return new RangeError(
-    `Training step ${step + 1} failed on wasm (${e.message}): the wasm heap holds ${
-      (WASM_MAX_TENSOR_BYTES / 2 ** 30).toFixed(2)
-    } GiB of tensors, and ${(parameters / 1e6).toFixed(0)} M parameters already hold ${
-      state.toFixed(2)
-    } GiB in weights, gradients and AdamW moments before the step's activations; use a smaller batch or model, or --set backend=webgpu${
-      step > 0 ? `. Checkpoints so far are in ${ckpt}` : ""
-    }`,
-    { cause: e },
-  );
 }
 
 /** A batch as tensors: pixels [B, S, S, 3], inputIds [B, T], labels [B, T]. */
@@ -241,7 +217,7 @@ async function trainIn(
           parts = [value, ...parts!];
           tf.dispose(grads);
         } catch (e) {
-          throw stepError(e, backend, parameters, step, ckptDir);
+          throw stepError(e, backend, TRAINING_BYTES_PER_PARAMETER * parameters, step, ckptDir);
         } finally {
           tf.dispose([batch.pixels, batch.inputIds, batch.labels]);
         }
