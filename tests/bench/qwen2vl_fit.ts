@@ -35,7 +35,16 @@ console.log(
 );
 const t0 = performance.now();
 const model = new QwenVLModel(config, QwenVLModel.variables(randomQwenWeights(config, 0)));
-console.log(`weights made in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+/** The wasm heap's size: its high-water mark (it never shrinks); null on other backends. */
+function heapBytes(): number | null {
+  const b = tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } };
+  return b.wasm ? b.wasm.HEAPU8.buffer.byteLength : null;
+}
+console.log(
+  `weights made in ${((performance.now() - t0) / 1000).toFixed(1)} s${
+    heapBytes() ? `, wasm heap ${(heapBytes()! / 2 ** 30).toFixed(2)} GiB` : ""
+  }`,
+);
 if (mode === "lora") {
   addLora(model, { rank: 8, alpha: 16, targetModules: ["q_proj", "v_proj", "qkv"] });
 }
@@ -64,7 +73,11 @@ try {
   console.log(
     `DV-SFT step: loss ${loss.toFixed(3)}, ${
       ((performance.now() - t1) / 1000).toFixed(1)
-    } s, tensors held at the end of the step ${(peak / 2 ** 30).toFixed(2)} GiB`,
+    } s, tensors held at the end of the step ${
+      (peak / 2 ** 30).toFixed(2)
+    } GiB (views counted apart)${
+      heapBytes() ? `, wasm heap ${(heapBytes()! / 2 ** 30).toFixed(2)} GiB` : ""
+    }`,
   );
   tf.dispose([value, ...Object.values(grads)]);
 } catch (e) {
