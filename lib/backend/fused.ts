@@ -113,6 +113,12 @@ export async function startWasmHelpers(): Promise<number> {
   }
 }
 
+/** The current wasm backend's heap size in bytes — its high-water mark, it never shrinks — or null. */
+export function wasmHeapBytes(): number | null {
+  if (tf.getBackend() !== "wasm") return null;
+  return heapMemory(tf.backend() as WasmBackend)?.buffer.byteLength ?? null;
+}
+
 /** tfjs-backend-wasm's WebAssembly.Memory (emscripten keeps it on the module's exports). */
 function heapMemory(backend: WasmBackend): WebAssembly.Memory | null {
   const m = backend?.wasm;

@@ -6,7 +6,7 @@
  *
  *   deno run -A tests/bench/fit_own.ts [backend=wasm] [dim=1024] [layers=12] [batch=1]
  */
-import { tf, useBackend } from "../../lib/backend/mod.ts";
+import { tf, useBackend, wasmHeapBytes } from "../../lib/backend/mod.ts";
 import { MODEL_PRESETS, ModelConfigSchema } from "../../lib/model/mod.ts";
 import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
 import { syntheticStep } from "./synthetic_step.ts";
@@ -36,14 +36,9 @@ for (let i = 0; i < 2; i++) {
     `step ${i + 1}: ${((performance.now() - s) / 1000).toFixed(1)} s, ${
       (tf.memory().numBytes / 2 ** 30).toFixed(2)
     } GiB of tensors held after it${
-      heapBytes() ? `, heap ${(heapBytes()! / 2 ** 30).toFixed(2)} GiB` : ""
+      wasmHeapBytes() ? `, heap ${(wasmHeapBytes()! / 2 ** 30).toFixed(2)} GiB` : ""
     }`,
   );
-}
-/** The wasm heap's size: its high-water mark (it never shrinks). */
-function heapBytes(): number | null {
-  const b = tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } };
-  return b.wasm ? b.wasm.HEAPU8.buffer.byteLength : null;
 }
 console.log(`total ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 dispose();

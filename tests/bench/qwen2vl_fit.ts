@@ -6,7 +6,7 @@
  *
  *   npx -y deno@2.9.6 run -A tests/bench/qwen2vl_fit.ts [backend] [decoder layers] [vision blocks] [lora|full]
  */
-import { tf, useBackend } from "../../lib/backend/mod.ts";
+import { tf, useBackend, wasmHeapBytes } from "../../lib/backend/mod.ts";
 import { jointNextTokenLoss } from "../../lib/loss/mod.ts";
 import {
   addLora,
@@ -35,14 +35,9 @@ console.log(
 );
 const t0 = performance.now();
 const model = new QwenVLModel(config, QwenVLModel.variables(randomQwenWeights(config, 0)));
-/** The wasm heap's size: its high-water mark (it never shrinks); null on other backends. */
-function heapBytes(): number | null {
-  const b = tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } };
-  return b.wasm ? b.wasm.HEAPU8.buffer.byteLength : null;
-}
 console.log(
   `weights made in ${((performance.now() - t0) / 1000).toFixed(1)} s${
-    heapBytes() ? `, wasm heap ${(heapBytes()! / 2 ** 30).toFixed(2)} GiB` : ""
+    wasmHeapBytes() ? `, wasm heap ${(wasmHeapBytes()! / 2 ** 30).toFixed(2)} GiB` : ""
   }`,
 );
 if (mode === "lora") {
@@ -76,7 +71,7 @@ try {
     } s, tensors held at the end of the step ${
       (peak / 2 ** 30).toFixed(2)
     } GiB (views counted apart)${
-      heapBytes() ? `, wasm heap ${(heapBytes()! / 2 ** 30).toFixed(2)} GiB` : ""
+      wasmHeapBytes() ? `, wasm heap ${(wasmHeapBytes()! / 2 ** 30).toFixed(2)} GiB` : ""
     }`,
   );
   tf.dispose([value, ...Object.values(grads)]);

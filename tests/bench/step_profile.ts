@@ -17,7 +17,7 @@ import { tf, useBackend } from "../../lib/backend/mod.ts";
 import { type BlasThreads, loadBlas } from "../../lib/backend/blas.ts";
 import { MODEL_PRESETS, ModelConfigSchema } from "../../lib/model/mod.ts";
 import { trainStepFlops } from "../../lib/model/flops.ts";
-import { syntheticStep } from "./synthetic_step.ts";
+import { sgemmLimit, syntheticStep } from "./synthetic_step.ts";
 import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
 
 const { values } = parseArgs({
@@ -204,11 +204,7 @@ function shapesReport(gemm: NonNullable<typeof untimedGemm>, threads: BlasThread
   }
   // the machine's sgemm limit, as bench:train measures it (fp32 2048³, the BLAS's threads)
   if (before !== undefined) threads?.set(before);
-  const N = 2048, big = new Float32Array(N * N).fill(1), res = new Float32Array(N * N);
-  gemm(false, false, N, N, N, 1, big, N, big, N, 0, res, N);
-  const t0 = performance.now();
-  for (let i = 0; i < 5; i++) gemm(false, false, N, N, N, 1, big, N, big, N, 0, res, N);
-  const limit = 2 * N ** 3 / ((performance.now() - t0) / 5) / 1e6;
+  const limit = sgemmLimit(gemm);
   const model = trainStepFlops(c, flags.batch) / 1e9;
   console.log(
     `\nmain-thread sgemm calls by shape (GFLOP/s in the step, and alone right after)\n` +

@@ -11,6 +11,16 @@ import {
   SmallVLM,
 } from "../../lib/model/mod.ts";
 import { AdamW, OptimizerConfigSchema } from "../../lib/train/optimizer.ts";
+import type { Gemm } from "../../lib/backend/blas.ts";
+
+/** The machine's sgemm limit through `gemm`: GFLOP/s of fp32 2048³ products (1 warm-up, 5 timed). */
+export function sgemmLimit(gemm: Gemm<Float32Array>): number {
+  const n = 2048, a = new Float32Array(n * n).fill(1), c = new Float32Array(n * n);
+  gemm(false, false, n, n, n, 1, a, n, a, n, 0, c, n);
+  const t0 = performance.now();
+  for (let i = 0; i < 5; i++) gemm(false, false, n, n, n, 1, a, n, a, n, 0, c, n);
+  return (2 * n ** 3) / ((performance.now() - t0) / 5) / 1e6;
+}
 
 export interface SyntheticStep {
   /**
@@ -31,7 +41,7 @@ export function syntheticStep(c: ModelConfig, B: number): SyntheticStep {
   const ids = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 2) as tf.Tensor2D;
   const labels = tf.randomUniform([B, T], 6, c.vocabSize - 1, "int32", 3) as tf.Tensor2D;
   return {
-    parameters: [...model.weights.values()].reduce((n, w) => n + w.size, 0),
+    parameters: model.parameterCount,
     step: async (around = (update) => update()) => {
       const { value, grads } = tf.variableGrads(() =>
         jointNextTokenLoss(model.apply(pixels, ids), labels, [1, N + 1]).total

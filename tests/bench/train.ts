@@ -39,7 +39,7 @@ import {
   trainStepFlops,
 } from "../../lib/model/mod.ts";
 import { buildSmallTokenizerJson } from "../../lib/tokenizer/small.ts";
-import { syntheticStep } from "./synthetic_step.ts";
+import { sgemmLimit, syntheticStep } from "./synthetic_step.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -129,15 +129,7 @@ const blas = loadBlas();
 console.log(`OPENBLAS_THREAD_TIMEOUT=${Deno.env.get("OPENBLAS_THREAD_TIMEOUT")}`);
 /** The BLAS Deno calls at 2048³ (GFLOP/s), measured again in every round: the machine drifts. */
 function ffiLimit(): number | null {
-  if (!blas) return null;
-  const n = 2048,
-    a = new Float32Array(n * n).fill(1),
-    b = new Float32Array(n * n).fill(1),
-    c = new Float32Array(n * n);
-  blas.sgemm(false, false, n, n, n, a, n, b, n, c);
-  const t0 = performance.now();
-  for (let i = 0; i < 5; i++) blas.sgemm(false, false, n, n, n, a, n, b, n, c);
-  return (2 * n ** 3) / ((performance.now() - t0) / 5 / 1000) / 1e9;
+  return blas ? sgemmLimit(blas.gemm.bind(blas)) : null;
 }
 const ffiPeak = ffiLimit();
 // the limit is the faster of the two means (numpy's BLAS and the one Deno calls), measured at the
